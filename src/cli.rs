@@ -1,0 +1,219 @@
+//! Command-line interface: flags (each also read from a `SIDECAR_INJECTOR_*` variable) and dispatch.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sidecar_injector::certs::CertBundle;
+use sidecar_injector::config::InjectConfig;
+use sidecar_injector::engine::Injector;
+use sidecar_injector::server::Server;
+use sidecar_injector::server::tls::{self, TlsSource};
+
+/// A Kubernetes mutating admission webhook that injects Istio's sidecar proxy, with CPU and
+/// memory tuned per field from pod annotations and checked before the API server sees them.
+#[derive(Debug, Parser)]
+#[command(name = "sidecar-injector", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the webhook over HTTPS (POST /inject) and health and metrics over HTTP.
+    ///
+    /// Without --tls-cert/--tls-key it makes a self-signed CA and a certificate for
+    /// localhost and 127.0.0.1, writes the CA to --self-signed-ca-out and logs the path,
+    /// so `curl --cacert <path> https://localhost:8443/inject` works with no set-up.
+    Serve(ServeArgs),
+    /// Inject offline, like `istioctl kube-inject`: read YAML workloads, write injected YAML.
+    ///
+    /// Takes Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets,
+    /// ReplicationControllers, Jobs, CronJobs and Lists, in one or many documents.
+    /// Other kinds pass through unchanged.
+    Inject(InjectArgs),
+    /// Write a CA and a serving certificate for the webhook Service, and print the caBundle.
+    ///
+    /// Files written to --out: ca.crt, ca.key, tls.crt, tls.key. The certificate's names
+    /// are NAME, NAME.NS, NAME.NS.svc and NAME.NS.svc.cluster.local. The base64 caBundle
+    /// for the MutatingWebhookConfiguration is printed on stdout.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Config file (YAML); see deploy/config.yaml. Built-in defaults when absent.
+    #[arg(long, env = "SIDECAR_INJECTOR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn injector(&self) -> Result<Injector, String> {
+        let config = match &self.config {
+            Some(path) => InjectConfig::load(path).map_err(|e| e.to_string())?,
+            None => InjectConfig::default(),
+        };
+        Injector::new(config).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// HTTPS address of the webhook.
+    #[arg(long, env = "SIDECAR_INJECTOR_LISTEN", default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, env = "SIDECAR_INJECTOR_ADMIN_LISTEN", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    admin_listen: SocketAddr,
+    /// PEM certificate chain for the webhook.
+    #[arg(long, env = "SIDECAR_INJECTOR_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for the webhook.
+    #[arg(long, env = "SIDECAR_INJECTOR_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Where the self-signed CA is written when no certificate is given.
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_SELF_SIGNED_CA_OUT",
+        default_value_os_t = std::env::temp_dir().join("sidecar-injector").join("ca.crt"),
+        value_name = "FILE"
+    )]
+    self_signed_ca_out: PathBuf,
+    /// Log format.
+    #[arg(long, env = "SIDECAR_INJECTOR_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+struct InjectArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Input YAML file, or - for stdin.
+    #[arg(short = 'f', long = "filename", env = "SIDECAR_INJECTOR_FILENAME", value_name = "FILE|-")]
+    filename: String,
+    /// Namespace for workloads that name none.
+    #[arg(long, env = "SIDECAR_INJECTOR_NAMESPACE", default_value = "default")]
+    namespace: String,
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "SIDECAR_INJECTOR_SERVICE", value_name = "NAME")]
+    service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "SIDECAR_INJECTOR_NAMESPACE", value_name = "NS")]
+    namespace: String,
+    /// Folder to write ca.crt, ca.key, tls.crt and tls.key into (created if missing).
+    #[arg(long, env = "SIDECAR_INJECTOR_OUT", value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Inject(args) => inject(args),
+        Command::Certs(args) => certs(args),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let injector = args.config.injector()?;
+    let source = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        _ => TlsSource::SelfSigned {
+            ca_out: args.self_signed_ca_out,
+        },
+    };
+    let (tls_config, ca_path) = tls::load(&source).map_err(|e| e.to_string())?;
+    if let Some(path) = ca_path {
+        tracing::info!(ca = %path.display(), "no --tls-cert given: serving a self-signed certificate for localhost; trust it with curl --cacert {}", path.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let webhook = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let admin = tokio::net::TcpListener::bind(args.admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
+        let server = Server::bind(webhook, admin, tls_config, injector);
+        tracing::info!(admin = %args.admin_listen, "admin serving HTTP");
+        server.run(shutdown_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn inject(args: InjectArgs) -> Result<(), String> {
+    init_logging(LogFormat::Text);
+    let injector = args.config.injector()?;
+    let input = if args.filename == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        text
+    } else {
+        std::fs::read_to_string(&args.filename).map_err(|e| format!("cannot read {}: {e}", args.filename))?
+    };
+    let output = sidecar_injector::offline::inject_yaml(&injector, &input, &args.namespace).map_err(|e| e.to_string())?;
+    print!("{output}");
+    Ok(())
+}
+
+fn certs(args: CertsArgs) -> Result<(), String> {
+    let hosts = CertBundle::service_hosts(&args.service, &args.namespace);
+    let bundle = CertBundle::generate(&hosts).map_err(|e| e.to_string())?;
+    bundle.write_to(&args.out).map_err(|e| e.to_string())?;
+    eprintln!("wrote ca.crt, ca.key, tls.crt and tls.key to {} for {}", args.out.display(), hosts.join(", "));
+    println!("{}", bundle.ca_bundle());
+    Ok(())
+}

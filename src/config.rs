@@ -1,0 +1,424 @@
+//! The injector's configuration file: images, default resources, policy and selectors.
+//!
+//! The file is YAML. Unknown keys and bad values stop start-up with a message naming the
+//! key, because a typo in a webhook's config silently changes every pod in the cluster.
+//! [`InjectConfig::default`] is the built-in configuration `serve` runs with when no file
+//! is given; `deploy/config.yaml` documents every key.
+
+use std::path::Path;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::Deserialize;
+
+use crate::quantity::{Quantity, QuantityError, ResourceKind};
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema (unknown key, wrong type).
+    #[error("config file {path}: {message}")]
+    Schema {
+        /// The file.
+        path: String,
+        /// serde's description, which names the key.
+        message: String,
+    },
+    /// A resource value is not a quantity.
+    #[error("config key {key} has value {value:?}, which {reason} (examples: {examples})")]
+    Quantity {
+        /// The dotted key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: QuantityError,
+        /// Accepted forms.
+        examples: &'static str,
+    },
+    /// A default request exceeds its default limit.
+    #[error("config key {key}: request {request} is above limit {limit}")]
+    RequestAboveLimit {
+        /// The dotted key of the request.
+        key: String,
+        /// The request.
+        request: String,
+        /// The limit.
+        limit: String,
+    },
+    /// Another value is out of range.
+    #[error("config key {key} has value {value:?}: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The accepted form.
+        reason: String,
+    },
+}
+
+/// Whether pods without an explicit choice are injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionPolicy {
+    /// Inject unless the pod opts out (Istio's default).
+    #[default]
+    Enabled,
+    /// Inject only pods that opt in.
+    Disabled,
+}
+
+/// How the four resource annotations combine with the configured defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ResourceMerge {
+    /// Each annotation overrides only its own field; the rest keep their defaults.
+    #[default]
+    PerField,
+    /// Istio's behaviour: any annotation drops every default.
+    Istio,
+}
+
+/// How inbound and outbound traffic is captured into the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum InterceptionMode {
+    /// iptables REDIRECT (Istio's default).
+    #[default]
+    #[serde(rename = "REDIRECT")]
+    Redirect,
+    /// iptables TPROXY, which keeps the source address.
+    #[serde(rename = "TPROXY")]
+    Tproxy,
+    /// No capture; no init container.
+    #[serde(rename = "NONE")]
+    None,
+}
+
+impl InterceptionMode {
+    /// The spelling Istio uses in annotations and arguments.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterceptionMode::Redirect => "REDIRECT",
+            InterceptionMode::Tproxy => "TPROXY",
+            InterceptionMode::None => "NONE",
+        }
+    }
+
+    /// Parses Istio's spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "REDIRECT" => Some(InterceptionMode::Redirect),
+            "TPROXY" => Some(InterceptionMode::Tproxy),
+            "NONE" => Some(InterceptionMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// CPU and memory amounts as written in the config file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAmounts {
+    /// CPU, e.g. `100m`.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory, e.g. `128Mi`.
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+/// Default requests and limits for the proxy and init container.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDefaults {
+    /// Default requests.
+    #[serde(default)]
+    pub requests: ResourceAmounts,
+    /// Default limits.
+    #[serde(default)]
+    pub limits: ResourceAmounts,
+}
+
+impl Default for ResourceDefaults {
+    /// Istio's defaults: requests 100m / 128Mi, limits 2 / 1Gi.
+    fn default() -> Self {
+        ResourceDefaults {
+            requests: ResourceAmounts {
+                cpu: Some("100m".into()),
+                memory: Some("128Mi".into()),
+            },
+            limits: ResourceAmounts {
+                cpu: Some("2".into()),
+                memory: Some("1Gi".into()),
+            },
+        }
+    }
+}
+
+/// Parsed default quantities, one per field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultQuantities {
+    /// CPU request.
+    pub cpu_request: Option<Quantity>,
+    /// CPU limit.
+    pub cpu_limit: Option<Quantity>,
+    /// Memory request.
+    pub memory_request: Option<Quantity>,
+    /// Memory limit.
+    pub memory_limit: Option<Quantity>,
+}
+
+/// Everything that shapes injection. Field names are the YAML keys in camelCase.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct InjectConfig {
+    /// Image of the `istio-proxy` container.
+    pub proxy_image: String,
+    /// Image of the `istio-init` (or `istio-validation`) init container.
+    pub proxy_init_image: String,
+    /// `imagePullPolicy` for injected containers; unset leaves the Kubernetes default.
+    pub image_pull_policy: Option<String>,
+    /// Whether pods without an explicit choice are injected.
+    pub policy: InjectionPolicy,
+    /// Pods matching any of these are not injected unless they opt in explicitly.
+    pub never_inject_selector: Vec<LabelSelector>,
+    /// Pods matching any of these are injected unless they opt out explicitly.
+    pub always_inject_selector: Vec<LabelSelector>,
+    /// Put `istio-proxy` in `initContainers` with `restartPolicy: Always` (Kubernetes 1.29+).
+    pub native_sidecars: bool,
+    /// How resource annotations combine with the defaults.
+    pub resource_merge: ResourceMerge,
+    /// Default proxy resources.
+    pub resources: ResourceDefaults,
+    /// Largest AdmissionReview body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The Istio revision written to `istio.io/rev` and the status annotation.
+    pub revision: String,
+    /// Cluster DNS domain.
+    pub cluster_domain: String,
+    /// Trust domain passed to the proxy.
+    pub trust_domain: String,
+    /// Mesh ID passed to the proxy.
+    pub mesh_id: String,
+    /// Cluster ID passed to the proxy.
+    pub cluster_id: String,
+    /// Address of the CA (istiod).
+    pub ca_address: String,
+    /// Default interception mode.
+    pub interception_mode: InterceptionMode,
+    /// Default `traffic.sidecar.istio.io/includeOutboundIPRanges`.
+    #[serde(rename = "includeOutboundIPRanges")]
+    pub include_outbound_ip_ranges: String,
+    /// Default `traffic.sidecar.istio.io/excludeOutboundIPRanges`.
+    #[serde(rename = "excludeOutboundIPRanges")]
+    pub exclude_outbound_ip_ranges: String,
+    /// Default `traffic.sidecar.istio.io/excludeInboundPorts`.
+    pub exclude_inbound_ports: String,
+    /// Default `traffic.sidecar.istio.io/excludeOutboundPorts`.
+    pub exclude_outbound_ports: String,
+    /// Port of the agent's status server (0 disables it).
+    pub status_port: u16,
+    /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
+    pub cni_enabled: bool,
+    /// Proxy log level.
+    pub proxy_log_level: String,
+    /// Proxy component log levels.
+    pub proxy_component_log_level: String,
+}
+
+impl Default for InjectConfig {
+    fn default() -> Self {
+        InjectConfig {
+            proxy_image: "docker.io/istio/proxyv2:1.28.0".into(),
+            proxy_init_image: "docker.io/istio/proxyv2:1.28.0".into(),
+            image_pull_policy: None,
+            policy: InjectionPolicy::Enabled,
+            never_inject_selector: Vec::new(),
+            always_inject_selector: Vec::new(),
+            native_sidecars: false,
+            resource_merge: ResourceMerge::PerField,
+            resources: ResourceDefaults::default(),
+            max_body_bytes: 4 * 1024 * 1024,
+            revision: "default".into(),
+            cluster_domain: "cluster.local".into(),
+            trust_domain: "cluster.local".into(),
+            mesh_id: "cluster.local".into(),
+            cluster_id: "Kubernetes".into(),
+            ca_address: "istiod.istio-system.svc:15012".into(),
+            interception_mode: InterceptionMode::Redirect,
+            include_outbound_ip_ranges: "*".into(),
+            exclude_outbound_ip_ranges: String::new(),
+            exclude_inbound_ports: String::new(),
+            exclude_outbound_ports: String::new(),
+            status_port: 15020,
+            cni_enabled: false,
+            proxy_log_level: "warning".into(),
+            proxy_component_log_level: "misc:error".into(),
+        }
+    }
+}
+
+// === impl InjectConfig ===
+
+impl InjectConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::from_yaml(&text, &display)
+    }
+
+    /// Parses and validates config YAML; `origin` names the source in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: InjectConfig = if text.trim().is_empty() {
+            InjectConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|error| ConfigError::Schema {
+                path: origin.to_string(),
+                message: error.to_string(),
+            })?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the schema alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let defaults = self.default_quantities()?;
+        let pairs = [
+            ("resources.requests.cpu", defaults.cpu_request, defaults.cpu_limit),
+            ("resources.requests.memory", defaults.memory_request, defaults.memory_limit),
+        ];
+        for (key, request, limit) in pairs {
+            if let (Some(request), Some(limit)) = (request, limit) {
+                if request > limit {
+                    return Err(ConfigError::RequestAboveLimit {
+                        key: key.into(),
+                        request: request.to_string(),
+                        limit: limit.to_string(),
+                    });
+                }
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "maxBodyBytes".into(),
+                value: self.max_body_bytes.to_string(),
+                reason: "must be at least 1024 bytes".into(),
+            });
+        }
+        if self.proxy_image.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "proxyImage".into(),
+                value: self.proxy_image.clone(),
+                reason: "must name an image".into(),
+            });
+        }
+        if let Some(policy) = &self.image_pull_policy {
+            if !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never") {
+                return Err(ConfigError::Invalid {
+                    key: "imagePullPolicy".into(),
+                    value: policy.clone(),
+                    reason: "must be Always, IfNotPresent or Never".into(),
+                });
+            }
+        }
+        crate::engine::traffic::validate_config(self)?;
+        Ok(())
+    }
+
+    /// The default resources as exact quantities.
+    pub fn default_quantities(&self) -> Result<DefaultQuantities, ConfigError> {
+        let parse = |key: &str, value: &Option<String>, kind| -> Result<Option<Quantity>, ConfigError> {
+            value
+                .as_deref()
+                .map(|text| {
+                    Quantity::parse(text, kind).map_err(|reason| ConfigError::Quantity {
+                        key: key.into(),
+                        value: text.into(),
+                        reason,
+                        examples: examples_for(kind),
+                    })
+                })
+                .transpose()
+        };
+        let resources = &self.resources;
+        Ok(DefaultQuantities {
+            cpu_request: parse("resources.requests.cpu", &resources.requests.cpu, ResourceKind::Cpu)?,
+            cpu_limit: parse("resources.limits.cpu", &resources.limits.cpu, ResourceKind::Cpu)?,
+            memory_request: parse("resources.requests.memory", &resources.requests.memory, ResourceKind::Memory)?,
+            memory_limit: parse("resources.limits.memory", &resources.limits.memory, ResourceKind::Memory)?,
+        })
+    }
+}
+
+/// Examples of accepted quantities, for error messages.
+pub fn examples_for(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Cpu => "500m, 2",
+        ResourceKind::Memory => "128Mi, 1Gi",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_istio_defaults() {
+        let config = InjectConfig::from_yaml("", "test").unwrap();
+        let defaults = config.default_quantities().unwrap();
+        assert_eq!(defaults.cpu_request.unwrap().units(), 100);
+        assert_eq!(defaults.cpu_limit.unwrap().units(), 2000);
+        assert_eq!(defaults.memory_request.unwrap().units(), 128 << 20);
+        assert_eq!(defaults.memory_limit.unwrap().units(), 1 << 30);
+        assert_eq!(config.policy, InjectionPolicy::Enabled);
+        assert!(!config.native_sidecars);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = InjectConfig::from_yaml("nativeSidecar: true\n", "c.yaml").unwrap_err();
+        assert!(error.to_string().contains("nativeSidecar"), "{error}");
+    }
+
+    #[test]
+    fn bad_quantity_names_the_key() {
+        let error = InjectConfig::from_yaml("resources:\n  limits:\n    cpu: lots\n", "c.yaml").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("resources.limits.cpu") && message.contains("lots"), "{message}");
+    }
+
+    #[test]
+    fn default_request_above_limit_is_refused() {
+        let yaml = "resources:\n  requests:\n    cpu: '3'\n  limits:\n    cpu: '2'\n";
+        let error = InjectConfig::from_yaml(yaml, "c.yaml").unwrap_err();
+        assert!(error.to_string().contains("resources.requests.cpu"), "{error}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_refused() {
+        let error = InjectConfig::from_yaml("policy: sometimes\n", "c.yaml").unwrap_err();
+        assert!(error.to_string().contains("sometimes"), "{error}");
+        let error = InjectConfig::from_yaml("resourceMerge: mixed\n", "c.yaml").unwrap_err();
+        assert!(error.to_string().contains("mixed"), "{error}");
+    }
+
+    #[test]
+    fn shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.yaml");
+        let config = InjectConfig::load(&path).unwrap();
+        assert_eq!(config.resource_merge, ResourceMerge::PerField);
+    }
+}

@@ -1,0 +1,259 @@
+//! Whether a pod gets a sidecar, by Istio's rules and in Istio's order.
+//!
+//! 1. host-network pods are skipped;
+//! 2. system namespaces are skipped;
+//! 3. pods already injected are skipped (the API server may call us twice);
+//! 4. the pod label `sidecar.istio.io/inject`, else the annotation of that name, decides;
+//! 5. else `neverInjectSelector`, then `alwaysInjectSelector`;
+//! 6. else the configured `policy`.
+//!
+//! Namespace labels (`istio-injection`, `istio.io/rev`) are matched by the webhook
+//! configuration's selectors before the API server calls us, as with istiod.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::selector::selector_matches;
+use crate::config::{InjectConfig, InjectionPolicy};
+
+/// The label, and annotation, through which a pod opts in or out.
+pub const INJECT_KEY: &str = "sidecar.istio.io/inject";
+/// The annotation that marks a pod as injected.
+pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+/// The name of the proxy container.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+
+/// Namespaces whose pods are never injected.
+pub const IGNORED_NAMESPACES: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"];
+
+/// The outcome of the decision, with the reason kept for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Add the sidecar, for this reason.
+    Inject(InjectReason),
+    /// Leave the pod alone, for this reason.
+    Skip(SkipReason),
+}
+
+/// Why a pod is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectReason {
+    /// The pod asked for it.
+    PodOptIn,
+    /// It matched `alwaysInjectSelector`.
+    AlwaysInjectSelector,
+    /// The policy is `enabled`.
+    PolicyEnabled,
+}
+
+/// Why a pod is not injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `spec.hostNetwork` is true.
+    HostNetwork,
+    /// The namespace is a system namespace.
+    IgnoredNamespace,
+    /// The pod already carries a proxy.
+    AlreadyInjected,
+    /// The pod asked not to be injected.
+    PodOptOut,
+    /// It matched `neverInjectSelector`.
+    NeverInjectSelector,
+    /// The policy is `disabled` and the pod did not opt in.
+    PolicyDisabled,
+}
+
+impl Decision {
+    /// A short word for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Inject(InjectReason::PodOptIn) => "inject:pod-opt-in",
+            Decision::Inject(InjectReason::AlwaysInjectSelector) => "inject:always-inject-selector",
+            Decision::Inject(InjectReason::PolicyEnabled) => "inject:policy-enabled",
+            Decision::Skip(SkipReason::HostNetwork) => "skip:host-network",
+            Decision::Skip(SkipReason::IgnoredNamespace) => "skip:ignored-namespace",
+            Decision::Skip(SkipReason::AlreadyInjected) => "skip:already-injected",
+            Decision::Skip(SkipReason::PodOptOut) => "skip:pod-opt-out",
+            Decision::Skip(SkipReason::NeverInjectSelector) => "skip:never-inject-selector",
+            Decision::Skip(SkipReason::PolicyDisabled) => "skip:policy-disabled",
+        }
+    }
+}
+
+/// Decides whether to inject `pod` in `namespace`, returning warnings for the user.
+pub fn should_inject(pod: &Pod, namespace: &str, config: &InjectConfig) -> (Decision, Vec<String>) {
+    let mut warnings = Vec::new();
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|spec| spec.host_network).unwrap_or(false) {
+        return (Decision::Skip(SkipReason::HostNetwork), warnings);
+    }
+    if IGNORED_NAMESPACES.contains(&namespace) {
+        return (Decision::Skip(SkipReason::IgnoredNamespace), warnings);
+    }
+    if is_injected(pod) {
+        return (Decision::Skip(SkipReason::AlreadyInjected), warnings);
+    }
+    let metadata = &pod.metadata;
+    let explicit = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(INJECT_KEY).map(|value| ("label", value)))
+        .or_else(|| {
+            metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(INJECT_KEY).map(|value| ("annotation", value)))
+        });
+    if let Some((place, value)) = explicit {
+        match parse_choice(value) {
+            Some(true) => return (Decision::Inject(InjectReason::PodOptIn), warnings),
+            Some(false) => return (Decision::Skip(SkipReason::PodOptOut), warnings),
+            None => warnings.push(format!(
+                "{place} {INJECT_KEY}={} is not \"true\" or \"false\"; using the default",
+                super::error::quoted(value)
+            )),
+        }
+    }
+    let empty = Default::default();
+    let labels = metadata.labels.as_ref().unwrap_or(&empty);
+    if config.never_inject_selector.iter().any(|s| selector_matches(s, labels)) {
+        return (Decision::Skip(SkipReason::NeverInjectSelector), warnings);
+    }
+    if config.always_inject_selector.iter().any(|s| selector_matches(s, labels)) {
+        return (Decision::Inject(InjectReason::AlwaysInjectSelector), warnings);
+    }
+    let decision = match config.policy {
+        InjectionPolicy::Enabled => Decision::Inject(InjectReason::PolicyEnabled),
+        InjectionPolicy::Disabled => Decision::Skip(SkipReason::PolicyDisabled),
+    };
+    (decision, warnings)
+}
+
+/// Whether the pod already carries our proxy: the status annotation or an `istio-proxy` container.
+pub fn is_injected(pod: &Pod) -> bool {
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.contains_key(STATUS_ANNOTATION));
+    let has_proxy = pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|container| container.name == PROXY_CONTAINER)
+    });
+    annotated || has_proxy
+}
+
+/// Reads a yes/no value the way Istio does (YAML booleans, any case); `None` for anything else.
+pub fn parse_choice(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "y" | "yes" | "on" => Some(true),
+        "false" | "n" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    struct Case {
+        name: &'static str,
+        labels: &'static [(&'static str, &'static str)],
+        annotations: &'static [(&'static str, &'static str)],
+        namespace: &'static str,
+        host_network: bool,
+        policy: InjectionPolicy,
+        expected: Decision,
+        warns: bool,
+    }
+
+    const BASE: Case = Case {
+        name: "",
+        labels: &[],
+        annotations: &[],
+        namespace: "default",
+        host_network: false,
+        policy: InjectionPolicy::Enabled,
+        expected: Decision::Inject(InjectReason::PolicyEnabled),
+        warns: false,
+    };
+
+    fn pod(case: &Case) -> Pod {
+        let map = |pairs: &[(&str, &str)]| {
+            (!pairs.is_empty()).then(|| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let mut pod = Pod::default();
+        pod.metadata.labels = map(case.labels);
+        pod.metadata.annotations = map(case.annotations);
+        pod.spec = Some(PodSpec {
+            host_network: Some(case.host_network),
+            containers: vec![Container {
+                name: "app".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        pod
+    }
+
+    fn config(policy: InjectionPolicy) -> InjectConfig {
+        let selector = |key: &str, value: &str| LabelSelector {
+            match_labels: Some([(key.to_string(), value.to_string())].into()),
+            ..Default::default()
+        };
+        InjectConfig {
+            policy,
+            never_inject_selector: vec![selector("openshift.io/build.name", "build")],
+            always_inject_selector: vec![selector("mesh", "always")],
+            ..InjectConfig::default()
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        use Decision::*;
+        let cases = [
+            Case { name: "default policy injects", ..BASE },
+            Case { name: "host network skips", host_network: true, labels: &[(INJECT_KEY, "true")], expected: Skip(SkipReason::HostNetwork), ..BASE },
+            Case { name: "kube-system skips", namespace: "kube-system", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
+            Case { name: "kube-public skips", namespace: "kube-public", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
+            Case { name: "kube-node-lease skips", namespace: "kube-node-lease", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
+            Case { name: "local-path-storage skips", namespace: "local-path-storage", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
+            Case { name: "label false skips", labels: &[(INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
+            Case { name: "annotation false skips", annotations: &[(INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
+            Case { name: "label beats annotation", labels: &[(INJECT_KEY, "true")], annotations: &[(INJECT_KEY, "false")], expected: Inject(InjectReason::PodOptIn), ..BASE },
+            Case { name: "label true beats disabled policy", labels: &[(INJECT_KEY, "true")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::PodOptIn), ..BASE },
+            Case { name: "disabled policy skips", policy: InjectionPolicy::Disabled, expected: Skip(SkipReason::PolicyDisabled), ..BASE },
+            Case { name: "bad value warns and uses default", labels: &[(INJECT_KEY, "maybe")], warns: true, ..BASE },
+            Case { name: "bad value with disabled policy", annotations: &[(INJECT_KEY, "sure")], policy: InjectionPolicy::Disabled, expected: Skip(SkipReason::PolicyDisabled), warns: true, ..BASE },
+            Case { name: "never selector skips", labels: &[("openshift.io/build.name", "build")], expected: Skip(SkipReason::NeverInjectSelector), ..BASE },
+            Case { name: "explicit true beats never selector", labels: &[("openshift.io/build.name", "build"), (INJECT_KEY, "true")], expected: Inject(InjectReason::PodOptIn), ..BASE },
+            Case { name: "always selector injects under disabled policy", labels: &[("mesh", "always")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::AlwaysInjectSelector), ..BASE },
+            Case { name: "explicit false beats always selector", labels: &[("mesh", "always"), (INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
+            Case { name: "never selector wins over always selector", labels: &[("mesh", "always"), ("openshift.io/build.name", "build")], expected: Skip(SkipReason::NeverInjectSelector), ..BASE },
+            Case { name: "status annotation skips", annotations: &[(STATUS_ANNOTATION, "{}")], expected: Skip(SkipReason::AlreadyInjected), ..BASE },
+            Case { name: "yes is true", annotations: &[(INJECT_KEY, "Yes")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::PodOptIn), ..BASE },
+        ];
+        for case in &cases {
+            let (decision, warnings) = should_inject(&pod(case), case.namespace, &config(case.policy));
+            assert_eq!(decision, case.expected, "{}", case.name);
+            assert_eq!(!warnings.is_empty(), case.warns, "{}: {warnings:?}", case.name);
+        }
+    }
+
+    #[test]
+    fn proxy_container_means_injected() {
+        let mut pod = pod(&BASE);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.init_containers = Some(vec![Container {
+                name: PROXY_CONTAINER.into(),
+                ..Default::default()
+            }]);
+        }
+        let (decision, _) = should_inject(&pod, "default", &InjectConfig::default());
+        assert_eq!(decision, Decision::Skip(SkipReason::AlreadyInjected));
+    }
+}

@@ -1,0 +1,93 @@
+//! Reasons the engine refuses a pod, each carrying what the user must fix.
+//!
+//! Every variant becomes the message of an `allowed: false` AdmissionResponse, which the
+//! API server shows as `admission webhook "..." denied the request: <message>`. Messages
+//! name the annotation, the value as written (shortened if huge) and the accepted form.
+
+use crate::quantity::QuantityError;
+
+/// Longest part of a user value quoted back in a message.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// Why a pod cannot be injected as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// A resource annotation is not an acceptable quantity.
+    #[error("annotation {annotation} has value {value}, which {reason} (examples: {examples})")]
+    InvalidQuantity {
+        /// The annotation key.
+        annotation: String,
+        /// The value, quoted.
+        value: String,
+        /// What is wrong.
+        reason: QuantityError,
+        /// Accepted forms.
+        examples: &'static str,
+    },
+    /// The final request for a resource is above its final limit.
+    #[error("proxy {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit")]
+    RequestAboveLimit {
+        /// `CPU` or `memory`.
+        resource: &'static str,
+        /// Canonical request.
+        request: String,
+        /// Where the request came from.
+        request_source: String,
+        /// Canonical limit.
+        limit: String,
+        /// Where the limit came from.
+        limit_source: String,
+    },
+    /// A traffic annotation holds a malformed list.
+    #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
+    InvalidTrafficAnnotation {
+        /// The annotation key.
+        annotation: String,
+        /// The value, quoted.
+        value: String,
+        /// What is wrong.
+        reason: String,
+        /// Accepted forms.
+        accepted: &'static str,
+    },
+    /// An annotation that takes one of a few words holds something else.
+    #[error("annotation {annotation} has value {value}, which is not one of {accepted}")]
+    InvalidChoice {
+        /// The annotation key.
+        annotation: String,
+        /// The value, quoted.
+        value: String,
+        /// Accepted words.
+        accepted: &'static str,
+    },
+    /// The pod already has a container with a name the injector must add.
+    #[error("the pod already has a container named {name}, which the injector reserves; rename it or set sidecar.istio.io/inject: \"false\"")]
+    ReservedContainerName {
+        /// The clashing name.
+        name: String,
+    },
+}
+
+/// Quotes a user value for a message, shortened to a readable length and escaped.
+pub fn quoted(value: &str) -> String {
+    if value.chars().count() <= MAX_QUOTED_CHARS {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX_QUOTED_CHARS).collect();
+        format!("{head:?}… ({} bytes)", value.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_and_shortens() {
+        assert_eq!(quoted("abc"), "\"abc\"");
+        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(10_000);
+        let shown = quoted(&long);
+        assert!(shown.len() < 100 && shown.ends_with("(10000 bytes)"), "{shown}");
+    }
+}

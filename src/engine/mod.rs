@@ -1,0 +1,220 @@
+//! The pure injection engine: decide → resolve resources → build sidecar → build patch.
+//!
+//! Nothing here does I/O. The webhook server, offline `inject` and the tests all call
+//! [`Injector::inject`], so they cannot disagree. The engine reads the pod through
+//! k8s-openapi types and answers with the RFC 6902 patch that adds the sidecar.
+
+pub mod decision;
+pub mod error;
+pub mod metadata;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod sidecar;
+pub mod traffic;
+pub mod workload;
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+
+use self::decision::{Decision, PROXY_CONTAINER, parse_choice, should_inject};
+use self::error::{InjectError, quoted};
+use self::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
+use self::patch::PatchBuilder;
+use self::resources::{ProxyResources, resolve_resources};
+use self::sidecar::{
+    INIT_CONTAINER, SidecarInputs, VALIDATION_CONTAINER, VOLUME_NAMES, build_init_container, build_proxy_container,
+    build_volumes, init_container_name,
+};
+use self::traffic::TrafficSettings;
+use self::workload::Workload;
+use crate::config::{ConfigError, DefaultQuantities, InjectConfig, InterceptionMode};
+
+/// Annotation that turns native sidecar mode on or off for one pod.
+pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+
+/// One pod to consider, with what the engine cannot read from the pod itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PodRequest<'a> {
+    /// The pod as the API server will store it.
+    pub pod: &'a Pod,
+    /// The namespace it is created in.
+    pub namespace: &'a str,
+    /// The owning workload, when the caller knows it (offline injection); else derived.
+    pub workload: Option<&'a Workload>,
+    /// Whether the pod JSON has a `metadata` object at all.
+    pub has_metadata: bool,
+}
+
+/// The engine's answer for a pod it accepts.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What was decided and why.
+    pub decision: Decision,
+    /// The patch; empty when skipped.
+    pub patch: Patch,
+    /// Messages for the user (AdmissionResponse warnings).
+    pub warnings: Vec<String>,
+    /// The proxy's resources, when injected.
+    pub resources: Option<ProxyResources>,
+}
+
+/// The engine's answer for a pod it refuses.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct Denial {
+    /// Why.
+    pub error: InjectError,
+    /// Warnings collected before the refusal.
+    pub warnings: Vec<String>,
+}
+
+/// A validated configuration, ready to inject pods.
+#[derive(Debug, Clone)]
+pub struct Injector {
+    config: InjectConfig,
+    defaults: DefaultQuantities,
+}
+
+// === impl Injector ===
+
+impl Injector {
+    /// Validates `config` once, so requests never meet a bad default.
+    pub fn new(config: InjectConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let defaults = config.default_quantities()?;
+        Ok(Injector { config, defaults })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &InjectConfig {
+        &self.config
+    }
+
+    /// Decides on `request.pod` and, when injecting, builds the patch.
+    pub fn inject(&self, request: &PodRequest<'_>) -> Result<Outcome, Denial> {
+        let pod = request.pod;
+        let (decision, mut warnings) = should_inject(pod, request.namespace, &self.config);
+        let skip = |decision, warnings| Outcome {
+            decision,
+            patch: Patch(Vec::new()),
+            warnings,
+            resources: None,
+        };
+        if matches!(decision, Decision::Skip(_)) {
+            return Ok(skip(decision, warnings));
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            warnings.push("the pod has no spec; nothing to inject".into());
+            return Ok(skip(decision, warnings));
+        };
+        let annotations = pod.metadata.annotations.as_ref();
+        let deny = |error, warnings| Denial { error, warnings };
+        let resources = match resolve_resources(annotations, &self.defaults, self.config.resource_merge) {
+            Ok(resources) => resources,
+            Err(error) => return Err(deny(error, warnings)),
+        };
+        let traffic = match TrafficSettings::from_annotations(annotations, &self.config) {
+            Ok(traffic) => traffic,
+            Err(error) => return Err(deny(error, warnings)),
+        };
+        let native = self.native_sidecar(annotations, &mut warnings);
+        let with_init = traffic.mode != InterceptionMode::None;
+        let init_name = init_container_name(&self.config);
+        let taken = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == INIT_CONTAINER || c.name == VALIDATION_CONTAINER);
+        if let Some(clash) = taken.filter(|_| with_init) {
+            return Err(deny(InjectError::ReservedContainerName { name: clash.name.clone() }, warnings));
+        }
+
+        let derived;
+        let workload = match request.workload {
+            Some(workload) => workload,
+            None => {
+                derived = Workload::of_pod(pod);
+                &derived
+            }
+        };
+        let inputs = SidecarInputs {
+            pod,
+            namespace: request.namespace,
+            workload,
+            resources: &resources,
+            traffic: &traffic,
+            native,
+            config: &self.config,
+        };
+        let proxy = build_proxy_container(&inputs);
+        let init = with_init.then(|| build_init_container(&inputs));
+
+        let mut builder = PatchBuilder::new();
+        if !request.has_metadata {
+            builder.add(&["metadata"], serde_json::json!({}));
+        }
+        let existing_volumes = spec.volumes.as_ref();
+        let volumes: Vec<_> = build_volumes()
+            .into_iter()
+            .zip(VOLUME_NAMES)
+            .filter(|(_, name)| !existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == *name)))
+            .map(|(volume, _)| volume)
+            .collect();
+        let init_len = spec.init_containers.as_ref().map(Vec::len);
+        let mut added_init = Vec::new();
+        let mut added_containers = Vec::new();
+        if native {
+            let mut front = Vec::with_capacity(2);
+            if let Some(init) = init {
+                front.push(init);
+                added_init.push(init_name.to_string());
+            }
+            front.push(proxy);
+            added_init.push(PROXY_CONTAINER.to_string());
+            builder.insert_items(&["spec", "initContainers"], init_len, Some(0), front);
+        } else {
+            if let Some(init) = init {
+                let position = if self.config.cni_enabled { Some(0) } else { None };
+                builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
+                added_init.push(init_name.to_string());
+            }
+            builder.insert_items(&["spec", "containers"], Some(spec.containers.len()), None, vec![proxy]);
+            added_containers.push(PROXY_CONTAINER.to_string());
+        }
+        builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), None, volumes);
+
+        let status = SidecarStatus {
+            init_containers: (!added_init.is_empty()).then_some(added_init),
+            containers: (!added_containers.is_empty()).then_some(added_containers),
+            volumes: Some(VOLUME_NAMES.iter().map(|name| name.to_string()).collect()),
+            image_pull_secrets: None,
+            revision: self.config.revision.clone(),
+        };
+        builder.set_entries(&["metadata", "labels"], pod.metadata.labels.as_ref(), labels_to_add(pod, workload));
+        builder.set_entries(
+            &["metadata", "annotations"],
+            annotations,
+            annotations_to_add(pod, &status, traffic.status_port),
+        );
+        Ok(Outcome {
+            decision,
+            patch: builder.build(),
+            warnings,
+            resources: Some(resources),
+        })
+    }
+
+    fn native_sidecar(&self, annotations: Option<&std::collections::BTreeMap<String, String>>, warnings: &mut Vec<String>) -> bool {
+        let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
+            return self.config.native_sidecars;
+        };
+        parse_choice(value).unwrap_or_else(|| {
+            warnings.push(format!(
+                "annotation {NATIVE_SIDECAR}={} is not \"true\" or \"false\"; using the default",
+                quoted(value)
+            ));
+            self.config.native_sidecars
+        })
+    }
+}

@@ -1,0 +1,263 @@
+//! The containers and volumes Istio's sidecar template adds, built as JSON.
+//!
+//! Field for field this follows istiod's default `sidecar` template, so a pod joins the
+//! mesh exactly as it would with istiod. The values that are ours, not Istio's, are the
+//! resources (resolved per field) and `--concurrency` (derived from the CPU limit).
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::resources::ProxyResources;
+use super::traffic::{PROXY_UID, TrafficSettings};
+use super::workload::Workload;
+use crate::config::{InjectConfig, InterceptionMode};
+
+/// Name of the init container that installs iptables rules.
+pub const INIT_CONTAINER: &str = "istio-init";
+/// Name of the init container that only checks rules installed by Istio CNI.
+pub const VALIDATION_CONTAINER: &str = "istio-validation";
+
+/// The volumes the proxy needs, in Istio's order.
+pub const VOLUME_NAMES: [&str; 9] = [
+    "workload-socket",
+    "credential-socket",
+    "workload-certs",
+    "istio-envoy",
+    "istio-data",
+    "istio-podinfo",
+    "istio-token",
+    "istiod-ca-cert",
+    "istio-ca-crl",
+];
+
+/// What the template needs to know about one pod.
+pub struct SidecarInputs<'a> {
+    /// The pod being injected.
+    pub pod: &'a Pod,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// The owning workload.
+    pub workload: &'a Workload,
+    /// Resolved proxy resources.
+    pub resources: &'a ProxyResources,
+    /// Validated traffic settings.
+    pub traffic: &'a TrafficSettings,
+    /// Whether the proxy is a native sidecar.
+    pub native: bool,
+    /// The configuration.
+    pub config: &'a InjectConfig,
+}
+
+/// The `istio-proxy` container.
+pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
+    let config = inputs.config;
+    let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
+    let mut container = json!({
+        "name": super::decision::PROXY_CONTAINER,
+        "image": config.proxy_image,
+        "args": [
+            "proxy",
+            "sidecar",
+            "--domain",
+            format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
+            format!("--proxyLogLevel={}", config.proxy_log_level),
+            format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
+            "--log_output_level=default:info",
+            "--concurrency",
+            inputs.resources.concurrency().to_string(),
+        ],
+        "env": proxy_env(inputs),
+        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+        "resources": inputs.resources.to_requirements(),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": if tproxy { json!({"add": ["NET_ADMIN"], "drop": ["ALL"]}) } else { json!({"drop": ["ALL"]}) },
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": PROXY_UID,
+            "runAsNonRoot": !tproxy,
+            "runAsUser": if tproxy { 0 } else { PROXY_UID },
+        },
+        "startupProbe": {
+            "failureThreshold": 600,
+            "httpGet": {"path": "/healthz/ready", "port": 15021},
+            "periodSeconds": 1,
+            "timeoutSeconds": 3,
+        },
+        "volumeMounts": [
+            {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
+            {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
+            {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
+            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
+            {"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"},
+            {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
+            {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
+            {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
+            {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
+        ],
+    });
+    if let Some(object) = container.as_object_mut() {
+        if inputs.traffic.status_port != 0 {
+            object.insert(
+                "readinessProbe".into(),
+                json!({
+                    "failureThreshold": 4,
+                    "httpGet": {"path": "/healthz/ready", "port": 15021},
+                    "periodSeconds": 15,
+                    "timeoutSeconds": 3,
+                }),
+            );
+        }
+        if inputs.native {
+            object.insert("restartPolicy".into(), json!("Always"));
+            object.insert(
+                "lifecycle".into(),
+                json!({"preStop": {"exec": {"command": ["pilot-agent", "request", "--debug-port=15020", "POST", "drain"]}}}),
+            );
+        }
+        if let Some(policy) = &config.image_pull_policy {
+            object.insert("imagePullPolicy".into(), json!(policy));
+        }
+    }
+    container
+}
+
+fn field_env(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+fn resource_env(name: &str, resource: &str) -> Value {
+    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
+}
+
+fn value_env(name: &str, value: impl Into<String>) -> Value {
+    json!({"name": name, "value": value.into()})
+}
+
+fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
+    let config = inputs.config;
+    let spec = inputs.pod.spec.as_ref();
+    let app_containers: Vec<&str> = spec
+        .map(|spec| spec.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let mut env = vec![
+        value_env("PILOT_CERT_PROVIDER", "istiod"),
+        value_env("CA_ADDR", config.ca_address.clone()),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("INSTANCE_IP", "status.podIP"),
+        field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        field_env("HOST_IP", "status.hostIP"),
+        resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
+        value_env("PROXY_CONFIG", "{}\n"),
+    ];
+    if let Some(ports) = pod_ports_json(inputs.pod) {
+        env.push(value_env("ISTIO_META_POD_PORTS", ports));
+    }
+    env.extend([
+        value_env("ISTIO_META_APP_CONTAINERS", app_containers.join(",")),
+        resource_env("GOMEMLIMIT", "limits.memory"),
+        value_env("ISTIO_META_CLUSTER_ID", config.cluster_id.clone()),
+        field_env("ISTIO_META_NODE_NAME", "spec.nodeName"),
+        value_env("ISTIO_META_INTERCEPTION_MODE", inputs.traffic.mode.as_str()),
+    ]);
+    if !inputs.workload.name.is_empty() {
+        env.push(value_env("ISTIO_META_WORKLOAD_NAME", inputs.workload.name.clone()));
+        env.push(value_env("ISTIO_META_OWNER", inputs.workload.owner_uri(inputs.namespace)));
+    }
+    env.push(value_env("ISTIO_META_MESH_ID", config.mesh_id.clone()));
+    env.push(value_env("TRUST_DOMAIN", config.trust_domain.clone()));
+    env
+}
+
+/// The app containers' ports as Istio's agent reads them; `None` when there are none.
+fn pod_ports_json(pod: &Pod) -> Option<String> {
+    let entries: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|container| container.ports.iter().flatten())
+        .map(|port| {
+            let mut fields = Vec::with_capacity(4);
+            if let Some(name) = &port.name {
+                fields.push(format!("\"name\":{}", Value::from(name.as_str())));
+            }
+            if let Some(host_port) = port.host_port {
+                fields.push(format!("\"hostPort\":{host_port}"));
+            }
+            fields.push(format!("\"containerPort\":{}", port.container_port));
+            if let Some(protocol) = &port.protocol {
+                fields.push(format!("\"protocol\":{}", Value::from(protocol.as_str())));
+            }
+            format!("    {{{}}}", fields.join(","))
+        })
+        .collect();
+    (!entries.is_empty()).then(|| format!("[\n{}\n]", entries.join(",\n")))
+}
+
+/// The init container: `istio-init`, or `istio-validation` when Istio CNI installs the rules.
+pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
+    let config = inputs.config;
+    let cni = config.cni_enabled;
+    let security_context = if cni {
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": PROXY_UID,
+            "runAsNonRoot": true,
+            "runAsUser": PROXY_UID,
+        })
+    } else {
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        })
+    };
+    let mut container = json!({
+        "name": init_container_name(config),
+        "image": config.proxy_init_image,
+        "args": inputs.traffic.iptables_args(cni),
+        "resources": inputs.resources.to_requirements(),
+        "securityContext": security_context,
+    });
+    if let (Some(policy), Some(object)) = (&config.image_pull_policy, container.as_object_mut()) {
+        object.insert("imagePullPolicy".into(), json!(policy));
+    }
+    container
+}
+
+/// The init container's name under this config.
+pub fn init_container_name(config: &InjectConfig) -> &'static str {
+    if config.cni_enabled { VALIDATION_CONTAINER } else { INIT_CONTAINER }
+}
+
+/// The proxy's volumes, in [`VOLUME_NAMES`] order.
+pub fn build_volumes() -> [Value; 9] {
+    [
+        json!({"name": "workload-socket", "emptyDir": {}}),
+        json!({"name": "credential-socket", "emptyDir": {}}),
+        json!({"name": "workload-certs", "emptyDir": {}}),
+        json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}),
+        json!({"name": "istio-data", "emptyDir": {}}),
+        json!({
+            "name": "istio-podinfo",
+            "downwardAPI": {"items": [
+                {"fieldRef": {"fieldPath": "metadata.labels"}, "path": "labels"},
+                {"fieldRef": {"fieldPath": "metadata.annotations"}, "path": "annotations"},
+            ]},
+        }),
+        json!({
+            "name": "istio-token",
+            "projected": {"sources": [{"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]},
+        }),
+        json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
+        json!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}),
+    ]
+}

@@ -1,0 +1,152 @@
+//! Offline injection, like `istioctl kube-inject`: YAML workloads in, injected YAML out.
+//!
+//! Every pod template found (in a Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet,
+//! ReplicationController, Job, CronJob or a `List` of them) goes through the same
+//! [`Injector::inject`] as the webhook, and the returned patch is applied to the
+//! template. Other documents pass through unchanged, in their original order.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::workload::Workload;
+use crate::engine::{Injector, PodRequest};
+
+/// Why offline injection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The input is not YAML.
+    #[error("document {index}: not valid YAML: {message}")]
+    Yaml {
+        /// 1-based document number.
+        index: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A pod template is not a valid pod.
+    #[error("{workload}: pod template is not a valid Pod: {message}")]
+    InvalidPod {
+        /// `Kind/name`.
+        workload: String,
+        /// The decoding error.
+        message: String,
+    },
+    /// The engine refused the pod.
+    #[error("{workload}: {message}")]
+    Denied {
+        /// `Kind/name`.
+        workload: String,
+        /// The denial message.
+        message: String,
+    },
+    /// The patch did not apply (a bug, reported rather than hidden).
+    #[error("{workload}: patch did not apply: {message}")]
+    Patch {
+        /// `Kind/name`.
+        workload: String,
+        /// The json-patch error.
+        message: String,
+    },
+}
+
+/// Injects every workload in a multi-document YAML string; returns YAML.
+pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) -> Result<String, OfflineError> {
+    let mut output = String::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let value = Value::deserialize(document).map_err(|error| OfflineError::Yaml {
+            index: index + 1,
+            message: error.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let injected = inject_document(injector, value, default_namespace)?;
+        if !output.is_empty() {
+            output.push_str("---\n");
+        }
+        let text = serde_yaml::to_string(&injected).map_err(|error| OfflineError::Yaml {
+            index: index + 1,
+            message: error.to_string(),
+        })?;
+        output.push_str(&text);
+    }
+    Ok(output)
+}
+
+/// Injects the pod templates of one parsed document.
+pub fn inject_document(injector: &Injector, mut document: Value, default_namespace: &str) -> Result<Value, OfflineError> {
+    let kind = document.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    if kind == "List" {
+        if let Some(items) = document.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items.iter_mut() {
+                *item = inject_document(injector, item.take(), default_namespace)?;
+            }
+        }
+        return Ok(document);
+    }
+    let template_path: &[&str] = match kind.as_str() {
+        "Pod" => &[],
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job" | "DeploymentConfig" => {
+            &["spec", "template"]
+        }
+        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
+        _ => return Ok(document),
+    };
+    let name = document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let namespace = document
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(default_namespace)
+        .to_string();
+    let workload = Workload {
+        name: name.clone(),
+        kind: kind.clone(),
+        api_version: document.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
+    };
+    let label = format!("{kind}/{name}");
+    let mut template = &mut document;
+    for key in template_path {
+        match template.get_mut(*key) {
+            Some(next) => template = next,
+            None => return Ok(document),
+        }
+    }
+    inject_template(injector, template, &namespace, (kind != "Pod").then_some(&workload), &label)?;
+    Ok(document)
+}
+
+
+/// Runs the engine on one pod (or pod template) in place.
+fn inject_template(
+    injector: &Injector,
+    template: &mut Value,
+    namespace: &str,
+    workload: Option<&Workload>,
+    label: &str,
+) -> Result<(), OfflineError> {
+    let has_metadata = template.get("metadata").is_some_and(Value::is_object);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": template.get("metadata").cloned().unwrap_or(Value::Null),
+        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+    }))
+    .map_err(|error| OfflineError::InvalidPod {
+        workload: label.to_string(),
+        message: error.to_string(),
+    })?;
+    let request = PodRequest {
+        pod: &pod,
+        namespace,
+        workload,
+        has_metadata,
+    };
+    let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {
+        workload: label.to_string(),
+        message: denial.error.to_string(),
+    })?;
+    for warning in &outcome.warnings {
+        tracing::warn!(workload = label, "{warning}");
+    }
+    json_patch::patch(template, &outcome.patch).map_err(|error| OfflineError::Patch {
+        workload: label.to_string(),
+        message: error.to_string(),
+    })
+}

@@ -1,0 +1,244 @@
+//! The AdmissionReview wire format: bytes in, bytes out, around the pure engine.
+//!
+//! Requests are parsed with kube-core's admission types. Responses are built with
+//! [`AdmissionResponse::from`] (which echoes the uid) and `deny()`, then written in the
+//! form the API server requires: kube-core serialises `patch` as an array of numbers,
+//! but the API wants a base64 string, so [`WireReview`] writes it as one.
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube_core::response::Status;
+use serde::Serialize;
+
+use crate::engine::resources::ProxyResources;
+use crate::engine::{Injector, PodRequest};
+
+/// API versions of AdmissionReview we answer.
+const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+/// Why a request body is not a usable AdmissionReview; each maps to HTTP 400.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The body is not JSON or not an AdmissionReview.
+    #[error("body is not a valid AdmissionReview: {0}")]
+    Malformed(String),
+    /// The envelope names another type or version.
+    #[error("unsupported {field} {value:?}; expected {expected}")]
+    Unsupported {
+        /// `apiVersion` or `kind`.
+        field: &'static str,
+        /// What was sent.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// The review carries no `request`.
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    /// A CREATE carries no `object`.
+    #[error("AdmissionReview request {uid} has no object")]
+    MissingObject {
+        /// The request uid.
+        uid: String,
+    },
+    /// The object cannot be read as a Pod.
+    #[error("request {uid}: object is not a valid Pod: {reason}")]
+    InvalidPod {
+        /// The request uid.
+        uid: String,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+/// What happened to one review, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct ReviewSummary {
+    /// The request uid.
+    pub uid: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The pod name, or its generateName.
+    pub pod: String,
+    /// The decision word, e.g. `inject:policy-enabled`, `skip:not-a-pod` or `deny`.
+    pub decision: &'static str,
+    /// The denial message, when denied.
+    pub denial: Option<String>,
+    /// The proxy resources, when injected.
+    pub resources: Option<ProxyResources>,
+}
+
+impl ReviewSummary {
+    /// Whether a sidecar was added.
+    pub fn injected(&self) -> bool {
+        self.decision.starts_with("inject")
+    }
+}
+
+/// The response body and what it decided.
+#[derive(Debug)]
+pub struct ReviewAnswer {
+    /// The JSON AdmissionReview to send back.
+    pub body: Vec<u8>,
+    /// What happened.
+    pub summary: ReviewSummary,
+}
+
+/// An AdmissionReview response as the API server reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireReview<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: WireResponse<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a Vec<String>>,
+}
+
+impl<'a> WireReview<'a> {
+    /// Wraps a kube-core response, with the patch as base64.
+    pub fn new(api_version: &'a str, response: &'a AdmissionResponse) -> Self {
+        let patch = response
+            .patch
+            .as_ref()
+            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+        WireReview {
+            api_version,
+            kind: "AdmissionReview",
+            response: WireResponse {
+                uid: &response.uid,
+                allowed: response.allowed,
+                status: (!response.allowed).then_some(&response.result),
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                warnings: response.warnings.as_ref().filter(|w| !w.is_empty()),
+            },
+        }
+    }
+}
+
+/// Answers one AdmissionReview body.
+pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewError> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
+    if !SUPPORTED_VERSIONS.contains(&review.types.api_version.as_str()) {
+        return Err(ReviewError::Unsupported {
+            field: "apiVersion",
+            value: review.types.api_version,
+            expected: "admission.k8s.io/v1",
+        });
+    }
+    if review.types.kind != "AdmissionReview" {
+        return Err(ReviewError::Unsupported {
+            field: "kind",
+            value: review.types.kind,
+            expected: "AdmissionReview",
+        });
+    }
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+    let api_version = request.types.api_version.clone();
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| request.object.as_ref().and_then(|o| o.metadata.namespace.clone()))
+        .unwrap_or_default();
+    let mut summary = ReviewSummary {
+        uid: request.uid.clone(),
+        namespace: namespace.clone(),
+        pod: request.name.clone(),
+        decision: "skip:not-a-pod",
+        denial: None,
+        resources: None,
+    };
+    let mut response = AdmissionResponse::from(&request);
+    let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
+    if !is_pod {
+        return Ok(answer(&api_version, &response, summary));
+    }
+    if request.operation != Operation::Create {
+        summary.decision = "skip:not-a-create";
+        return Ok(answer(&api_version, &response, summary));
+    }
+    let uid = request.uid.clone();
+    let object = request.object.ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
+    let (pod, has_metadata) = into_pod(object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
+    if summary.pod.is_empty() {
+        summary.pod = pod
+            .metadata
+            .name
+            .clone()
+            .or_else(|| pod.metadata.generate_name.clone())
+            .unwrap_or_default();
+    }
+    let pod_request = PodRequest {
+        pod: &pod,
+        namespace: &namespace,
+        workload: None,
+        has_metadata,
+    };
+    match injector.inject(&pod_request) {
+        Ok(outcome) => {
+            summary.decision = outcome.decision.as_str();
+            summary.resources = outcome.resources;
+            response.warnings = Some(outcome.warnings);
+            if !outcome.patch.0.is_empty() {
+                let unpatched = response.clone();
+                response = match response.with_patch(outcome.patch) {
+                    Ok(response) => response,
+                    Err(error) => {
+                        let message = format!("cannot serialise patch: {error}");
+                        summary.decision = "deny";
+                        summary.denial = Some(message.clone());
+                        unpatched.deny(message)
+                    }
+                };
+            }
+        }
+        Err(denial) => {
+            summary.decision = "deny";
+            summary.denial = Some(denial.error.to_string());
+            response.warnings = Some(denial.warnings);
+            response = response.deny(denial.error.to_string());
+        }
+    }
+    Ok(answer(&api_version, &response, summary))
+}
+
+fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummary) -> ReviewAnswer {
+    let body = serde_json::to_vec(&WireReview::new(api_version, response)).unwrap_or_default();
+    ReviewAnswer { body, summary }
+}
+
+/// Reads the object as a Pod; the flag says whether it had a `metadata` object.
+fn into_pod(object: DynamicObject) -> Result<(Pod, bool), String> {
+    let has_metadata = object.metadata != Default::default();
+    let mut data = object.data;
+    let spec = match data.get_mut("spec").map(serde_json::Value::take) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(spec) => Some(serde_json::from_value::<PodSpec>(spec).map_err(|error| format!("spec: {error}"))?),
+    };
+    Ok((
+        Pod {
+            metadata: object.metadata,
+            spec,
+            status: None,
+        },
+        has_metadata,
+    ))
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Make sure a real kube-apiserver and etcd are available for the e2e tests,
+# and print the folder holding both as the LAST line of stdout:
+#
+#   export KUBEBUILDER_ASSETS="$(bash tests/e2e/scripts/ensure-control-plane.sh | tail -1)"
+#
+# - If KUBEBUILDER_ASSETS already names a folder with executable
+#   `kube-apiserver` and `etcd`, nothing is done and that folder is printed.
+# - etcd: taken from PATH; if missing, installed with apt-get (Debian package
+#   `etcd-server`, binary /usr/bin/etcd).
+# - kube-apiserver: built from source through the Go module proxy using the
+#   tiny module in tests/e2e/apiserver (k8s.io/kubernetes pinned in its
+#   go.mod). The binary is cached under
+#   ${SIDECAR_INJECTOR_CACHE:-$HOME/.cache/sidecar-injector}/kube-apiserver-<version>/
+#   and is only rebuilt when missing. A cold build takes 10+ minutes on 2 cores.
+# - Both are symlinked into .../assets-<version>/, whose path is printed.
+#
+# Progress goes to stderr; only the assets folder goes to stdout.
+# Any failure exits non-zero with an "ensure-control-plane: ERROR" message.
+#
+# Environment knobs:
+#   KUBEBUILDER_ASSETS       use this folder as-is if it is complete
+#   SIDECAR_INJECTOR_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-injector)
+#   BUILD_PARALLELISM        go build -p value (default: 2)
+set -Eeuo pipefail
+
+log() { printf 'ensure-control-plane: %s\n' "$*" >&2; }
+die() { printf 'ensure-control-plane: ERROR: %s\n' "$*" >&2; exit 1; }
+trap 'rc=$?; printf "ensure-control-plane: ERROR: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+module_dir="$(cd "$script_dir/../apiserver" && pwd)"
+[[ -f "$module_dir/go.mod" && -f "$module_dir/main.go" ]] \
+  || die "kube-apiserver wrapper module not found at $module_dir"
+
+# --- 0. Already provided by the caller? -------------------------------------
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+    log "using existing KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+    printf '%s\n' "$KUBEBUILDER_ASSETS"
+    exit 0
+  fi
+  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks kube-apiserver and/or etcd; preparing our own"
+fi
+
+# The pinned Kubernetes version comes from the wrapper module's go.mod, so the
+# cache key can never drift from what is actually built.
+k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v[0-9]/ {print $2; exit}' "$module_dir/go.mod")"
+[[ -n "$k8s_version" ]] || die "could not read the k8s.io/kubernetes version from $module_dir/go.mod"
+
+cache_root="${SIDECAR_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-injector}"
+apiserver_dir="$cache_root/kube-apiserver-$k8s_version"
+apiserver_bin="$apiserver_dir/kube-apiserver"
+assets_dir="$cache_root/assets-$k8s_version"
+mkdir -p "$apiserver_dir" "$assets_dir"
+
+# --- 1. etcd ----------------------------------------------------------------
+if ! command -v etcd >/dev/null 2>&1; then
+  log "etcd not on PATH; installing Debian package etcd-server"
+  command -v apt-get >/dev/null 2>&1 || die "etcd is not installed and apt-get is not available; install etcd (>= 3.4) yourself"
+  sudo_cmd=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "etcd is not installed and we are not root (no sudo) to apt-get install etcd-server"
+    sudo_cmd=(sudo)
+  fi
+  "${sudo_cmd[@]}" apt-get update >&2 || die "apt-get update failed"
+  # The package's service is of no use to us (we start our own etcd on free
+  # ports); keep it from being started where an init system would do so.
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+    apt-get install -y --no-install-recommends etcd-server >&2 \
+    || die "apt-get install etcd-server failed"
+  command -v etcd >/dev/null 2>&1 || die "etcd-server was installed but etcd is still not on PATH"
+fi
+etcd_bin="$(readlink -f "$(command -v etcd)")"
+etcd_version="$("$etcd_bin" --version 2>/dev/null | awk -F': ' '/etcd Version/ {print $2; exit}')" \
+  || die "$etcd_bin --version failed"
+log "etcd: $etcd_bin (version ${etcd_version:-unknown})"
+
+# --- 2. kube-apiserver ------------------------------------------------------
+if [[ -x "$apiserver_bin" ]]; then
+  log "kube-apiserver $k8s_version: cached at $apiserver_bin"
+else
+  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build kube-apiserver $k8s_version"
+  # Serialize concurrent builds of the same version.
+  exec 9>"$apiserver_dir/.build.lock"
+  if command -v flock >/dev/null 2>&1; then
+    flock 9 || die "could not lock $apiserver_dir/.build.lock"
+  fi
+  if [[ -x "$apiserver_bin" ]]; then
+    log "kube-apiserver $k8s_version: built by a concurrent run at $apiserver_bin"
+  else
+    log "building kube-apiserver $k8s_version with $(go version) (takes 10+ minutes on 2 cores)..."
+    start=$SECONDS
+    minor="${k8s_version#v*.}"; minor="${minor%%.*}"
+    major="${k8s_version#v}"; major="${major%%.*}"
+    ldflags="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+      ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    tmp_bin="$apiserver_dir/.kube-apiserver.tmp.$$"
+    # -mod=readonly: go.mod/go.sum are committed and must be complete;
+    # -buildvcs=false: the module sits inside the project's git checkout.
+    if ! (cd "$module_dir" && \
+          CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
+          go build -trimpath -ldflags="$ldflags" -o "$tmp_bin" . >&2); then
+      rm -f "$tmp_bin"
+      die "go build of kube-apiserver $k8s_version failed (module: $module_dir)"
+    fi
+    "$tmp_bin" --version >/dev/null 2>&1 || { rm -f "$tmp_bin"; die "freshly built kube-apiserver does not run"; }
+    mv -f "$tmp_bin" "$apiserver_bin"
+    log "built $apiserver_bin in $((SECONDS - start))s ($(du -h "$apiserver_bin" | cut -f1))"
+  fi
+  exec 9>&-
+fi
+log "kube-apiserver: $("$apiserver_bin" --version 2>&1)"
+
+# --- 3. One folder with both ------------------------------------------------
+ln -sfn "$apiserver_bin" "$assets_dir/kube-apiserver"
+ln -sfn "$etcd_bin" "$assets_dir/etcd"
+[[ -x "$assets_dir/kube-apiserver" && -x "$assets_dir/etcd" ]] \
+  || die "assets folder $assets_dir is incomplete after linking"
+
+log "assets ready in $assets_dir"
+printf '%s\n' "$assets_dir"
