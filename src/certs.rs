@@ -49,7 +49,11 @@ impl CertBundle {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         ca_params.distinguished_name = name("sidecar-injector CA");
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, &ca_key);
@@ -116,11 +120,21 @@ mod tests {
     #[test]
     fn service_certificate_names_all_service_forms() {
         let hosts = CertBundle::service_hosts("injector", "mesh");
-        assert_eq!(hosts, ["injector", "injector.mesh", "injector.mesh.svc", "injector.mesh.svc.cluster.local"]);
+        assert_eq!(
+            hosts,
+            [
+                "injector",
+                "injector.mesh",
+                "injector.mesh.svc",
+                "injector.mesh.svc.cluster.local"
+            ]
+        );
         let bundle = CertBundle::generate(&hosts).unwrap();
         assert!(bundle.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(bundle.key_pem.contains("PRIVATE KEY"));
-        let decoded = base64::engine::general_purpose::STANDARD.decode(bundle.ca_bundle()).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(bundle.ca_bundle())
+            .unwrap();
         assert_eq!(decoded, bundle.ca_pem.as_bytes());
     }
 }

@@ -70,10 +70,20 @@ struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// HTTPS address of the webhook.
-    #[arg(long, env = "SIDECAR_INJECTOR_LISTEN", default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_LISTEN",
+        default_value = "0.0.0.0:8443",
+        value_name = "ADDR"
+    )]
     listen: SocketAddr,
     /// Plain-HTTP address of /livez, /readyz and /metrics.
-    #[arg(long, env = "SIDECAR_INJECTOR_ADMIN_LISTEN", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
     admin_listen: SocketAddr,
     /// PEM certificate chain for the webhook.
     #[arg(long, env = "SIDECAR_INJECTOR_TLS_CERT", requires = "tls_key", value_name = "FILE")]
@@ -99,7 +109,12 @@ struct InjectArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Input YAML file, or - for stdin.
-    #[arg(short = 'f', long = "filename", env = "SIDECAR_INJECTOR_FILENAME", value_name = "FILE|-")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "SIDECAR_INJECTOR_FILENAME",
+        value_name = "FILE|-"
+    )]
     filename: String,
     /// Namespace for workloads that name none.
     #[arg(long, env = "SIDECAR_INJECTOR_NAMESPACE", default_value = "default")]
@@ -131,7 +146,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -204,7 +221,8 @@ fn inject(args: InjectArgs) -> Result<(), String> {
     } else {
         std::fs::read_to_string(&args.filename).map_err(|e| format!("cannot read {}: {e}", args.filename))?
     };
-    let output = sidecar_injector::offline::inject_yaml(&injector, &input, &args.namespace).map_err(|e| e.to_string())?;
+    let output =
+        sidecar_injector::offline::inject_yaml(&injector, &input, &args.namespace).map_err(|e| e.to_string())?;
     print!("{output}");
     Ok(())
 }
@@ -213,7 +231,11 @@ fn certs(args: CertsArgs) -> Result<(), String> {
     let hosts = CertBundle::service_hosts(&args.service, &args.namespace);
     let bundle = CertBundle::generate(&hosts).map_err(|e| e.to_string())?;
     bundle.write_to(&args.out).map_err(|e| e.to_string())?;
-    eprintln!("wrote ca.crt, ca.key, tls.crt and tls.key to {} for {}", args.out.display(), hosts.join(", "));
+    eprintln!(
+        "wrote ca.crt, ca.key, tls.crt and tls.key to {} for {}",
+        args.out.display(),
+        hosts.join(", ")
+    );
     println!("{}", bundle.ca_bundle());
     Ok(())
 }

@@ -212,6 +212,8 @@ pub struct InjectConfig {
     pub cluster_id: String,
     /// Address of the CA (istiod).
     pub ca_address: String,
+    /// Network the pods are on, for multi-network meshes; empty for none.
+    pub network: String,
     /// Default interception mode.
     pub interception_mode: InterceptionMode,
     /// Default `traffic.sidecar.istio.io/includeOutboundIPRanges`.
@@ -253,6 +255,7 @@ impl Default for InjectConfig {
             mesh_id: "cluster.local".into(),
             cluster_id: "Kubernetes".into(),
             ca_address: "istiod.istio-system.svc:15012".into(),
+            network: String::new(),
             interception_mode: InterceptionMode::Redirect,
             include_outbound_ip_ranges: "*".into(),
             exclude_outbound_ip_ranges: String::new(),
@@ -298,17 +301,21 @@ impl InjectConfig {
         let defaults = self.default_quantities()?;
         let pairs = [
             ("resources.requests.cpu", defaults.cpu_request, defaults.cpu_limit),
-            ("resources.requests.memory", defaults.memory_request, defaults.memory_limit),
+            (
+                "resources.requests.memory",
+                defaults.memory_request,
+                defaults.memory_limit,
+            ),
         ];
         for (key, request, limit) in pairs {
-            if let (Some(request), Some(limit)) = (request, limit) {
-                if request > limit {
-                    return Err(ConfigError::RequestAboveLimit {
-                        key: key.into(),
-                        request: request.to_string(),
-                        limit: limit.to_string(),
-                    });
-                }
+            if let (Some(request), Some(limit)) = (request, limit)
+                && request > limit
+            {
+                return Err(ConfigError::RequestAboveLimit {
+                    key: key.into(),
+                    request: request.to_string(),
+                    limit: limit.to_string(),
+                });
             }
         }
         if self.max_body_bytes < 1024 {
@@ -325,14 +332,14 @@ impl InjectConfig {
                 reason: "must name an image".into(),
             });
         }
-        if let Some(policy) = &self.image_pull_policy {
-            if !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never") {
-                return Err(ConfigError::Invalid {
-                    key: "imagePullPolicy".into(),
-                    value: policy.clone(),
-                    reason: "must be Always, IfNotPresent or Never".into(),
-                });
-            }
+        if let Some(policy) = &self.image_pull_policy
+            && !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never")
+        {
+            return Err(ConfigError::Invalid {
+                key: "imagePullPolicy".into(),
+                value: policy.clone(),
+                reason: "must be Always, IfNotPresent or Never".into(),
+            });
         }
         crate::engine::traffic::validate_config(self)?;
         Ok(())
@@ -357,8 +364,16 @@ impl InjectConfig {
         Ok(DefaultQuantities {
             cpu_request: parse("resources.requests.cpu", &resources.requests.cpu, ResourceKind::Cpu)?,
             cpu_limit: parse("resources.limits.cpu", &resources.limits.cpu, ResourceKind::Cpu)?,
-            memory_request: parse("resources.requests.memory", &resources.requests.memory, ResourceKind::Memory)?,
-            memory_limit: parse("resources.limits.memory", &resources.limits.memory, ResourceKind::Memory)?,
+            memory_request: parse(
+                "resources.requests.memory",
+                &resources.requests.memory,
+                ResourceKind::Memory,
+            )?,
+            memory_limit: parse(
+                "resources.limits.memory",
+                &resources.limits.memory,
+                ResourceKind::Memory,
+            )?,
         })
     }
 }
@@ -397,7 +412,10 @@ mod tests {
     fn bad_quantity_names_the_key() {
         let error = InjectConfig::from_yaml("resources:\n  limits:\n    cpu: lots\n", "c.yaml").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("resources.limits.cpu") && message.contains("lots"), "{message}");
+        assert!(
+            message.contains("resources.limits.cpu") && message.contains("lots"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -73,8 +73,16 @@ pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) ->
 }
 
 /// Injects the pod templates of one parsed document.
-pub fn inject_document(injector: &Injector, mut document: Value, default_namespace: &str) -> Result<Value, OfflineError> {
-    let kind = document.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+pub fn inject_document(
+    injector: &Injector,
+    mut document: Value,
+    default_namespace: &str,
+) -> Result<Value, OfflineError> {
+    let kind = document
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if kind == "List" {
         if let Some(items) = document.get_mut("items").and_then(Value::as_array_mut) {
             for item in items.iter_mut() {
@@ -85,13 +93,21 @@ pub fn inject_document(injector: &Injector, mut document: Value, default_namespa
     }
     let template_path: &[&str] = match kind.as_str() {
         "Pod" => &[],
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job" | "DeploymentConfig" => {
-            &["spec", "template"]
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job"
+        | "DeploymentConfig" => &["spec", "template"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template"],
         _ => return Ok(document),
     };
-    let name = document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = document
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let namespace = document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -100,7 +116,11 @@ pub fn inject_document(injector: &Injector, mut document: Value, default_namespa
     let workload = Workload {
         name: name.clone(),
         kind: kind.clone(),
-        api_version: document.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
+        api_version: document
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1")
+            .to_string(),
     };
     let label = format!("{kind}/{name}");
     let mut template = &mut document;
@@ -110,10 +130,15 @@ pub fn inject_document(injector: &Injector, mut document: Value, default_namespa
             None => return Ok(document),
         }
     }
-    inject_template(injector, template, &namespace, (kind != "Pod").then_some(&workload), &label)?;
+    inject_template(
+        injector,
+        template,
+        &namespace,
+        (kind != "Pod").then_some(&workload),
+        &label,
+    )?;
     Ok(document)
 }
-
 
 /// Runs the engine on one pod (or pod template) in place.
 fn inject_template(

@@ -174,12 +174,7 @@ fn write_decimal(f: &mut fmt::Formatter<'_>, value: i64) -> fmt::Result {
     write_with_suffixes(f, value, 1000, &["", "k", "M", "G", "T", "P", "E"])
 }
 
-fn write_with_suffixes(
-    f: &mut fmt::Formatter<'_>,
-    mut value: i64,
-    base: i64,
-    suffixes: &[&str],
-) -> fmt::Result {
+fn write_with_suffixes(f: &mut fmt::Formatter<'_>, mut value: i64, base: i64, suffixes: &[&str]) -> fmt::Result {
     let mut index = 0;
     while value != 0 && value % base == 0 && index + 1 < suffixes.len() {
         value /= base;
@@ -364,9 +359,15 @@ mod tests {
         assert!(matches!(cpu("1e309"), Err(QuantityError::TooLarge { .. })));
         assert!(matches!(cpu("0.0000001m"), Err(QuantityError::TooPrecise { .. })));
         assert!(matches!(memory("0.5"), Err(QuantityError::TooPrecise { .. })));
-        assert!(matches!(memory("9223372036854775807k"), Err(QuantityError::TooLarge { .. })));
+        assert!(matches!(
+            memory("9223372036854775807k"),
+            Err(QuantityError::TooLarge { .. })
+        ));
         assert_eq!(memory("9223372036854775807"), Ok(i64::MAX));
-        assert!(matches!(cpu("9223372036854775807"), Err(QuantityError::TooLarge { .. })));
+        assert!(matches!(
+            cpu("9223372036854775807"),
+            Err(QuantityError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -150,8 +150,7 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
             expected: "AdmissionReview",
         });
     }
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+    let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
     let api_version = request.types.api_version.clone();
     let namespace = request
         .namespace
@@ -176,7 +175,9 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
         return Ok(answer(&api_version, &response, summary));
     }
     let uid = request.uid.clone();
-    let object = request.object.ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
+    let object = request
+        .object
+        .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
     let (pod, has_metadata) = into_pod(object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
         summary.pod = pod

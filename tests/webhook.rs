@@ -21,18 +21,34 @@ async fn injects_proxy_and_init_with_default_resources() {
     assert_eq!(response["response"]["uid"], "uid-1");
     assert_eq!(response["response"]["allowed"], true);
     let injected = apply_and_check(&pod, &response);
-    let names: Vec<&str> = injected["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = injected["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["app", "istio-proxy"]);
     assert_eq!(injected["spec"]["initContainers"][0]["name"], "istio-init");
     let expected = json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}});
     assert_eq!(resources_of(&injected, "istio-proxy"), expected);
     assert_eq!(resources_of(&injected, "istio-init"), expected);
     let proxy = container(&injected, "istio-proxy").unwrap();
-    let args: Vec<&str> = proxy["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(&args[..2], ["proxy", "sidecar"]);
     assert!(args.windows(2).any(|w| w == ["--concurrency", "2"]), "{args:?}");
-    assert_eq!(proxy["ports"][0], json!({"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}));
-    assert_eq!(proxy["readinessProbe"]["httpGet"], json!({"path": "/healthz/ready", "port": 15021}));
+    assert_eq!(
+        proxy["ports"][0],
+        json!({"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"})
+    );
+    assert_eq!(
+        proxy["readinessProbe"]["httpGet"],
+        json!({"path": "/healthz/ready", "port": 15021})
+    );
     let security = &proxy["securityContext"];
     assert_eq!(security["runAsUser"], 1337);
     assert_eq!(security["runAsGroup"], 1337);
@@ -42,14 +58,25 @@ async fn injects_proxy_and_init_with_default_resources() {
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
     let env = proxy["env"].as_array().unwrap();
     let env_named = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
-    assert_eq!(env_named("ISTIO_CPU_LIMIT").unwrap()["valueFrom"]["resourceFieldRef"], json!({"divisor": "1", "resource": "limits.cpu"}));
+    assert_eq!(
+        env_named("ISTIO_CPU_LIMIT").unwrap()["valueFrom"]["resourceFieldRef"],
+        json!({"divisor": "1", "resource": "limits.cpu"})
+    );
     assert!(env_named("GOMEMLIMIT").is_some());
-    assert_eq!(env_named("POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(
+        env_named("POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
     let labels = &injected["metadata"]["labels"];
     assert_eq!(labels["security.istio.io/tlsMode"], "istio");
     assert_eq!(labels["service.istio.io/canonical-name"], "web");
     assert_eq!(labels["service.istio.io/canonical-revision"], "latest");
-    let status: Value = serde_json::from_str(injected["metadata"]["annotations"]["sidecar.istio.io/status"].as_str().unwrap()).unwrap();
+    let status: Value = serde_json::from_str(
+        injected["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(status["containers"], json!(["istio-proxy"]));
     assert_eq!(status["initContainers"], json!(["istio-init"]));
     assert_eq!(status["volumes"].as_array().unwrap().len(), 9);
@@ -62,10 +89,26 @@ async fn injects_proxy_and_init_with_default_resources() {
 async fn each_resource_annotation_overrides_only_its_field() {
     let server = TestServer::start(InjectConfig::default()).await;
     let cases = [
-        ("sidecar.istio.io/proxyCPU", "250m", json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "128Mi"}})),
-        ("sidecar.istio.io/proxyMemory", "0.25Gi", json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})),
-        ("sidecar.istio.io/proxyCPULimit", "3000m", json!({"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})),
-        ("sidecar.istio.io/proxyMemoryLimit", "2048Mi", json!({"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})),
+        (
+            "sidecar.istio.io/proxyCPU",
+            "250m",
+            json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "128Mi"}}),
+        ),
+        (
+            "sidecar.istio.io/proxyMemory",
+            "0.25Gi",
+            json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}}),
+        ),
+        (
+            "sidecar.istio.io/proxyCPULimit",
+            "3000m",
+            json!({"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}),
+        ),
+        (
+            "sidecar.istio.io/proxyMemoryLimit",
+            "2048Mi",
+            json!({"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}),
+        ),
     ];
     for (index, (key, value, expected)) in cases.into_iter().enumerate() {
         let pod = simple_pod(json!({ key: value }));
@@ -77,7 +120,13 @@ async fn each_resource_annotation_overrides_only_its_field() {
     let pod = simple_pod(json!({"sidecar.istio.io/proxyCPULimit": "3500m", "sidecar.istio.io/proxyCPU": "1"}));
     let injected = apply_and_check(&pod, &server.review(&pod_review("c", "apps", &pod)).await);
     let args = container(&injected, "istio-proxy").unwrap()["args"].clone();
-    assert!(args.as_array().unwrap().windows(2).any(|w| w[0] == "--concurrency" && w[1] == "4"), "{args}");
+    assert!(
+        args.as_array()
+            .unwrap()
+            .windows(2)
+            .any(|w| w[0] == "--concurrency" && w[1] == "4"),
+        "{args}"
+    );
     server.stop().await;
 }
 
@@ -90,7 +139,10 @@ async fn istio_merge_mode_drops_defaults_like_istio() {
     let server = TestServer::start(config).await;
     let pod = simple_pod(json!({"sidecar.istio.io/proxyCPU": "4000m"}));
     let injected = apply_and_check(&pod, &server.review(&pod_review("u", "apps", &pod)).await);
-    assert_eq!(resources_of(&injected, "istio-proxy"), json!({"requests": {"cpu": "4"}}));
+    assert_eq!(
+        resources_of(&injected, "istio-proxy"),
+        json!({"requests": {"cpu": "4"}})
+    );
     server.stop().await;
 }
 
@@ -98,13 +150,34 @@ async fn istio_merge_mode_drops_defaults_like_istio() {
 async fn invalid_values_are_denied_with_a_specific_message() {
     let server = TestServer::start(InjectConfig::default()).await;
     let cases = [
-        (json!({"sidecar.istio.io/proxyCPU": "abc"}), "annotation sidecar.istio.io/proxyCPU has value \"abc\", which is not a Kubernetes quantity (examples: 500m, 2)"),
-        (json!({"sidecar.istio.io/proxyMemory": "-1Gi"}), "annotation sidecar.istio.io/proxyMemory has value \"-1Gi\", which is negative"),
-        (json!({"sidecar.istio.io/proxyCPULimit": "1\u{7}"}), "which contains a control character"),
-        (json!({"sidecar.istio.io/proxyCPU": "3"}), "proxy CPU request 3 (from pod annotation sidecar.istio.io/proxyCPU) is above its limit 2 (from config default)"),
-        (json!({"sidecar.istio.io/proxyMemory": "2Gi", "sidecar.istio.io/proxyMemoryLimit": "1Gi"}), "proxy memory request 2Gi (from pod annotation sidecar.istio.io/proxyMemory) is above its limit 1Gi (from pod annotation sidecar.istio.io/proxyMemoryLimit)"),
-        (json!({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.0.0.0/33"}), "annotation traffic.sidecar.istio.io/excludeOutboundIPRanges has value \"10.0.0.0/33\""),
-        (json!({"traffic.sidecar.istio.io/includeInboundPorts": "http"}), "annotation traffic.sidecar.istio.io/includeInboundPorts has value \"http\""),
+        (
+            json!({"sidecar.istio.io/proxyCPU": "abc"}),
+            "annotation sidecar.istio.io/proxyCPU has value \"abc\", which is not a Kubernetes quantity (examples: 500m, 2)",
+        ),
+        (
+            json!({"sidecar.istio.io/proxyMemory": "-1Gi"}),
+            "annotation sidecar.istio.io/proxyMemory has value \"-1Gi\", which is negative",
+        ),
+        (
+            json!({"sidecar.istio.io/proxyCPULimit": "1\u{7}"}),
+            "which contains a control character",
+        ),
+        (
+            json!({"sidecar.istio.io/proxyCPU": "3"}),
+            "proxy CPU request 3 (from pod annotation sidecar.istio.io/proxyCPU) is above its limit 2 (from config default)",
+        ),
+        (
+            json!({"sidecar.istio.io/proxyMemory": "2Gi", "sidecar.istio.io/proxyMemoryLimit": "1Gi"}),
+            "proxy memory request 2Gi (from pod annotation sidecar.istio.io/proxyMemory) is above its limit 1Gi (from pod annotation sidecar.istio.io/proxyMemoryLimit)",
+        ),
+        (
+            json!({"traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.0.0.0/33"}),
+            "annotation traffic.sidecar.istio.io/excludeOutboundIPRanges has value \"10.0.0.0/33\"",
+        ),
+        (
+            json!({"traffic.sidecar.istio.io/includeInboundPorts": "http"}),
+            "annotation traffic.sidecar.istio.io/includeInboundPorts has value \"http\"",
+        ),
     ];
     for (index, (annotations, expected)) in cases.into_iter().enumerate() {
         let pod = simple_pod(annotations);
@@ -146,7 +219,12 @@ async fn native_sidecar_mode_orders_init_containers_like_istio() {
     let mut pod = simple_pod(json!({}));
     pod["spec"]["initContainers"] = json!([{"name": "migrate", "image": "busybox"}]);
     let injected = apply_and_check(&pod, &server.review(&pod_review("n", "apps", &pod)).await);
-    let names: Vec<&str> = injected["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = injected["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["istio-init", "istio-proxy", "migrate"]);
     assert_eq!(container(&injected, "istio-proxy").unwrap()["restartPolicy"], "Always");
     assert_eq!(injected["spec"]["containers"].as_array().unwrap().len(), 1);
@@ -184,22 +262,51 @@ async fn skips_and_warnings_follow_istio_rules() {
 #[tokio::test]
 async fn creates_missing_maps_and_escapes_keys() {
     let server = TestServer::start(InjectConfig::default()).await;
-    let pod = json!({"metadata": {"generateName": "batch-"}, "spec": {"containers": [{"name": "job", "image": "busybox"}]}});
+    let pod =
+        json!({"metadata": {"generateName": "batch-"}, "spec": {"containers": [{"name": "job", "image": "busybox"}]}});
     let response = server.review(&pod_review("m", "apps", &pod)).await;
     let patch = serde_json::to_value(patch_of(&response).unwrap()).unwrap();
-    let paths: Vec<&str> = patch.as_array().unwrap().iter().map(|op| op["path"].as_str().unwrap()).collect();
-    assert!(paths.contains(&"/metadata/labels") && paths.contains(&"/metadata/annotations"), "{paths:?}");
-    assert!(paths.iter().all(|p| !p.contains("/containers/0")), "existing containers replaced: {paths:?}");
+    let paths: Vec<&str> = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/metadata/labels") && paths.contains(&"/metadata/annotations"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().all(|p| !p.contains("/containers/0")),
+        "existing containers replaced: {paths:?}"
+    );
     let injected = apply_and_check(&pod, &response);
-    assert_eq!(injected["metadata"]["labels"]["service.istio.io/canonical-name"], "batch");
+    assert_eq!(
+        injected["metadata"]["labels"]["service.istio.io/canonical-name"],
+        "batch"
+    );
 
     let labelled = json!({"metadata": {"name": "x", "labels": {"app": "a"}, "annotations": {"keep": "me"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
     let response = server.review(&pod_review("e", "apps", &labelled)).await;
     let patch = serde_json::to_value(patch_of(&response).unwrap()).unwrap();
-    let paths: Vec<&str> = patch.as_array().unwrap().iter().map(|op| op["path"].as_str().unwrap()).collect();
-    assert!(paths.contains(&"/metadata/labels/security.istio.io~1tlsMode"), "{paths:?}");
-    assert!(paths.contains(&"/metadata/annotations/sidecar.istio.io~1status"), "{paths:?}");
-    assert!(!paths.contains(&"/metadata/labels") && !paths.contains(&"/metadata/annotations"), "{paths:?}");
+    let paths: Vec<&str> = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/metadata/labels/security.istio.io~1tlsMode"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"/metadata/annotations/sidecar.istio.io~1status"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&"/metadata/labels") && !paths.contains(&"/metadata/annotations"),
+        "{paths:?}"
+    );
     let injected = apply_and_check(&labelled, &response);
     assert_eq!(injected["metadata"]["annotations"]["keep"], "me");
     server.stop().await;
@@ -215,7 +322,11 @@ async fn bad_input_gets_a_clear_answer_and_the_server_keeps_serving() {
     let json_type = Some("application/json");
     let not_json = server.post("/inject", json_type, b"{not json".to_vec()).await;
     assert_eq!(not_json.status, 400);
-    assert!(not_json.text().starts_with("body is not a valid AdmissionReview"), "{}", not_json.text());
+    assert!(
+        not_json.text().starts_with("body is not a valid AdmissionReview"),
+        "{}",
+        not_json.text()
+    );
     assert_eq!(not_json.text().lines().count(), 1);
 
     let huge = server.post("/inject", json_type, vec![b' '; 65 * 1024]).await;
@@ -227,13 +338,17 @@ async fn bad_input_gets_a_clear_answer_and_the_server_keeps_serving() {
     assert_eq!(no_type.status, 415);
 
     let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
-    let answer = server.post("/inject", json_type, serde_json::to_vec(&no_request).unwrap()).await;
+    let answer = server
+        .post("/inject", json_type, serde_json::to_vec(&no_request).unwrap())
+        .await;
     assert_eq!(answer.status, 400);
     assert!(answer.text().contains("no request"), "{}", answer.text());
 
     let mut no_object = pod_review("o", "apps", &json!(null));
     no_object["request"].as_object_mut().unwrap().remove("object");
-    let answer = server.post("/inject", json_type, serde_json::to_vec(&no_object).unwrap()).await;
+    let answer = server
+        .post("/inject", json_type, serde_json::to_vec(&no_object).unwrap())
+        .await;
     assert_eq!(answer.status, 400);
     assert!(answer.text().contains("has no object"), "{}", answer.text());
 
@@ -265,7 +380,13 @@ async fn admin_endpoints_report_health_and_metrics() {
     let pod = simple_pod(json!({}));
     server.review(&pod_review("a", "apps", &pod)).await;
     server.review(&pod_review("b", "kube-system", &pod)).await;
-    server.review(&pod_review("c", "apps", &simple_pod(json!({"sidecar.istio.io/proxyCPU": "x"})))).await;
+    server
+        .review(&pod_review(
+            "c",
+            "apps",
+            &simple_pod(json!({"sidecar.istio.io/proxyCPU": "x"})),
+        ))
+        .await;
     let metrics = server.admin_get("/metrics").await.unwrap().text();
     for line in [
         "sidecar_injection_requests_total 3",

@@ -118,7 +118,11 @@ pub fn should_inject(pod: &Pod, namespace: &str, config: &InjectConfig) -> (Deci
     if config.never_inject_selector.iter().any(|s| selector_matches(s, labels)) {
         return (Decision::Skip(SkipReason::NeverInjectSelector), warnings);
     }
-    if config.always_inject_selector.iter().any(|s| selector_matches(s, labels)) {
+    if config
+        .always_inject_selector
+        .iter()
+        .any(|s| selector_matches(s, labels))
+    {
         return (Decision::Inject(InjectReason::AlwaysInjectSelector), warnings);
     }
     let decision = match config.policy {
@@ -216,26 +220,131 @@ mod tests {
     fn decision_table() {
         use Decision::*;
         let cases = [
-            Case { name: "default policy injects", ..BASE },
-            Case { name: "host network skips", host_network: true, labels: &[(INJECT_KEY, "true")], expected: Skip(SkipReason::HostNetwork), ..BASE },
-            Case { name: "kube-system skips", namespace: "kube-system", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
-            Case { name: "kube-public skips", namespace: "kube-public", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
-            Case { name: "kube-node-lease skips", namespace: "kube-node-lease", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
-            Case { name: "local-path-storage skips", namespace: "local-path-storage", expected: Skip(SkipReason::IgnoredNamespace), ..BASE },
-            Case { name: "label false skips", labels: &[(INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
-            Case { name: "annotation false skips", annotations: &[(INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
-            Case { name: "label beats annotation", labels: &[(INJECT_KEY, "true")], annotations: &[(INJECT_KEY, "false")], expected: Inject(InjectReason::PodOptIn), ..BASE },
-            Case { name: "label true beats disabled policy", labels: &[(INJECT_KEY, "true")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::PodOptIn), ..BASE },
-            Case { name: "disabled policy skips", policy: InjectionPolicy::Disabled, expected: Skip(SkipReason::PolicyDisabled), ..BASE },
-            Case { name: "bad value warns and uses default", labels: &[(INJECT_KEY, "maybe")], warns: true, ..BASE },
-            Case { name: "bad value with disabled policy", annotations: &[(INJECT_KEY, "sure")], policy: InjectionPolicy::Disabled, expected: Skip(SkipReason::PolicyDisabled), warns: true, ..BASE },
-            Case { name: "never selector skips", labels: &[("openshift.io/build.name", "build")], expected: Skip(SkipReason::NeverInjectSelector), ..BASE },
-            Case { name: "explicit true beats never selector", labels: &[("openshift.io/build.name", "build"), (INJECT_KEY, "true")], expected: Inject(InjectReason::PodOptIn), ..BASE },
-            Case { name: "always selector injects under disabled policy", labels: &[("mesh", "always")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::AlwaysInjectSelector), ..BASE },
-            Case { name: "explicit false beats always selector", labels: &[("mesh", "always"), (INJECT_KEY, "false")], expected: Skip(SkipReason::PodOptOut), ..BASE },
-            Case { name: "never selector wins over always selector", labels: &[("mesh", "always"), ("openshift.io/build.name", "build")], expected: Skip(SkipReason::NeverInjectSelector), ..BASE },
-            Case { name: "status annotation skips", annotations: &[(STATUS_ANNOTATION, "{}")], expected: Skip(SkipReason::AlreadyInjected), ..BASE },
-            Case { name: "yes is true", annotations: &[(INJECT_KEY, "Yes")], policy: InjectionPolicy::Disabled, expected: Inject(InjectReason::PodOptIn), ..BASE },
+            Case {
+                name: "default policy injects",
+                ..BASE
+            },
+            Case {
+                name: "host network skips",
+                host_network: true,
+                labels: &[(INJECT_KEY, "true")],
+                expected: Skip(SkipReason::HostNetwork),
+                ..BASE
+            },
+            Case {
+                name: "kube-system skips",
+                namespace: "kube-system",
+                expected: Skip(SkipReason::IgnoredNamespace),
+                ..BASE
+            },
+            Case {
+                name: "kube-public skips",
+                namespace: "kube-public",
+                expected: Skip(SkipReason::IgnoredNamespace),
+                ..BASE
+            },
+            Case {
+                name: "kube-node-lease skips",
+                namespace: "kube-node-lease",
+                expected: Skip(SkipReason::IgnoredNamespace),
+                ..BASE
+            },
+            Case {
+                name: "local-path-storage skips",
+                namespace: "local-path-storage",
+                expected: Skip(SkipReason::IgnoredNamespace),
+                ..BASE
+            },
+            Case {
+                name: "label false skips",
+                labels: &[(INJECT_KEY, "false")],
+                expected: Skip(SkipReason::PodOptOut),
+                ..BASE
+            },
+            Case {
+                name: "annotation false skips",
+                annotations: &[(INJECT_KEY, "false")],
+                expected: Skip(SkipReason::PodOptOut),
+                ..BASE
+            },
+            Case {
+                name: "label beats annotation",
+                labels: &[(INJECT_KEY, "true")],
+                annotations: &[(INJECT_KEY, "false")],
+                expected: Inject(InjectReason::PodOptIn),
+                ..BASE
+            },
+            Case {
+                name: "label true beats disabled policy",
+                labels: &[(INJECT_KEY, "true")],
+                policy: InjectionPolicy::Disabled,
+                expected: Inject(InjectReason::PodOptIn),
+                ..BASE
+            },
+            Case {
+                name: "disabled policy skips",
+                policy: InjectionPolicy::Disabled,
+                expected: Skip(SkipReason::PolicyDisabled),
+                ..BASE
+            },
+            Case {
+                name: "bad value warns and uses default",
+                labels: &[(INJECT_KEY, "maybe")],
+                warns: true,
+                ..BASE
+            },
+            Case {
+                name: "bad value with disabled policy",
+                annotations: &[(INJECT_KEY, "sure")],
+                policy: InjectionPolicy::Disabled,
+                expected: Skip(SkipReason::PolicyDisabled),
+                warns: true,
+                ..BASE
+            },
+            Case {
+                name: "never selector skips",
+                labels: &[("openshift.io/build.name", "build")],
+                expected: Skip(SkipReason::NeverInjectSelector),
+                ..BASE
+            },
+            Case {
+                name: "explicit true beats never selector",
+                labels: &[("openshift.io/build.name", "build"), (INJECT_KEY, "true")],
+                expected: Inject(InjectReason::PodOptIn),
+                ..BASE
+            },
+            Case {
+                name: "always selector injects under disabled policy",
+                labels: &[("mesh", "always")],
+                policy: InjectionPolicy::Disabled,
+                expected: Inject(InjectReason::AlwaysInjectSelector),
+                ..BASE
+            },
+            Case {
+                name: "explicit false beats always selector",
+                labels: &[("mesh", "always"), (INJECT_KEY, "false")],
+                expected: Skip(SkipReason::PodOptOut),
+                ..BASE
+            },
+            Case {
+                name: "never selector wins over always selector",
+                labels: &[("mesh", "always"), ("openshift.io/build.name", "build")],
+                expected: Skip(SkipReason::NeverInjectSelector),
+                ..BASE
+            },
+            Case {
+                name: "status annotation skips",
+                annotations: &[(STATUS_ANNOTATION, "{}")],
+                expected: Skip(SkipReason::AlreadyInjected),
+                ..BASE
+            },
+            Case {
+                name: "yes is true",
+                annotations: &[(INJECT_KEY, "Yes")],
+                policy: InjectionPolicy::Disabled,
+                expected: Inject(InjectReason::PodOptIn),
+                ..BASE
+            },
         ];
         for case in &cases {
             let (decision, warnings) = should_inject(&pod(case), case.namespace, &config(case.policy));

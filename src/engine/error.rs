@@ -25,7 +25,9 @@ pub enum InjectError {
         examples: &'static str,
     },
     /// The final request for a resource is above its final limit.
-    #[error("proxy {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit")]
+    #[error(
+        "proxy {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
+    )]
     RequestAboveLimit {
         /// `CPU` or `memory`.
         resource: &'static str,
@@ -61,7 +63,9 @@ pub enum InjectError {
         accepted: &'static str,
     },
     /// The pod already has a container with a name the injector must add.
-    #[error("the pod already has a container named {name}, which the injector reserves; rename it or set sidecar.istio.io/inject: \"false\"")]
+    #[error(
+        "the pod already has a container named {name}, which the injector reserves; rename it or set sidecar.istio.io/inject: \"false\""
+    )]
     ReservedContainerName {
         /// The clashing name.
         name: String,

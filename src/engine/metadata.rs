@@ -8,6 +8,8 @@ use super::workload::{CANONICAL_NAME, CANONICAL_REVISION, Workload, canonical_la
 
 /// Label telling peers that the pod speaks Istio mTLS.
 pub const TLS_MODE: &str = "security.istio.io/tlsMode";
+/// Label naming the pod's network in a multi-network mesh.
+pub const NETWORK: &str = "topology.istio.io/network";
 /// Annotation naming the revision that injected the pod.
 pub const REVISION_ANNOTATION: &str = "istio.io/rev";
 /// Annotation naming the container `kubectl exec` defaults to.
@@ -41,12 +43,13 @@ impl SidecarStatus {
     }
 }
 
-/// Labels to set on the injected pod.
-pub fn labels_to_add(pod: &Pod, workload: &Workload) -> Vec<(String, String)> {
+/// Labels to set on the injected pod; labels the pod already has are kept, as Istio keeps them
+/// (`security.istio.io/tlsMode: disabled` opts a pod out of mTLS).
+pub fn labels_to_add(pod: &Pod, workload: &Workload, network: &str) -> Vec<(String, String)> {
     let existing = pod.metadata.labels.as_ref();
     let has = |key: &str| existing.is_some_and(|labels| labels.contains_key(key));
-    let mut labels = Vec::with_capacity(3);
-    if existing.and_then(|labels| labels.get(TLS_MODE)).map(String::as_str) != Some("istio") {
+    let mut labels = Vec::with_capacity(4);
+    if !has(TLS_MODE) {
         labels.push((TLS_MODE.to_string(), "istio".to_string()));
     }
     let (name, revision) = canonical_labels(pod, workload);
@@ -55,6 +58,9 @@ pub fn labels_to_add(pod: &Pod, workload: &Workload) -> Vec<(String, String)> {
     }
     if !has(CANONICAL_REVISION) {
         labels.push((CANONICAL_REVISION.to_string(), revision));
+    }
+    if !network.is_empty() && !has(NETWORK) {
+        labels.push((NETWORK.to_string(), network.to_string()));
     }
     labels
 }
@@ -67,7 +73,11 @@ pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, status_port: u16) -
     if !has(REVISION_ANNOTATION) {
         annotations.push((REVISION_ANNOTATION.to_string(), status.revision.clone()));
     }
-    let first_app = pod.spec.as_ref().and_then(|spec| spec.containers.first()).map(|c| c.name.clone());
+    let first_app = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.containers.first())
+        .map(|c| c.name.clone());
     if let Some(first_app) = first_app {
         for key in [DEFAULT_CONTAINER, DEFAULT_LOGS_CONTAINER] {
             if !has(key) {
@@ -75,7 +85,9 @@ pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, status_port: u16) -
             }
         }
     }
-    let prometheus_untouched = ![PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH].iter().any(|key| has(key));
+    let prometheus_untouched = ![PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH]
+        .iter()
+        .any(|key| has(key));
     if prometheus_untouched && status_port != 0 {
         annotations.push((PROMETHEUS_PATH.to_string(), "/stats/prometheus".to_string()));
         annotations.push((PROMETHEUS_PORT.to_string(), status_port.to_string()));
@@ -116,6 +128,9 @@ mod tests {
             revision: "default".into(),
         };
         let added = annotations_to_add(&pod, &status, 15020);
-        assert!(added.iter().all(|(key, _)| !key.starts_with("prometheus.io/")), "{added:?}");
+        assert!(
+            added.iter().all(|(key, _)| !key.starts_with("prometheus.io/")),
+            "{added:?}"
+        );
     }
 }

@@ -63,8 +63,8 @@ pub struct Outcome {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{error}")]
 pub struct Denial {
-    /// Why.
-    pub error: InjectError,
+    /// Why (boxed: denials are rare and the success path stays small).
+    pub error: Box<InjectError>,
     /// Warnings collected before the refusal.
     pub warnings: Vec<String>,
 }
@@ -109,7 +109,10 @@ impl Injector {
             return Ok(skip(decision, warnings));
         };
         let annotations = pod.metadata.annotations.as_ref();
-        let deny = |error, warnings| Denial { error, warnings };
+        let deny = |error, warnings| Denial {
+            error: Box::new(error),
+            warnings,
+        };
         let resources = match resolve_resources(annotations, &self.defaults, self.config.resource_merge) {
             Ok(resources) => resources,
             Err(error) => return Err(deny(error, warnings)),
@@ -127,7 +130,12 @@ impl Injector {
             .chain(spec.init_containers.iter().flatten())
             .find(|c| c.name == INIT_CONTAINER || c.name == VALIDATION_CONTAINER);
         if let Some(clash) = taken.filter(|_| with_init) {
-            return Err(deny(InjectError::ReservedContainerName { name: clash.name.clone() }, warnings));
+            return Err(deny(
+                InjectError::ReservedContainerName {
+                    name: clash.name.clone(),
+                },
+                warnings,
+            ));
         }
 
         let derived;
@@ -191,7 +199,11 @@ impl Injector {
             image_pull_secrets: None,
             revision: self.config.revision.clone(),
         };
-        builder.set_entries(&["metadata", "labels"], pod.metadata.labels.as_ref(), labels_to_add(pod, workload));
+        builder.set_entries(
+            &["metadata", "labels"],
+            pod.metadata.labels.as_ref(),
+            labels_to_add(pod, workload, &self.config.network),
+        );
         builder.set_entries(
             &["metadata", "annotations"],
             annotations,
@@ -205,7 +217,11 @@ impl Injector {
         })
     }
 
-    fn native_sidecar(&self, annotations: Option<&std::collections::BTreeMap<String, String>>, warnings: &mut Vec<String>) -> bool {
+    fn native_sidecar(
+        &self,
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+        warnings: &mut Vec<String>,
+    ) -> bool {
         let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
             return self.config.native_sidecars;
         };

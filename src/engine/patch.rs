@@ -61,7 +61,13 @@ impl PatchBuilder {
 
     /// Inserts `items` into the array at `array_path` starting at `index` (or appends with
     /// `None`), creating the array when `existing_len` is `None`.
-    pub fn insert_items(&mut self, array_path: &[&str], existing_len: Option<usize>, index: Option<usize>, items: Vec<Value>) {
+    pub fn insert_items(
+        &mut self,
+        array_path: &[&str],
+        existing_len: Option<usize>,
+        index: Option<usize>,
+        items: Vec<Value>,
+    ) {
         if items.is_empty() {
             return;
         }
@@ -118,15 +124,27 @@ mod tests {
     fn creates_absent_map_and_escapes_keys_in_existing_one() {
         let mut builder = PatchBuilder::new();
         builder.set_entries(&["metadata", "labels"], None, vec![("a/b".into(), "1".into())]);
-        assert_eq!(apply(json!({"metadata": {}}), builder), json!({"metadata": {"labels": {"a/b": "1"}}}));
+        assert_eq!(
+            apply(json!({"metadata": {}}), builder),
+            json!({"metadata": {"labels": {"a/b": "1"}}})
+        );
 
         let existing = BTreeMap::from([("keep".to_string(), "x".to_string())]);
         let mut builder = PatchBuilder::new();
-        builder.set_entries(&["metadata", "labels"], Some(&existing), vec![("sidecar.istio.io/status".into(), "{}".into())]);
-        let PatchOperation::Add(operation) = &builder.operations[0] else { panic!("not an add") };
+        builder.set_entries(
+            &["metadata", "labels"],
+            Some(&existing),
+            vec![("sidecar.istio.io/status".into(), "{}".into())],
+        );
+        let PatchOperation::Add(operation) = &builder.operations[0] else {
+            panic!("not an add")
+        };
         assert_eq!(operation.path.as_str(), "/metadata/labels/sidecar.istio.io~1status");
         let result = apply(json!({"metadata": {"labels": {"keep": "x"}}}), builder);
-        assert_eq!(result, json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}"}}}));
+        assert_eq!(
+            result,
+            json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}"}}})
+        );
     }
 
     #[test]

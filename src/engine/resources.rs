@@ -138,7 +138,10 @@ pub fn resolve_resources(
         (PROXY_CPU, annotation(PROXY_CPU, ResourceKind::Cpu)?),
         (PROXY_CPU_LIMIT, annotation(PROXY_CPU_LIMIT, ResourceKind::Cpu)?),
         (PROXY_MEMORY, annotation(PROXY_MEMORY, ResourceKind::Memory)?),
-        (PROXY_MEMORY_LIMIT, annotation(PROXY_MEMORY_LIMIT, ResourceKind::Memory)?),
+        (
+            PROXY_MEMORY_LIMIT,
+            annotation(PROXY_MEMORY_LIMIT, ResourceKind::Memory)?,
+        ),
     ];
     let any_annotated = annotated.iter().any(|(_, value)| value.is_some());
     let use_defaults = merge == ResourceMerge::PerField || !any_annotated;
@@ -244,9 +247,16 @@ mod tests {
     fn request_above_limit_names_both_sources() {
         let error = resolve(&[(PROXY_CPU, "4")], ResourceMerge::PerField).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("request 4 (from pod annotation sidecar.istio.io/proxyCPU)"), "{message}");
+        assert!(
+            message.contains("request 4 (from pod annotation sidecar.istio.io/proxyCPU)"),
+            "{message}"
+        );
         assert!(message.contains("limit 2 (from config default)"), "{message}");
-        let error = resolve(&[(PROXY_MEMORY, "2Gi"), (PROXY_MEMORY_LIMIT, "1Gi")], ResourceMerge::Istio).unwrap_err();
+        let error = resolve(
+            &[(PROXY_MEMORY, "2Gi"), (PROXY_MEMORY_LIMIT, "1Gi")],
+            ResourceMerge::Istio,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("memory request 2Gi"), "{error}");
     }
 
@@ -261,7 +271,11 @@ mod tests {
 
     #[test]
     fn concurrency_rounds_cpu_limit_up() {
-        let at = |limit: &str| resolve(&[(PROXY_CPU_LIMIT, limit), (PROXY_CPU, "1m")], ResourceMerge::PerField).unwrap().concurrency();
+        let at = |limit: &str| {
+            resolve(&[(PROXY_CPU_LIMIT, limit), (PROXY_CPU, "1m")], ResourceMerge::PerField)
+                .unwrap()
+                .concurrency()
+        };
         assert_eq!(at("100m"), 1);
         assert_eq!(at("1"), 1);
         assert_eq!(at("1001m"), 2);

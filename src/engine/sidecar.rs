@@ -161,9 +161,15 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
         field_env("ISTIO_META_NODE_NAME", "spec.nodeName"),
         value_env("ISTIO_META_INTERCEPTION_MODE", inputs.traffic.mode.as_str()),
     ]);
+    if !config.network.is_empty() {
+        env.push(value_env("ISTIO_META_NETWORK", config.network.clone()));
+    }
     if !inputs.workload.name.is_empty() {
         env.push(value_env("ISTIO_META_WORKLOAD_NAME", inputs.workload.name.clone()));
-        env.push(value_env("ISTIO_META_OWNER", inputs.workload.owner_uri(inputs.namespace)));
+        env.push(value_env(
+            "ISTIO_META_OWNER",
+            inputs.workload.owner_uri(inputs.namespace),
+        ));
     }
     env.push(value_env("ISTIO_META_MESH_ID", config.mesh_id.clone()));
     env.push(value_env("TRUST_DOMAIN", config.trust_domain.clone()));
@@ -235,7 +241,11 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
 
 /// The init container's name under this config.
 pub fn init_container_name(config: &InjectConfig) -> &'static str {
-    if config.cni_enabled { VALIDATION_CONTAINER } else { INIT_CONTAINER }
+    if config.cni_enabled {
+        VALIDATION_CONTAINER
+    } else {
+        INIT_CONTAINER
+    }
 }
 
 /// The proxy's volumes, in [`VOLUME_NAMES`] order.

@@ -66,9 +66,16 @@ fn check_list(value: &str, kind: ListKind) -> Result<(), String> {
     if trimmed.is_empty() {
         return Ok(());
     }
-    let wildcard_allowed = matches!(kind, ListKind::Ports { wildcard: true } | ListKind::Cidrs { wildcard: true });
+    let wildcard_allowed = matches!(
+        kind,
+        ListKind::Ports { wildcard: true } | ListKind::Cidrs { wildcard: true }
+    );
     if trimmed == "*" {
-        return if wildcard_allowed { Ok(()) } else { Err("\"*\" is not allowed here".into()) };
+        return if wildcard_allowed {
+            Ok(())
+        } else {
+            Err("\"*\" is not allowed here".into())
+        };
     }
     for item in trimmed.split(',') {
         let item = item.trim();
@@ -152,12 +159,15 @@ impl TrafficSettings {
         };
         let status_port = match get(STATUS_PORT) {
             None => config.status_port,
-            Some(text) => text.trim().parse::<u16>().map_err(|_| InjectError::InvalidTrafficAnnotation {
-                annotation: STATUS_PORT.into(),
-                value: quoted(text),
-                reason: "it is not a port".into(),
-                accepted: "a port 0-65535 (0 disables the status server)",
-            })?,
+            Some(text) => text
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| InjectError::InvalidTrafficAnnotation {
+                    annotation: STATUS_PORT.into(),
+                    value: quoted(text),
+                    reason: "it is not a port".into(),
+                    accepted: "a port 0-65535 (0 disables the status server)",
+                })?,
         };
         let virtual_interfaces = get(REROUTE_VIRTUAL_INTERFACES)
             .or_else(|| get(KUBEVIRT_INTERFACES))
@@ -254,10 +264,26 @@ impl TrafficSettings {
 /// Checks the traffic defaults in the config file with the same rules as annotations.
 pub fn validate_config(config: &InjectConfig) -> Result<(), ConfigError> {
     let checks = [
-        ("includeOutboundIPRanges", &config.include_outbound_ip_ranges, ListKind::Cidrs { wildcard: true }),
-        ("excludeOutboundIPRanges", &config.exclude_outbound_ip_ranges, ListKind::Cidrs { wildcard: false }),
-        ("excludeInboundPorts", &config.exclude_inbound_ports, ListKind::Ports { wildcard: false }),
-        ("excludeOutboundPorts", &config.exclude_outbound_ports, ListKind::Ports { wildcard: false }),
+        (
+            "includeOutboundIPRanges",
+            &config.include_outbound_ip_ranges,
+            ListKind::Cidrs { wildcard: true },
+        ),
+        (
+            "excludeOutboundIPRanges",
+            &config.exclude_outbound_ip_ranges,
+            ListKind::Cidrs { wildcard: false },
+        ),
+        (
+            "excludeInboundPorts",
+            &config.exclude_inbound_ports,
+            ListKind::Ports { wildcard: false },
+        ),
+        (
+            "excludeOutboundPorts",
+            &config.exclude_outbound_ports,
+            ListKind::Ports { wildcard: false },
+        ),
     ];
     for (key, value, kind) in checks {
         check_list(value, kind).map_err(|reason| ConfigError::Invalid {
@@ -305,7 +331,9 @@ mod tests {
     fn status_port_zero_or_listed_is_not_repeated() {
         let args = settings(&[(STATUS_PORT, "0")]).unwrap().iptables_args(false);
         assert!(args.contains(&"15090,15021".to_string()));
-        let args = settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")]).unwrap().iptables_args(false);
+        let args = settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
+            .unwrap()
+            .iptables_args(false);
         assert!(args.contains(&"15090,15021,15020,8".to_string()));
     }
 

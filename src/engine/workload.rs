@@ -39,15 +39,18 @@ impl Workload {
             .flatten()
             .find(|owner| owner.controller == Some(true));
         if let Some(owner) = controller {
-            let hash = metadata.labels.as_ref().and_then(|labels| labels.get(POD_TEMPLATE_HASH));
-            if owner.kind == "ReplicaSet" {
-                if let Some(deployment) = hash.and_then(|hash| owner.name.strip_suffix(&format!("-{hash}"))) {
-                    return Workload {
-                        name: deployment.to_string(),
-                        kind: "Deployment".into(),
-                        api_version: "apps/v1".into(),
-                    };
-                }
+            let hash = metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(POD_TEMPLATE_HASH));
+            if owner.kind == "ReplicaSet"
+                && let Some(deployment) = hash.and_then(|hash| owner.name.strip_suffix(&format!("-{hash}")))
+            {
+                return Workload {
+                    name: deployment.to_string(),
+                    kind: "Deployment".into(),
+                    api_version: "apps/v1".into(),
+                };
             }
             return Workload {
                 name: owner.name.clone(),
@@ -59,7 +62,12 @@ impl Workload {
             .name
             .clone()
             .filter(|name| !name.is_empty())
-            .or_else(|| metadata.generate_name.as_ref().map(|prefix| prefix.trim_end_matches('-').to_string()))
+            .or_else(|| {
+                metadata
+                    .generate_name
+                    .as_ref()
+                    .map(|prefix| prefix.trim_end_matches('-').to_string())
+            })
             .unwrap_or_default();
         Workload {
             name,
@@ -85,11 +93,16 @@ pub fn canonical_labels(pod: &Pod, workload: &Workload) -> (String, String) {
     let labels = pod.metadata.labels.as_ref();
     let first = |keys: &[&str]| {
         keys.iter()
-            .find_map(|key| labels.and_then(|labels| labels.get(*key)).filter(|value| !value.is_empty()))
+            .find_map(|key| {
+                labels
+                    .and_then(|labels| labels.get(*key))
+                    .filter(|value| !value.is_empty())
+            })
             .cloned()
     };
     let name = first(&[CANONICAL_NAME, "app.kubernetes.io/name", "app"]).unwrap_or_else(|| workload.name.clone());
-    let revision = first(&[CANONICAL_REVISION, "app.kubernetes.io/version", "version"]).unwrap_or_else(|| "latest".into());
+    let revision =
+        first(&[CANONICAL_REVISION, "app.kubernetes.io/version", "version"]).unwrap_or_else(|| "latest".into());
     (to_label_value(&name), to_label_value(&revision))
 }
 
@@ -98,12 +111,16 @@ pub fn canonical_labels(pod: &Pod, workload: &Workload) -> (String, String) {
 pub fn to_label_value(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(MAX_LABEL_VALUE)
         .collect();
-    cleaned
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
+    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
 }
 
 #[cfg(test)]
@@ -128,7 +145,10 @@ mod tests {
     fn replica_set_resolves_to_deployment() {
         let workload = Workload::of_pod(&pod_owned_by("ReplicaSet", "web-5d9c7b", Some("5d9c7b")));
         assert_eq!((workload.name.as_str(), workload.kind.as_str()), ("web", "Deployment"));
-        assert_eq!(workload.owner_uri("prod"), "kubernetes://apis/apps/v1/namespaces/prod/deployments/web");
+        assert_eq!(
+            workload.owner_uri("prod"),
+            "kubernetes://apis/apps/v1/namespaces/prod/deployments/web"
+        );
         let bare = Workload::of_pod(&pod_owned_by("ReplicaSet", "web-rs", None));
         assert_eq!((bare.name.as_str(), bare.kind.as_str()), ("web-rs", "ReplicaSet"));
     }
@@ -150,7 +170,16 @@ mod tests {
         assert_eq!(name, "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo");
         assert_eq!(revision, "latest");
         let mut labelled = Pod::default();
-        labelled.metadata.labels = Some([("app".to_string(), "web".to_string()), ("version".to_string(), "v2".to_string())].into());
-        assert_eq!(canonical_labels(&labelled, &Workload::default()), ("web".to_string(), "v2".to_string()));
+        labelled.metadata.labels = Some(
+            [
+                ("app".to_string(), "web".to_string()),
+                ("version".to_string(), "v2".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            canonical_labels(&labelled, &Workload::default()),
+            ("web".to_string(), "v2".to_string())
+        );
     }
 }

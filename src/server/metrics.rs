@@ -41,12 +41,34 @@ impl Metrics {
         let skip = Family::<ReasonLabel, Counter>::default();
         let failure = Family::<ReasonLabel, Counter>::default();
         // 5µs .. ~5s: fine enough for sub-millisecond injections.
-        let time = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 21));
-        registry.register("sidecar_injection_requests", "Total number of sidecar injection requests", requests.clone());
-        registry.register("sidecar_injection_success", "Total number of successful sidecar injections", success.clone());
-        registry.register("sidecar_injection_skip", "Total number of skipped sidecar injections", skip.clone());
-        registry.register("sidecar_injection_failure", "Total number of failed sidecar injections", failure.clone());
-        registry.register("sidecar_injection_time_seconds", "Time taken to answer an injection request", time.clone());
+        let time = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            5e-6, 2.0, 21,
+        ));
+        registry.register(
+            "sidecar_injection_requests",
+            "Total number of sidecar injection requests",
+            requests.clone(),
+        );
+        registry.register(
+            "sidecar_injection_success",
+            "Total number of successful sidecar injections",
+            success.clone(),
+        );
+        registry.register(
+            "sidecar_injection_skip",
+            "Total number of skipped sidecar injections",
+            skip.clone(),
+        );
+        registry.register(
+            "sidecar_injection_failure",
+            "Total number of failed sidecar injections",
+            failure.clone(),
+        );
+        registry.register(
+            "sidecar_injection_time_seconds",
+            "Time taken to answer an injection request",
+            time.clone(),
+        );
         Metrics {
             registry,
             requests,

@@ -55,7 +55,12 @@ pub struct Server {
 
 impl Server {
     /// Assembles a server from bound listeners, TLS settings and an engine.
-    pub fn bind(webhook_listener: TcpListener, admin_listener: TcpListener, tls: Arc<ServerConfig>, injector: Injector) -> Self {
+    pub fn bind(
+        webhook_listener: TcpListener,
+        admin_listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        injector: Injector,
+    ) -> Self {
         Server {
             webhook_listener,
             admin_listener,

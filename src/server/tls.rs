@@ -118,7 +118,11 @@ pub fn load(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<PathBuf>), 
                 path: ca_out.display().to_string(),
                 source,
             })?;
-            let config = server_config(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes(), ("generated", "generated"))?;
+            let config = server_config(
+                bundle.cert_pem.as_bytes(),
+                bundle.key_pem.as_bytes(),
+                ("generated", "generated"),
+            )?;
             Ok((config, Some(ca_out.clone())))
         }
     }

@@ -39,7 +39,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -88,10 +89,10 @@ impl TestServer {
 
     async fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(answer) = self.admin_get("/readyz").await {
-                if answer.status == 200 {
-                    return;
-                }
+            if let Ok(answer) = self.admin_get("/readyz").await
+                && answer.status == 200
+            {
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -106,13 +107,18 @@ impl TestServer {
             .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
             .await
             .unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
         tokio::spawn(connection);
         let mut request = hyper::Request::post(path).header("host", "127.0.0.1");
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let response = sender.send_request(request.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -121,7 +127,9 @@ impl TestServer {
 
     /// Posts an AdmissionReview and returns the response JSON.
     pub async fn review(&self, review: &Value) -> Value {
-        let answer = self.post("/inject", Some("application/json"), serde_json::to_vec(review).unwrap()).await;
+        let answer = self
+            .post("/inject", Some("application/json"), serde_json::to_vec(review).unwrap())
+            .await;
         assert_eq!(answer.status, 200, "{}", answer.text());
         answer.json()
     }
@@ -131,7 +139,10 @@ impl TestServer {
         let tcp = TcpStream::connect(self.admin).await.unwrap();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
         tokio::spawn(connection);
-        let request = hyper::Request::get(path).header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap();
+        let request = hyper::Request::get(path)
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -185,7 +196,9 @@ pub fn patch_of(response: &Value) -> Option<json_patch::Patch> {
     let response = &response["response"];
     let encoded = response.get("patch")?.as_str().expect("patch must be a base64 string");
     assert_eq!(response["patchType"], "JSONPatch");
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("patch is not base64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("patch is not base64");
     Some(serde_json::from_slice(&bytes).expect("patch is not a JSON patch"))
 }
 
@@ -204,17 +217,33 @@ pub fn apply_and_check(original: &Value, response: &Value) -> Value {
 pub fn check_pod_valid(pod: &Value) {
     let typed: Pod = serde_json::from_value(pod.clone()).unwrap_or_else(|e| panic!("not a Pod: {e}"));
     let spec = typed.spec.expect("pod has a spec");
-    let all: Vec<_> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let all: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
     let mut names = HashSet::new();
     for container in &all {
-        assert!(names.insert(container.name.clone()), "duplicate container name {}", container.name);
-        let Some(resources) = &container.resources else { continue };
-        let (Some(requests), Some(limits)) = (&resources.requests, &resources.limits) else { continue };
+        assert!(
+            names.insert(container.name.clone()),
+            "duplicate container name {}",
+            container.name
+        );
+        let Some(resources) = &container.resources else {
+            continue;
+        };
+        let (Some(requests), Some(limits)) = (&resources.requests, &resources.limits) else {
+            continue;
+        };
         for (resource, kind) in [("cpu", ResourceKind::Cpu), ("memory", ResourceKind::Memory)] {
             if let (Some(request), Some(limit)) = (requests.get(resource), limits.get(resource)) {
                 let request = Quantity::parse(&request.0, kind).unwrap();
                 let limit = Quantity::parse(&limit.0, kind).unwrap();
-                assert!(request.units() <= limit.units(), "{}: {resource} request {request} > limit {limit}", container.name);
+                assert!(
+                    request.units() <= limit.units(),
+                    "{}: {resource} request {request} > limit {limit}",
+                    container.name
+                );
             }
         }
     }
@@ -222,7 +251,11 @@ pub fn check_pod_valid(pod: &Value) {
     assert!(proxies <= 1, "{proxies} proxies");
     let mut volume_names = HashSet::new();
     for volume in spec.volumes.iter().flatten() {
-        assert!(volume_names.insert(volume.name.clone()), "duplicate volume {}", volume.name);
+        assert!(
+            volume_names.insert(volume.name.clone()),
+            "duplicate volume {}",
+            volume.name
+        );
     }
 }
 
