@@ -6,6 +6,7 @@
 //! finish before returning.
 
 pub mod admin;
+pub mod https;
 pub mod metrics;
 pub mod tls;
 pub mod webhook;
@@ -13,25 +14,14 @@ pub mod webhook;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use self::admin::{AdminState, Readiness};
 use self::metrics::Metrics;
 use self::webhook::WebhookState;
 use crate::engine::Injector;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests may take to finish after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -108,56 +98,14 @@ impl Server {
         });
 
         let app = webhook::router(Arc::new(WebhookState { injector, metrics }));
-        let acceptor = TlsAcceptor::from(tls);
-        let graceful = GracefulShutdown::new();
-        readiness.set(true);
-        tracing::info!(addr = %webhook_listener.local_addr()?, "webhook serving HTTPS");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = webhook_listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    let service = TowerToHyperService::new(app.clone());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => tls_stream,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let builder = ConnectionBuilder::new(TokioExecutor::new());
-                        let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
-                        if let Err(error) = watcher.watch(connection.into_owned()).await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        readiness.set(false);
-        drop(webhook_listener);
-        tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-            tracing::warn!("drain timed out; closing remaining connections");
-        }
+        let draining = readiness.clone();
+        let served = https::serve_https(webhook_listener, tls, app, Some(readiness.clone()), async move {
+            shutdown.await;
+            draining.set(false);
+        })
+        .await;
         let _ = stop_admin.send(());
         let _ = admin_task.await;
-        Ok(())
+        served
     }
 }
