@@ -40,6 +40,45 @@ enum Command {
     /// are NAME, NAME.NS, NAME.NS.svc and NAME.NS.svc.cluster.local. The base64 caBundle
     /// for the MutatingWebhookConfiguration is printed on stdout.
     Certs(CertsArgs),
+    /// Explain the decision and each proxy resource field (value, source, adjustments) for a pod.
+    ///
+    /// Uses the same engine as the webhook. --namespace takes a Namespace object (its
+    /// annotations apply as namespace defaults, profile and bounds); --limitranges takes
+    /// LimitRange objects (one or many YAML documents, or a List).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Pod or workload YAML, or - for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    filename: String,
+    /// Namespace object YAML (annotations are used).
+    #[arg(long, value_name = "FILE")]
+    namespace: Option<PathBuf>,
+    /// LimitRange objects YAML.
+    #[arg(long, value_name = "FILE")]
+    limitranges: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClusterMode {
+    /// Use KUBECONFIG, ~/.kube/config or the in-cluster service account if one is found;
+    /// otherwise run without namespace defaults and LimitRanges.
+    Auto,
+    /// Never contact the API server.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,6 +141,9 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SIDECAR_INJECTOR_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Read namespace annotations and LimitRanges from the API server.
+    #[arg(long, env = "SIDECAR_INJECTOR_CLUSTER", value_enum, default_value = "auto")]
+    cluster: ClusterMode,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +182,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => serve(args),
         Command::Inject(args) => inject(args),
         Command::Certs(args) => certs(args),
+        Command::Explain(args) => explain(args),
     }
 }
 
@@ -179,10 +222,38 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
-        let server = Server::bind(webhook, admin, tls_config, injector);
+        let mut server = Server::bind(webhook, admin, tls_config, injector);
+        if let Some(client) = cluster_client(args.cluster).await {
+            server = server.with_cluster(client);
+        }
         tracing::info!(admin = %args.admin_listen, "admin serving HTTP");
         server.run(shutdown_signal()).await.map_err(|e| e.to_string())
     })
+}
+
+/// A client for the API server, when one is configured and wanted.
+async fn cluster_client(mode: ClusterMode) -> Option<kube::Client> {
+    if mode == ClusterMode::Off {
+        tracing::info!("--cluster off: namespace defaults and LimitRanges are not used");
+        return None;
+    }
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::warn!(%error, "no Kubernetes API configured: namespace defaults and LimitRanges are not used");
+            return None;
+        }
+    };
+    match kube::Client::try_from(config) {
+        Ok(client) => {
+            tracing::info!("reading namespaces and LimitRanges from the API server");
+            Some(client)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot build a Kubernetes client: namespace defaults and LimitRanges are not used");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -209,18 +280,84 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn inject(args: InjectArgs) -> Result<(), String> {
-    init_logging(LogFormat::Text);
-    let injector = args.config.injector()?;
-    let input = if args.filename == "-" {
+fn read_input(filename: &str) -> Result<String, String> {
+    if filename == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| format!("cannot read stdin: {e}"))?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(&args.filename).map_err(|e| format!("cannot read {}: {e}", args.filename))?
+        std::fs::read_to_string(filename).map_err(|e| format!("cannot read {filename}: {e}"))
+    }
+}
+
+/// Every YAML document in `text`, with `List` items flattened.
+fn yaml_documents(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize;
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(document).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+        match value.get("kind").and_then(|k| k.as_str()) {
+            Some("List") => documents.extend(value["items"].as_array().cloned().unwrap_or_default()),
+            _ if value.is_null() => {}
+            _ => documents.push(value),
+        }
+    }
+    Ok(documents)
+}
+
+fn explain(args: ExplainArgs) -> Result<(), String> {
+    let injector = args.config.injector()?;
+    let documents = yaml_documents(&read_input(&args.filename)?, &args.filename)?;
+    let namespace: Option<k8s_openapi::api::core::v1::Namespace> = match &args.namespace {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+            let document = yaml_documents(&text, &origin)?.into_iter().next().ok_or(format!("{origin} is empty"))?;
+            Some(serde_json::from_value(document).map_err(|e| format!("{origin}: not a Namespace: {e}"))?)
+        }
+        None => None,
     };
+    let limit_ranges: Vec<k8s_openapi::api::core::v1::LimitRange> = match &args.limitranges {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+            yaml_documents(&text, &origin)?
+                .into_iter()
+                .map(|document| serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}")))
+                .collect::<Result<_, _>>()?
+        }
+        None => Vec::new(),
+    };
+    let mut explanations = Vec::new();
+    for document in &documents {
+        let explanation = sidecar_injector::explain::explain(&injector, document, namespace.as_ref(), &limit_ranges)
+            .map_err(|e| e.to_string())?;
+        explanations.push(explanation);
+    }
+    match args.output {
+        OutputFormat::Text => {
+            let texts: Vec<String> = explanations.iter().map(|e| e.to_text()).collect();
+            print!("{}", texts.join("\n"));
+        }
+        OutputFormat::Json => {
+            let value = if explanations.len() == 1 {
+                serde_json::to_value(&explanations[0])
+            } else {
+                serde_json::to_value(&explanations)
+            }
+            .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(())
+}
+
+fn inject(args: InjectArgs) -> Result<(), String> {
+    init_logging(LogFormat::Text);
+    let injector = args.config.injector()?;
+    let input = read_input(&args.filename)?;
     let output =
         sidecar_injector::offline::inject_yaml(&injector, &input, &args.namespace).map_err(|e| e.to_string())?;
     print!("{output}");

@@ -5,12 +5,13 @@
 //! [`InjectConfig::default`] is the built-in configuration `serve` runs with when no file
 //! is given; `deploy/config.yaml` documents every key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
-use crate::quantity::{Quantity, QuantityError, ResourceKind};
+use crate::quantity::{QuantityError, ResourceKind};
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,9 @@ pub struct ResourceAmounts {
     /// Memory, e.g. `128Mi`.
     #[serde(default)]
     pub memory: Option<String>,
+    /// Ephemeral storage, e.g. `1Gi`.
+    #[serde(default, rename = "ephemeral-storage")]
+    pub ephemeral_storage: Option<String>,
 }
 
 /// Default requests and limits for the proxy and init container.
@@ -154,26 +158,71 @@ impl Default for ResourceDefaults {
             requests: ResourceAmounts {
                 cpu: Some("100m".into()),
                 memory: Some("128Mi".into()),
+                ephemeral_storage: None,
             },
             limits: ResourceAmounts {
                 cpu: Some("2".into()),
                 memory: Some("1Gi".into()),
+                ephemeral_storage: None,
             },
         }
     }
 }
 
-/// Parsed default quantities, one per field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DefaultQuantities {
-    /// CPU request.
-    pub cpu_request: Option<Quantity>,
-    /// CPU limit.
-    pub cpu_limit: Option<Quantity>,
-    /// Memory request.
-    pub memory_request: Option<Quantity>,
-    /// Memory limit.
-    pub memory_limit: Option<Quantity>,
+/// What to do with a proxy value outside the configured bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    /// Clamp it into range and warn.
+    #[default]
+    Clamp,
+    /// Deny the pod.
+    Deny,
+}
+
+/// Which CPU field Envoy's worker count follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrencyFrom {
+    /// The CPU limit (istiod's behaviour).
+    #[default]
+    Limit,
+    /// The CPU request (istio#61683).
+    Request,
+}
+
+/// A min and max for one field.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BoundSpec {
+    /// Smallest value.
+    #[serde(default)]
+    pub min: Option<String>,
+    /// Largest value.
+    #[serde(default)]
+    pub max: Option<String>,
+}
+
+/// How `--concurrency` is derived.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ConcurrencyConfig {
+    /// `limit` or `request`.
+    pub from: ConcurrencyFrom,
+    /// Fewest worker threads.
+    pub min: i64,
+    /// Most worker threads; 0 for no ceiling.
+    pub max: i64,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        ConcurrencyConfig {
+            from: ConcurrencyFrom::Limit,
+            min: 1,
+            max: 0,
+        }
+    }
 }
 
 /// Everything that shapes injection. Field names are the YAML keys in camelCase.
@@ -198,6 +247,19 @@ pub struct InjectConfig {
     pub resource_merge: ResourceMerge,
     /// Default proxy resources.
     pub resources: ResourceDefaults,
+    /// Named resource presets, chosen with `sidecar-injector.io/profile`.
+    pub profiles: BTreeMap<String, ResourceDefaults>,
+    /// Per-field min and max (`cpu.request`, `cpu.limit`, `memory.request`, ...).
+    pub bounds: BTreeMap<String, BoundSpec>,
+    /// What to do with a value outside the bounds.
+    pub on_violation: OnViolation,
+    /// Keep pods whose app containers are all Guaranteed in QoS Guaranteed.
+    #[serde(rename = "preserveGuaranteedQoS")]
+    pub preserve_guaranteed_qos: bool,
+    /// How Envoy's worker count is derived.
+    pub concurrency: ConcurrencyConfig,
+    /// `GOMEMLIMIT` as a percentage of the memory limit (1-100).
+    pub go_mem_limit_percent: u8,
     /// Largest AdmissionReview body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The Istio revision written to `istio.io/rev` and the status annotation.
@@ -248,6 +310,12 @@ impl Default for InjectConfig {
             native_sidecars: false,
             resource_merge: ResourceMerge::PerField,
             resources: ResourceDefaults::default(),
+            profiles: BTreeMap::new(),
+            bounds: BTreeMap::new(),
+            on_violation: OnViolation::Clamp,
+            preserve_guaranteed_qos: true,
+            concurrency: ConcurrencyConfig::default(),
+            go_mem_limit_percent: 90,
             max_body_bytes: 4 * 1024 * 1024,
             revision: "default".into(),
             cluster_domain: "cluster.local".into(),
@@ -298,25 +366,20 @@ impl InjectConfig {
 
     /// Checks values that the schema alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let defaults = self.default_quantities()?;
-        let pairs = [
-            ("resources.requests.cpu", defaults.cpu_request, defaults.cpu_limit),
-            (
-                "resources.requests.memory",
-                defaults.memory_request,
-                defaults.memory_limit,
-            ),
-        ];
-        for (key, request, limit) in pairs {
-            if let (Some(request), Some(limit)) = (request, limit)
-                && request > limit
-            {
-                return Err(ConfigError::RequestAboveLimit {
-                    key: key.into(),
-                    request: request.to_string(),
-                    limit: limit.to_string(),
-                });
-            }
+        crate::engine::resources::Tuning::from_config(self)?;
+        if !(1..=100).contains(&self.go_mem_limit_percent) {
+            return Err(ConfigError::Invalid {
+                key: "goMemLimitPercent".into(),
+                value: self.go_mem_limit_percent.to_string(),
+                reason: "must be 1-100".into(),
+            });
+        }
+        if self.concurrency.min < 1 || (self.concurrency.max != 0 && self.concurrency.max < self.concurrency.min) {
+            return Err(ConfigError::Invalid {
+                key: "concurrency".into(),
+                value: format!("min {} max {}", self.concurrency.min, self.concurrency.max),
+                reason: "min must be at least 1, and max 0 (none) or at least min".into(),
+            });
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
@@ -344,38 +407,6 @@ impl InjectConfig {
         crate::engine::traffic::validate_config(self)?;
         Ok(())
     }
-
-    /// The default resources as exact quantities.
-    pub fn default_quantities(&self) -> Result<DefaultQuantities, ConfigError> {
-        let parse = |key: &str, value: &Option<String>, kind| -> Result<Option<Quantity>, ConfigError> {
-            value
-                .as_deref()
-                .map(|text| {
-                    Quantity::parse(text, kind).map_err(|reason| ConfigError::Quantity {
-                        key: key.into(),
-                        value: text.into(),
-                        reason,
-                        examples: examples_for(kind),
-                    })
-                })
-                .transpose()
-        };
-        let resources = &self.resources;
-        Ok(DefaultQuantities {
-            cpu_request: parse("resources.requests.cpu", &resources.requests.cpu, ResourceKind::Cpu)?,
-            cpu_limit: parse("resources.limits.cpu", &resources.limits.cpu, ResourceKind::Cpu)?,
-            memory_request: parse(
-                "resources.requests.memory",
-                &resources.requests.memory,
-                ResourceKind::Memory,
-            )?,
-            memory_limit: parse(
-                "resources.limits.memory",
-                &resources.limits.memory,
-                ResourceKind::Memory,
-            )?,
-        })
-    }
 }
 
 /// Examples of accepted quantities, for error messages.
@@ -393,11 +424,12 @@ mod tests {
     #[test]
     fn empty_file_gives_istio_defaults() {
         let config = InjectConfig::from_yaml("", "test").unwrap();
-        let defaults = config.default_quantities().unwrap();
-        assert_eq!(defaults.cpu_request.unwrap().units(), 100);
-        assert_eq!(defaults.cpu_limit.unwrap().units(), 2000);
-        assert_eq!(defaults.memory_request.unwrap().units(), 128 << 20);
-        assert_eq!(defaults.memory_limit.unwrap().units(), 1 << 30);
+        let tuning = crate::engine::resources::Tuning::from_config(&config).unwrap();
+        let units: Vec<Option<i64>> = tuning.defaults.iter().map(|q| q.map(|q| q.units())).collect();
+        assert_eq!(
+            units,
+            [Some(100), Some(2000), Some(128 << 20), Some(1 << 30), None, None]
+        );
         assert_eq!(config.policy, InjectionPolicy::Enabled);
         assert!(!config.native_sidecars);
     }

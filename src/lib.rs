@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod config;
 pub mod engine;
+pub mod explain;
 pub mod offline;
 pub mod quantity;
 pub mod review;

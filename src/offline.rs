@@ -72,6 +72,27 @@ pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) ->
     Ok(output)
 }
 
+/// Where a workload kind keeps its pod template; `None` for kinds without one.
+pub fn template_path(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "Pod" => Some(&[]),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job"
+        | "DeploymentConfig" => Some(&["spec", "template"]),
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
+        _ => None,
+    }
+}
+
+/// Reads a pod template (`metadata` and `spec`) as a Pod; the flag says whether it had metadata.
+pub fn pod_from_template(template: &Value) -> Result<(k8s_openapi::api::core::v1::Pod, bool), serde_json::Error> {
+    let has_metadata = template.get("metadata").is_some_and(Value::is_object);
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": template.get("metadata").cloned().unwrap_or(Value::Null),
+        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+    }))?;
+    Ok((pod, has_metadata))
+}
+
 /// Injects the pod templates of one parsed document.
 pub fn inject_document(
     injector: &Injector,
@@ -91,17 +112,8 @@ pub fn inject_document(
         }
         return Ok(document);
     }
-    let template_path: &[&str] = match kind.as_str() {
-        "Pod" => &[],
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job"
-        | "DeploymentConfig" => &["spec", "template"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
-        _ => return Ok(document),
+    let Some(template_path) = template_path(&kind) else {
+        return Ok(document);
     };
     let name = document
         .pointer("/metadata/name")
@@ -148,12 +160,7 @@ fn inject_template(
     workload: Option<&Workload>,
     label: &str,
 ) -> Result<(), OfflineError> {
-    let has_metadata = template.get("metadata").is_some_and(Value::is_object);
-    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
-        "metadata": template.get("metadata").cloned().unwrap_or(Value::Null),
-        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
-    }))
-    .map_err(|error| OfflineError::InvalidPod {
+    let (pod, has_metadata) = pod_from_template(template).map_err(|error| OfflineError::InvalidPod {
         workload: label.to_string(),
         message: error.to_string(),
     })?;
@@ -162,6 +169,7 @@ fn inject_template(
         namespace,
         workload,
         has_metadata,
+        namespace_context: crate::engine::resources::NamespaceContext::default(),
     };
     let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {
         workload: label.to_string(),

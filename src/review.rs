@@ -12,7 +12,7 @@ use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview,
 use kube_core::response::Status;
 use serde::Serialize;
 
-use crate::engine::resources::ProxyResources;
+use crate::engine::resources::{NamespaceContext, ProxyResources};
 use crate::engine::{Injector, PodRequest};
 
 /// API versions of AdmissionReview we answer.
@@ -132,8 +132,32 @@ impl<'a> WireReview<'a> {
     }
 }
 
-/// Answers one AdmissionReview body.
-pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewError> {
+/// A parsed AdmissionReview, before the engine runs on it.
+#[derive(Debug)]
+pub struct ParsedReview {
+    api_version: String,
+    namespace: String,
+    request: AdmissionRequest<DynamicObject>,
+}
+
+impl ParsedReview {
+    /// The namespace the object is created in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Whether this is a Pod CREATE, the only request the engine looks at.
+    pub fn is_pod_create(&self) -> bool {
+        let request = &self.request;
+        request.kind.group.is_empty()
+            && request.kind.kind == "Pod"
+            && request.sub_resource.is_none()
+            && request.operation == Operation::Create
+    }
+}
+
+/// Parses and checks an AdmissionReview body.
+pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
     if !SUPPORTED_VERSIONS.contains(&review.types.api_version.as_str()) {
@@ -151,12 +175,37 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
         });
     }
     let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
-    let api_version = request.types.api_version.clone();
     let namespace = request
         .namespace
         .clone()
         .or_else(|| request.object.as_ref().and_then(|o| o.metadata.namespace.clone()))
         .unwrap_or_default();
+    Ok(ParsedReview {
+        api_version: request.types.api_version.clone(),
+        namespace,
+        request,
+    })
+}
+
+/// Answers one AdmissionReview body with no namespace knowledge.
+pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewError> {
+    answer_review(injector, parse_review(body)?, &NamespaceContext::default(), Vec::new())
+}
+
+/// Runs the engine on a parsed review with what is known about its namespace;
+/// `context_warnings` (e.g. a cache fallback) are passed on to the user.
+pub fn answer_review(
+    injector: &Injector,
+    parsed: ParsedReview,
+    context: &NamespaceContext<'_>,
+    context_warnings: Vec<String>,
+) -> Result<ReviewAnswer, ReviewError> {
+    let is_pod_create = parsed.is_pod_create();
+    let ParsedReview {
+        api_version,
+        namespace,
+        request,
+    } = parsed;
     let mut summary = ReviewSummary {
         uid: request.uid.clone(),
         namespace: namespace.clone(),
@@ -170,7 +219,7 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
     if !is_pod {
         return Ok(answer(&api_version, &response, summary));
     }
-    if request.operation != Operation::Create {
+    if !is_pod_create {
         summary.decision = "skip:not-a-create";
         return Ok(answer(&api_version, &response, summary));
     }
@@ -192,12 +241,15 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
         namespace: &namespace,
         workload: None,
         has_metadata,
+        namespace_context: *context,
     };
+    let mut warnings = context_warnings;
     match injector.inject(&pod_request) {
         Ok(outcome) => {
             summary.decision = outcome.decision.as_str();
             summary.resources = outcome.resources;
-            response.warnings = Some(outcome.warnings);
+            warnings.extend(outcome.warnings);
+            response.warnings = Some(warnings);
             if !outcome.patch.0.is_empty() {
                 let unpatched = response.clone();
                 response = match response.with_patch(outcome.patch) {
@@ -214,7 +266,8 @@ pub fn review(injector: &Injector, body: &[u8]) -> Result<ReviewAnswer, ReviewEr
         Err(denial) => {
             summary.decision = "deny";
             summary.denial = Some(denial.error.to_string());
-            response.warnings = Some(denial.warnings);
+            warnings.extend(denial.warnings);
+            response.warnings = Some(warnings);
             response = response.deny(denial.error.to_string());
         }
     }

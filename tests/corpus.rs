@@ -78,6 +78,7 @@ fn resources(requests: (Option<&str>, Option<&str>), limits: (Option<&str>, Opti
     let amounts = |(cpu, memory): (Option<&str>, Option<&str>)| ResourceAmounts {
         cpu: cpu.map(Into::into),
         memory: memory.map(Into::into),
+        ephemeral_storage: None,
     };
     ResourceDefaults {
         requests: amounts(requests),

@@ -40,9 +40,9 @@ pub enum InjectError {
         /// Where the limit came from.
         limit_source: String,
     },
-    /// A traffic annotation holds a malformed list.
+    /// An annotation holds a malformed value.
     #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
-    InvalidTrafficAnnotation {
+    InvalidAnnotation {
         /// The annotation key.
         annotation: String,
         /// The value, quoted.
@@ -61,6 +61,52 @@ pub enum InjectError {
         value: String,
         /// Accepted words.
         accepted: &'static str,
+    },
+    /// The chosen profile is not configured.
+    #[error("annotation {annotation} has value {value}, which is not a configured profile (profiles: {known})")]
+    UnknownProfile {
+        /// The annotation key.
+        annotation: String,
+        /// The value, quoted.
+        value: String,
+        /// The configured profile names.
+        known: String,
+    },
+    /// A value is outside the configured bounds and `onViolation` is `deny`.
+    #[error("proxy {field} {value} (from {origin}) is {direction} the {bound}")]
+    OutOfBounds {
+        /// e.g. `CPU limit`.
+        field: String,
+        /// The value.
+        value: String,
+        /// Where it came from.
+        origin: String,
+        /// `above` or `below`.
+        direction: &'static str,
+        /// e.g. `cluster max 2`.
+        bound: String,
+    },
+    /// The LimitRanges and bounds leave no value that satisfies all of them.
+    #[error("proxy {field}: {reason}")]
+    Unsatisfiable {
+        /// e.g. `CPU limit`.
+        field: String,
+        /// What conflicts, naming the LimitRange.
+        reason: String,
+    },
+    /// The pod with the proxy would exceed a LimitRange's per-pod max.
+    #[error(
+        "the pod with the proxy needs {needed}, above LimitRange {limit_range} per-Pod max {max}{hint}"
+    )]
+    PodLimitExceeded {
+        /// What the pod needs with the proxy at its smallest allowed size, e.g. `CPU limit 3`.
+        needed: String,
+        /// The LimitRange.
+        limit_range: String,
+        /// Its max.
+        max: String,
+        /// What could help.
+        hint: String,
     },
     /// The pod already has a container with a name the injector must add.
     #[error(

@@ -21,14 +21,14 @@ use self::decision::{Decision, PROXY_CONTAINER, parse_choice, should_inject};
 use self::error::{InjectError, quoted};
 use self::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
 use self::patch::PatchBuilder;
-use self::resources::{ProxyResources, resolve_resources};
+use self::resources::{ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, Tuning, resolve_resources};
 use self::sidecar::{
     INIT_CONTAINER, SidecarInputs, VALIDATION_CONTAINER, VOLUME_NAMES, build_init_container, build_proxy_container,
     build_volumes, init_container_name,
 };
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
-use crate::config::{ConfigError, DefaultQuantities, InjectConfig, InterceptionMode};
+use crate::config::{ConfigError, InjectConfig, InterceptionMode};
 
 /// Annotation that turns native sidecar mode on or off for one pod.
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
@@ -44,6 +44,8 @@ pub struct PodRequest<'a> {
     pub workload: Option<&'a Workload>,
     /// Whether the pod JSON has a `metadata` object at all.
     pub has_metadata: bool,
+    /// The namespace's annotations and LimitRanges, as far as they are known.
+    pub namespace_context: NamespaceContext<'a>,
 }
 
 /// The engine's answer for a pod it accepts.
@@ -73,7 +75,8 @@ pub struct Denial {
 #[derive(Debug, Clone)]
 pub struct Injector {
     config: InjectConfig,
-    defaults: DefaultQuantities,
+    tuning: Tuning,
+    concurrency: ConcurrencyPolicy,
 }
 
 // === impl Injector ===
@@ -82,8 +85,22 @@ impl Injector {
     /// Validates `config` once, so requests never meet a bad default.
     pub fn new(config: InjectConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let defaults = config.default_quantities()?;
-        Ok(Injector { config, defaults })
+        let tuning = Tuning::from_config(&config)?;
+        let concurrency = ConcurrencyPolicy {
+            from: config.concurrency.from,
+            floor: config.concurrency.min,
+            ceiling: config.concurrency.max,
+        };
+        Ok(Injector {
+            config,
+            tuning,
+            concurrency,
+        })
+    }
+
+    /// How `--concurrency` is derived.
+    pub fn concurrency(&self) -> &ConcurrencyPolicy {
+        &self.concurrency
     }
 
     /// The configuration in force.
@@ -113,15 +130,18 @@ impl Injector {
             error: Box::new(error),
             warnings,
         };
-        let resources = match resolve_resources(annotations, &self.defaults, self.config.resource_merge) {
-            Ok(resources) => resources,
+        let native = self.native_sidecar(annotations, &mut warnings);
+        let resources = match resolve_resources(pod, &request.namespace_context, &self.tuning, native) {
+            Ok(resolution) => {
+                warnings.extend(resolution.warnings);
+                resolution.resources
+            }
             Err(error) => return Err(deny(error, warnings)),
         };
         let traffic = match TrafficSettings::from_annotations(annotations, &self.config) {
             Ok(traffic) => traffic,
             Err(error) => return Err(deny(error, warnings)),
         };
-        let native = self.native_sidecar(annotations, &mut warnings);
         let with_init = traffic.mode != InterceptionMode::None;
         let init_name = init_container_name(&self.config);
         let taken = spec
@@ -151,6 +171,7 @@ impl Injector {
             namespace: request.namespace,
             workload,
             resources: &resources,
+            concurrency: &self.concurrency,
             traffic: &traffic,
             native,
             config: &self.config,
@@ -204,11 +225,9 @@ impl Injector {
             pod.metadata.labels.as_ref(),
             labels_to_add(pod, workload, &self.config.network),
         );
-        builder.set_entries(
-            &["metadata", "annotations"],
-            annotations,
-            annotations_to_add(pod, &status, traffic.status_port),
-        );
+        let mut added_annotations = annotations_to_add(pod, &status, traffic.status_port);
+        added_annotations.push((PROVENANCE.to_string(), resources.provenance()));
+        builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);
         Ok(Outcome {
             decision,
             patch: builder.build(),

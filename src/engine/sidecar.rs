@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use super::resources::ProxyResources;
+use super::resources::{ConcurrencyPolicy, ProxyResources};
 use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
 use crate::config::{InjectConfig, InterceptionMode};
@@ -40,6 +40,8 @@ pub struct SidecarInputs<'a> {
     pub workload: &'a Workload,
     /// Resolved proxy resources.
     pub resources: &'a ProxyResources,
+    /// How `--concurrency` follows them.
+    pub concurrency: &'a ConcurrencyPolicy,
     /// Validated traffic settings.
     pub traffic: &'a TrafficSettings,
     /// Whether the proxy is a native sidecar.
@@ -64,7 +66,7 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
             "--log_output_level=default:info",
             "--concurrency",
-            inputs.resources.concurrency().to_string(),
+            inputs.resources.concurrency(inputs.concurrency).to_string(),
         ],
         "env": proxy_env(inputs),
         "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
@@ -156,11 +158,13 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     }
     env.extend([
         value_env("ISTIO_META_APP_CONTAINERS", app_containers.join(",")),
-        resource_env("GOMEMLIMIT", "limits.memory"),
         value_env("ISTIO_META_CLUSTER_ID", config.cluster_id.clone()),
         field_env("ISTIO_META_NODE_NAME", "spec.nodeName"),
         value_env("ISTIO_META_INTERCEPTION_MODE", inputs.traffic.mode.as_str()),
     ]);
+    if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
+        env.push(value_env("GOMEMLIMIT", bytes.to_string()));
+    }
     if !config.network.is_empty() {
         env.push(value_env("ISTIO_META_NETWORK", config.network.clone()));
     }

@@ -135,7 +135,7 @@ impl TrafficSettings {
         let get = |key: &str| annotations.and_then(|map| map.get(key));
         let list = |key: &'static str, default: &str, kind: ListKind| -> Result<String, InjectError> {
             let value = get(key).map(String::as_str).unwrap_or(default);
-            check_list(value, kind).map_err(|reason| InjectError::InvalidTrafficAnnotation {
+            check_list(value, kind).map_err(|reason| InjectError::InvalidAnnotation {
                 annotation: key.into(),
                 value: quoted(value),
                 reason,
@@ -159,15 +159,12 @@ impl TrafficSettings {
         };
         let status_port = match get(STATUS_PORT) {
             None => config.status_port,
-            Some(text) => text
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| InjectError::InvalidTrafficAnnotation {
-                    annotation: STATUS_PORT.into(),
-                    value: quoted(text),
-                    reason: "it is not a port".into(),
-                    accepted: "a port 0-65535 (0 disables the status server)",
-                })?,
+            Some(text) => text.trim().parse::<u16>().map_err(|_| InjectError::InvalidAnnotation {
+                annotation: STATUS_PORT.into(),
+                value: quoted(text),
+                reason: "it is not a port".into(),
+                accepted: "a port 0-65535 (0 disables the status server)",
+            })?,
         };
         let virtual_interfaces = get(REROUTE_VIRTUAL_INTERFACES)
             .or_else(|| get(KUBEVIRT_INTERFACES))

@@ -11,20 +11,42 @@ use axum::routing::get;
 
 use super::metrics::Metrics;
 
-/// Whether the webhook can take traffic: set once TLS is loaded and the listener accepts,
-/// cleared when shutdown begins.
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+/// Whether the webhook can take traffic: TLS is loaded and the listener accepts (cleared
+/// when shutdown begins), and the namespace caches, if any, have synced once.
+#[derive(Debug)]
+pub struct Readiness {
+    serving: AtomicBool,
+    synced: AtomicBool,
+}
 
 impl Readiness {
-    /// Marks the server ready or not.
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+    /// Not ready; `needs_sync` says whether caches must sync first.
+    pub fn new(needs_sync: bool) -> Self {
+        Readiness {
+            serving: AtomicBool::new(false),
+            synced: AtomicBool::new(!needs_sync),
+        }
+    }
+
+    /// Marks the listener accepting or not.
+    pub fn set(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
+    }
+
+    /// Marks the caches synced.
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::SeqCst);
     }
 
     /// Whether the server is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.serving.load(Ordering::SeqCst) && self.synced.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness::new(false)
     }
 }
 

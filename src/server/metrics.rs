@@ -22,6 +22,7 @@ pub struct Metrics {
     skip: Family<ReasonLabel, Counter>,
     failure: Family<ReasonLabel, Counter>,
     time: Histogram,
+    namespace_fallback: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +70,12 @@ impl Metrics {
             "Time taken to answer an injection request",
             time.clone(),
         );
+        let namespace_fallback = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "sidecar_injector_namespace_fallback",
+            "Pods admitted with config defaults because their namespace could not be read",
+            namespace_fallback.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -76,7 +83,15 @@ impl Metrics {
             skip,
             failure,
             time,
+            namespace_fallback,
         }
+    }
+
+    /// Counts a pod admitted without its namespace's settings.
+    pub fn namespace_fallback(&self, reason: &str) {
+        self.namespace_fallback
+            .get_or_create(&ReasonLabel { reason: reason.into() })
+            .inc();
     }
 
     /// Counts one request.

@@ -6,6 +6,7 @@
 //! finish before returning.
 
 pub mod admin;
+pub mod cluster;
 pub mod https;
 pub mod metrics;
 pub mod tls;
@@ -19,6 +20,7 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
 use self::admin::{AdminState, Readiness};
+use self::cluster::ClusterCache;
 use self::metrics::Metrics;
 use self::webhook::WebhookState;
 use crate::engine::Injector;
@@ -39,6 +41,7 @@ pub struct Server {
     injector: Injector,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    cluster: Option<kube::Client>,
 }
 
 // === impl Server ===
@@ -58,7 +61,16 @@ impl Server {
             injector,
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
+            cluster: None,
         }
+    }
+
+    /// Reads namespace annotations and LimitRanges through `client`; `/readyz` then waits
+    /// for the caches' first sync.
+    pub fn with_cluster(mut self, client: kube::Client) -> Self {
+        self.readiness = Arc::new(Readiness::new(true));
+        self.cluster = Some(client);
+        self
     }
 
     /// The webhook's address.
@@ -80,7 +92,9 @@ impl Server {
             injector,
             metrics,
             readiness,
+            cluster,
         } = self;
+        let cluster = cluster.map(|client| ClusterCache::start(client, readiness.clone()));
         let admin = admin::router(AdminState {
             readiness: readiness.clone(),
             metrics: metrics.clone(),
@@ -97,7 +111,11 @@ impl Server {
             }
         });
 
-        let app = webhook::router(Arc::new(WebhookState { injector, metrics }));
+        let app = webhook::router(Arc::new(WebhookState {
+            injector,
+            metrics,
+            cluster,
+        }));
         let draining = readiness.clone();
         let served = https::serve_https(webhook_listener, tls, app, Some(readiness.clone()), async move {
             shutdown.await;

@@ -16,7 +16,9 @@ use axum::routing::post;
 
 use super::metrics::Metrics;
 use crate::engine::Injector;
-use crate::review::{ReviewError, review};
+use super::cluster::{ClusterCache, NamespaceSnapshot};
+use crate::engine::resources::NamespaceContext;
+use crate::review::{ReviewAnswer, ReviewError, answer_review, parse_review};
 
 /// What every webhook request needs.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub struct WebhookState {
     pub injector: Injector,
     /// Where outcomes are counted.
     pub metrics: Arc<Metrics>,
+    /// Namespace and LimitRange caches, when connected to a cluster.
+    pub cluster: Option<ClusterCache>,
 }
 
 /// The webhook's routes, with the body limit from the config.
@@ -73,11 +77,27 @@ fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Looks up the namespace (for pod creations, when connected) and runs the engine.
+async fn answer(state: &WebhookState, parsed: crate::review::ParsedReview) -> Result<ReviewAnswer, ApiError> {
+    let snapshot = match (&state.cluster, parsed.is_pod_create()) {
+        (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
+        _ => NamespaceSnapshot::default(),
+    };
+    let context = NamespaceContext {
+        annotations: snapshot.annotations.as_ref(),
+        limit_ranges: &snapshot.limit_ranges,
+    };
+    Ok(answer_review(&state.injector, parsed, &context, snapshot.warnings.clone())?)
+}
+
 async fn inject(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics;
     metrics.request();
-    let result = is_json(&headers).and_then(|()| review(&state.injector, &body).map_err(ApiError::from));
+    let result = match is_json(&headers).and_then(|()| parse_review(&body).map_err(ApiError::from)) {
+        Ok(parsed) => answer(&state, parsed).await,
+        Err(error) => Err(error),
+    };
     let response = match result {
         Ok(answer) => {
             let summary = &answer.summary;
@@ -88,7 +108,7 @@ async fn inject(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body
                 }
                 (None, true) => {
                     metrics.success();
-                    let resources = summary.resources.map(|r| r.to_string()).unwrap_or_default();
+                    let resources = summary.resources.as_ref().map(|r| r.to_string()).unwrap_or_default();
                     tracing::info!(uid = %summary.uid, namespace = %summary.namespace, pod = %summary.pod, decision = summary.decision, resources = %resources, "admission injected");
                 }
                 (None, false) => {

@@ -1,0 +1,212 @@
+//! Step 1: each field from the most specific source that sets it.
+//!
+//! Precedence, per field: pod annotation > namespace annotation > profile > config
+//! default. At each annotation level a ratio annotation (`proxyCPURatio`,
+//! `proxyMemoryRatio`) sizes a request from the app containers' requests when the plain
+//! annotation is absent. With `resourceMerge: istio`, any resource annotation drops the
+//! profile and config defaults for every field, as Istio does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::ratio::{RATIO_FORMS, Ratio, app_requests, ratio_annotation};
+use super::{Field, FieldKey, FieldValues, ProxyResources, Resource, Side, Source, Tuning};
+use crate::config::{ConfigError, ResourceDefaults, ResourceMerge, examples_for};
+use crate::engine::error::{InjectError, quoted};
+use crate::quantity::Quantity;
+
+/// Annotation choosing a profile, on the pod or its namespace.
+pub const PROFILE: &str = "sidecar-injector.io/profile";
+
+/// Which object an annotation is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Pod,
+    Namespace,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Pod => "pod",
+            Level::Namespace => "namespace",
+        }
+    }
+
+    fn source(self, annotation: &'static str) -> Source {
+        match self {
+            Level::Pod => Source::PodAnnotation(annotation),
+            Level::Namespace => Source::NamespaceAnnotation(annotation),
+        }
+    }
+}
+
+/// Parses config amounts (`requests`/`limits` maps) into per-field values.
+pub fn parse_amounts(prefix: &str, amounts: &ResourceDefaults) -> Result<FieldValues, ConfigError> {
+    let mut values: FieldValues = [None; 6];
+    for key in FieldKey::ALL {
+        let (side_name, side) = match key.side {
+            Side::Request => ("requests", &amounts.requests),
+            Side::Limit => ("limits", &amounts.limits),
+        };
+        let text = match key.resource {
+            Resource::Cpu => &side.cpu,
+            Resource::Memory => &side.memory,
+            Resource::EphemeralStorage => &side.ephemeral_storage,
+        };
+        if let Some(text) = text {
+            let kind = key.resource.kind();
+            values[key.index()] = Some(Quantity::parse(text, kind).map_err(|reason| ConfigError::Quantity {
+                key: format!("{prefix}.{side_name}.{}", key.resource.name()),
+                value: text.clone(),
+                reason,
+                examples: examples_for(kind),
+            })?);
+        }
+    }
+    Ok(values)
+}
+
+/// Reads one field from one level's annotations: the plain annotation, else the ratio.
+fn from_annotations(
+    key: FieldKey,
+    level: Level,
+    annotations: Option<&BTreeMap<String, String>>,
+    pod: &Pod,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Field>, InjectError> {
+    let Some(annotations) = annotations else {
+        return Ok(None);
+    };
+    let annotation = key.annotation();
+    if let Some(text) = annotations.get(annotation) {
+        let kind = key.resource.kind();
+        let value = Quantity::parse(text, kind).map_err(|reason| InjectError::InvalidQuantity {
+            annotation: qualified(level, annotation),
+            value: quoted(text),
+            reason,
+            examples: examples_for(kind),
+        })?;
+        return Ok(Some(Field::from(value, level.source(annotation))));
+    }
+    let Some(ratio_key) = ratio_annotation(key.resource).filter(|_| key.side == Side::Request) else {
+        return Ok(None);
+    };
+    let Some(text) = annotations.get(ratio_key) else {
+        return Ok(None);
+    };
+    let ratio = Ratio::parse(text).ok_or_else(|| InjectError::InvalidAnnotation {
+        annotation: qualified(level, ratio_key),
+        value: quoted(text),
+        reason: "it is not a ratio".into(),
+        accepted: RATIO_FORMS,
+    })?;
+    let app_total = app_requests(pod, key.resource);
+    if app_total == 0 {
+        warnings.push(format!(
+            "{} {ratio_key} ignored: the app containers request no {}",
+            level.word(),
+            key.resource.label()
+        ));
+        return Ok(None);
+    }
+    let units = ratio.apply(app_total);
+    let value = match key.resource {
+        Resource::Cpu => Quantity::from_millicores(units),
+        Resource::Memory | Resource::EphemeralStorage => Quantity::from_bytes(units),
+    };
+    let mut field = Field::from(value, level.source(ratio_key));
+    let app_value = match key.resource {
+        Resource::Cpu => Quantity::from_millicores(app_total),
+        Resource::Memory | Resource::EphemeralStorage => Quantity::from_bytes(app_total),
+    };
+    field
+        .adjustments
+        .push(format!("{} × app requests {app_value}", text.trim()));
+    Ok(Some(field))
+}
+
+fn qualified(level: Level, annotation: &str) -> String {
+    match level {
+        Level::Pod => annotation.to_string(),
+        Level::Namespace => format!("{annotation} (on the namespace)"),
+    }
+}
+
+/// The profile the pod or its namespace chose, if any.
+fn chosen_profile<'t>(
+    tuning: &'t Tuning,
+    pod_annotations: Option<&BTreeMap<String, String>>,
+    namespace_annotations: Option<&BTreeMap<String, String>>,
+) -> Result<Option<(&'t str, &'t FieldValues, &'static str)>, InjectError> {
+    let choice = pod_annotations
+        .and_then(|map| map.get(PROFILE))
+        .map(|name| (name, Level::Pod))
+        .or_else(|| {
+            namespace_annotations
+                .and_then(|map| map.get(PROFILE))
+                .map(|name| (name, Level::Namespace))
+        });
+    let Some((name, level)) = choice else { return Ok(None) };
+    match tuning.profiles.get_key_value(name.trim()) {
+        Some((name, values)) => Ok(Some((name.as_str(), values, level.word()))),
+        None => Err(InjectError::UnknownProfile {
+            annotation: qualified(level, PROFILE),
+            value: quoted(name),
+            known: if tuning.profiles.is_empty() {
+                "none are configured".to_string()
+            } else {
+                tuning.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        }),
+    }
+}
+
+/// Resolves every field by precedence.
+pub fn resolve_layers(
+    pod: &Pod,
+    pod_annotations: Option<&BTreeMap<String, String>>,
+    namespace_annotations: Option<&BTreeMap<String, String>>,
+    tuning: &Tuning,
+    warnings: &mut Vec<String>,
+) -> Result<ProxyResources, InjectError> {
+    let mut resources = ProxyResources::unset();
+    let mut any_annotated = false;
+    for key in FieldKey::ALL {
+        let annotated = match from_annotations(key, Level::Pod, pod_annotations, pod, warnings)? {
+            Some(field) => Some(field),
+            None => from_annotations(key, Level::Namespace, namespace_annotations, pod, warnings)?,
+        };
+        if let Some(field) = annotated {
+            any_annotated = true;
+            *resources.field_mut(key) = field;
+        }
+    }
+    if any_annotated && tuning.merge == ResourceMerge::Istio {
+        return Ok(resources);
+    }
+    let profile = chosen_profile(tuning, pod_annotations, namespace_annotations)?;
+    for key in FieldKey::ALL {
+        if resources.value(key).is_some() {
+            continue;
+        }
+        let from_profile = profile.and_then(|(name, values, chosen_by)| {
+            values[key.index()].map(|value| {
+                Field::from(
+                    value,
+                    Source::Profile {
+                        name: name.to_string(),
+                        chosen_by,
+                    },
+                )
+            })
+        });
+        let field =
+            from_profile.or_else(|| tuning.defaults[key.index()].map(|v| Field::from(v, Source::ConfigDefault)));
+        if let Some(field) = field {
+            *resources.field_mut(key) = field;
+        }
+    }
+    Ok(resources)
+}

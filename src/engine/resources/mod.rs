@@ -1,0 +1,571 @@
+//! Proxy resources: every field resolved by precedence, then held within policy.
+//!
+//! Six fields are resolved independently: CPU, memory and ephemeral-storage, each a
+//! request and a limit. The pipeline, each step in its own module:
+//!
+//! 1. [`layers`]: pod annotation > namespace annotation > profile > config default, with
+//!    proportional sizing (`proxyCPURatio`, `proxyMemoryRatio`) at the annotation levels;
+//! 2. [`qos`]: a pod whose app containers are all Guaranteed keeps QoS Guaranteed;
+//! 3. [`bounds`]: config min/max per field, which a namespace may tighten, clamped or denied;
+//! 4. [`limit_range`]: LimitRange defaults, container min/max and ratio, and pod max,
+//!    as the API server's LimitRanger will judge them after us;
+//! 5. a final request ≤ limit check.
+//!
+//! Each field keeps where its value came from and what adjusted it, which becomes the
+//! `sidecar-injector.io/resources` annotation and the `explain` table.
+
+pub mod bounds;
+pub mod layers;
+pub mod limit_range;
+pub mod qos;
+pub mod ratio;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use serde_json::{Map, Value, json};
+
+use super::error::InjectError;
+use crate::config::{ConcurrencyFrom, ConfigError, InjectConfig, OnViolation, ResourceMerge};
+use crate::quantity::{Quantity, ResourceKind};
+
+/// Annotation for the proxy CPU request.
+pub const PROXY_CPU: &str = "sidecar.istio.io/proxyCPU";
+/// Annotation for the proxy memory request.
+pub const PROXY_MEMORY: &str = "sidecar.istio.io/proxyMemory";
+/// Annotation for the proxy CPU limit.
+pub const PROXY_CPU_LIMIT: &str = "sidecar.istio.io/proxyCPULimit";
+/// Annotation for the proxy memory limit.
+pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
+/// Annotation for the proxy ephemeral-storage request.
+pub const PROXY_EPHEMERAL_STORAGE: &str = "sidecar-injector.io/proxyEphemeralStorage";
+/// Annotation for the proxy ephemeral-storage limit.
+pub const PROXY_EPHEMERAL_STORAGE_LIMIT: &str = "sidecar-injector.io/proxyEphemeralStorageLimit";
+/// Annotation recording each field's value and source.
+pub const PROVENANCE: &str = "sidecar-injector.io/resources";
+
+/// A resource the proxy is sized in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// CPU.
+    Cpu,
+    /// Memory.
+    Memory,
+    /// Ephemeral storage.
+    EphemeralStorage,
+}
+
+impl Resource {
+    /// All resources, in output order.
+    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::EphemeralStorage];
+
+    /// The Kubernetes resource name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::EphemeralStorage => "ephemeral-storage",
+        }
+    }
+
+    /// The name in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Resource::Cpu => "CPU",
+            Resource::Memory => "memory",
+            Resource::EphemeralStorage => "ephemeral storage",
+        }
+    }
+
+    /// The unit it is held in.
+    pub fn kind(self) -> ResourceKind {
+        match self {
+            Resource::Cpu => ResourceKind::Cpu,
+            Resource::Memory | Resource::EphemeralStorage => ResourceKind::Memory,
+        }
+    }
+
+    /// The resource with this Kubernetes name, if we size it.
+    pub fn from_name(name: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|resource| resource.name() == name)
+    }
+}
+
+/// Request or limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// The request.
+    Request,
+    /// The limit.
+    Limit,
+}
+
+/// One of the six fields, e.g. `cpu.limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldKey {
+    /// The resource.
+    pub resource: Resource,
+    /// Request or limit.
+    pub side: Side,
+}
+
+impl FieldKey {
+    /// All six fields, in output order.
+    pub const ALL: [FieldKey; 6] = [
+        FieldKey::new(Resource::Cpu, Side::Request),
+        FieldKey::new(Resource::Cpu, Side::Limit),
+        FieldKey::new(Resource::Memory, Side::Request),
+        FieldKey::new(Resource::Memory, Side::Limit),
+        FieldKey::new(Resource::EphemeralStorage, Side::Request),
+        FieldKey::new(Resource::EphemeralStorage, Side::Limit),
+    ];
+
+    /// A field.
+    pub const fn new(resource: Resource, side: Side) -> Self {
+        FieldKey { resource, side }
+    }
+
+    /// Position in [`FieldKey::ALL`].
+    pub fn index(self) -> usize {
+        let resource = match self.resource {
+            Resource::Cpu => 0,
+            Resource::Memory => 2,
+            Resource::EphemeralStorage => 4,
+        };
+        resource + usize::from(self.side == Side::Limit)
+    }
+
+    /// The annotation that sets this field on a pod or namespace.
+    pub fn annotation(self) -> &'static str {
+        match (self.resource, self.side) {
+            (Resource::Cpu, Side::Request) => PROXY_CPU,
+            (Resource::Cpu, Side::Limit) => PROXY_CPU_LIMIT,
+            (Resource::Memory, Side::Request) => PROXY_MEMORY,
+            (Resource::Memory, Side::Limit) => PROXY_MEMORY_LIMIT,
+            (Resource::EphemeralStorage, Side::Request) => PROXY_EPHEMERAL_STORAGE,
+            (Resource::EphemeralStorage, Side::Limit) => PROXY_EPHEMERAL_STORAGE_LIMIT,
+        }
+    }
+
+    /// The field with the same resource on the other side.
+    pub fn other_side(self) -> FieldKey {
+        let side = match self.side {
+            Side::Request => Side::Limit,
+            Side::Limit => Side::Request,
+        };
+        FieldKey::new(self.resource, side)
+    }
+
+    /// The key used in config and the provenance annotation, e.g. `cpu.limit`.
+    pub fn parse(text: &str) -> Option<FieldKey> {
+        FieldKey::ALL.into_iter().find(|key| key.to_string() == text)
+    }
+
+    /// "CPU limit", for messages.
+    pub fn describe(self) -> String {
+        let side = match self.side {
+            Side::Request => "request",
+            Side::Limit => "limit",
+        };
+        format!("{} {side}", self.resource.label())
+    }
+}
+
+impl fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = match self.side {
+            Side::Request => "request",
+            Side::Limit => "limit",
+        };
+        write!(f, "{}.{side}", self.resource.name())
+    }
+}
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A pod annotation.
+    PodAnnotation(&'static str),
+    /// A namespace annotation.
+    NamespaceAnnotation(&'static str),
+    /// A named profile, chosen by the pod or its namespace.
+    Profile {
+        /// The profile.
+        name: String,
+        /// `pod` or `namespace`.
+        chosen_by: &'static str,
+    },
+    /// The config file's `resources`.
+    ConfigDefault,
+    /// A LimitRange's `default` or `defaultRequest`.
+    LimitRangeDefault(String),
+    /// Set to the other side to keep QoS Guaranteed.
+    GuaranteedQos,
+    /// A bound's min or max, for a field nothing else set.
+    Bound(String),
+    /// Nothing set it.
+    Unset,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::PodAnnotation(key) => write!(f, "pod annotation {key}"),
+            Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
+            Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
+            Source::ConfigDefault => f.write_str("config default"),
+            Source::LimitRangeDefault(name) => write!(f, "LimitRange {name} default"),
+            Source::GuaranteedQos => f.write_str("QoS Guaranteed"),
+            Source::Bound(which) => f.write_str(which),
+            Source::Unset => f.write_str("unset"),
+        }
+    }
+}
+
+/// One resolved field: its value, where it came from, and what changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The value; `None` leaves the field out.
+    pub value: Option<Quantity>,
+    /// Where the value was first taken from.
+    pub source: Source,
+    /// Adjustments made after that, in order.
+    pub adjustments: Vec<String>,
+}
+
+impl Field {
+    /// An unset field.
+    pub fn unset() -> Self {
+        Field {
+            value: None,
+            source: Source::Unset,
+            adjustments: Vec::new(),
+        }
+    }
+
+    /// A field set from `source`.
+    pub fn from(value: Quantity, source: Source) -> Self {
+        Field {
+            value: Some(value),
+            source,
+            adjustments: Vec::new(),
+        }
+    }
+}
+
+/// How Envoy's worker count is derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencyPolicy {
+    /// Which CPU field it follows.
+    pub from: ConcurrencyFrom,
+    /// Fewest workers.
+    pub floor: i64,
+    /// Most workers; 0 for no ceiling.
+    pub ceiling: i64,
+}
+
+impl Default for ConcurrencyPolicy {
+    fn default() -> Self {
+        ConcurrencyPolicy {
+            from: ConcurrencyFrom::Limit,
+            floor: 1,
+            ceiling: 0,
+        }
+    }
+}
+
+/// The proxy's resource fields after resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyResources {
+    fields: [Field; 6],
+}
+
+// === impl ProxyResources ===
+
+impl ProxyResources {
+    /// All fields unset.
+    pub fn unset() -> Self {
+        ProxyResources {
+            fields: std::array::from_fn(|_| Field::unset()),
+        }
+    }
+
+    /// One field.
+    pub fn field(&self, key: FieldKey) -> &Field {
+        &self.fields[key.index()]
+    }
+
+    /// One field, to change.
+    pub fn field_mut(&mut self, key: FieldKey) -> &mut Field {
+        &mut self.fields[key.index()]
+    }
+
+    /// A field's value.
+    pub fn value(&self, key: FieldKey) -> Option<Quantity> {
+        self.field(key).value
+    }
+
+    /// Replaces a value, recording why.
+    pub fn adjust(&mut self, key: FieldKey, value: Quantity, why: String) {
+        let field = self.field_mut(key);
+        if field.value.is_none() && field.source == Source::Unset {
+            field.source = Source::Bound(why.clone());
+        }
+        field.value = Some(value);
+        field.adjustments.push(why);
+    }
+
+    /// The request as the API server will see it: an unset request defaults to the limit.
+    pub fn effective_request(&self, resource: Resource) -> Option<Quantity> {
+        self.value(FieldKey::new(resource, Side::Request))
+            .or_else(|| self.value(FieldKey::new(resource, Side::Limit)))
+    }
+
+    /// The Kubernetes form, with canonical quantities and empty maps left out.
+    pub fn to_requirements(&self) -> ResourceRequirements {
+        let map = |side: Side| {
+            let map: BTreeMap<String, ApiQuantity> = Resource::ALL
+                .into_iter()
+                .filter_map(|resource| {
+                    let value = self.value(FieldKey::new(resource, side))?;
+                    Some((resource.name().to_string(), ApiQuantity(value.to_canonical())))
+                })
+                .collect();
+            (!map.is_empty()).then_some(map)
+        };
+        ResourceRequirements {
+            requests: map(Side::Request),
+            limits: map(Side::Limit),
+            ..Default::default()
+        }
+    }
+
+    /// Envoy worker threads: the chosen CPU field rounded up to whole cores, within the
+    /// policy's floor and ceiling; 2 when that field is unset.
+    pub fn concurrency(&self, policy: &ConcurrencyPolicy) -> i64 {
+        let side = match policy.from {
+            ConcurrencyFrom::Limit => Side::Limit,
+            ConcurrencyFrom::Request => Side::Request,
+        };
+        let workers = match self.value(FieldKey::new(Resource::Cpu, side)) {
+            Some(cpu) => (cpu.units() + 999) / 1000,
+            None => 2,
+        };
+        let workers = workers.max(policy.floor.max(1));
+        if policy.ceiling > 0 {
+            workers.min(policy.ceiling)
+        } else {
+            workers
+        }
+    }
+
+    /// `GOMEMLIMIT` in bytes: `percent` of the memory limit, when there is one.
+    pub fn go_memory_limit(&self, percent: u8) -> Option<i64> {
+        let limit = self.value(FieldKey::new(Resource::Memory, Side::Limit))?;
+        let bytes = i128::from(limit.units()) * i128::from(percent) / 100;
+        i64::try_from(bytes).ok().filter(|bytes| *bytes > 0)
+    }
+
+    /// The provenance annotation: compact JSON with each set field's value and source.
+    pub fn provenance(&self) -> String {
+        let mut map = Map::new();
+        for key in FieldKey::ALL {
+            let field = self.field(key);
+            let Some(value) = field.value else { continue };
+            let mut entry = json!({"value": value.to_string(), "from": field.source.to_string()});
+            if !field.adjustments.is_empty() {
+                entry["adjusted"] = json!(field.adjustments.join("; "));
+            }
+            map.insert(key.to_string(), entry);
+        }
+        Value::Object(map).to_string()
+    }
+}
+
+impl fmt::Display for ProxyResources {
+    /// `cpu=100m/2 memory=128Mi/1Gi` (request/limit, `-` when unset), for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |key: FieldKey| self.value(key).map_or_else(|| "-".to_string(), |q| q.to_string());
+        write!(
+            f,
+            "cpu={}/{} memory={}/{}",
+            show(FieldKey::ALL[0]),
+            show(FieldKey::ALL[1]),
+            show(FieldKey::ALL[2]),
+            show(FieldKey::ALL[3])
+        )?;
+        if self.value(FieldKey::ALL[4]).is_some() || self.value(FieldKey::ALL[5]).is_some() {
+            write!(
+                f,
+                " ephemeral-storage={}/{}",
+                show(FieldKey::ALL[4]),
+                show(FieldKey::ALL[5])
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A value per field, as parsed from config.
+pub type FieldValues = [Option<Quantity>; 6];
+
+/// The resource policy from config, parsed once at start-up.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Defaults per field.
+    pub defaults: FieldValues,
+    /// Named profiles.
+    pub profiles: BTreeMap<String, FieldValues>,
+    /// Cluster bounds per field.
+    pub bounds: bounds::FieldBounds,
+    /// What to do with a value out of bounds.
+    pub on_violation: OnViolation,
+    /// How annotations combine with defaults.
+    pub merge: ResourceMerge,
+    /// Keep QoS Guaranteed pods Guaranteed.
+    pub preserve_guaranteed_qos: bool,
+}
+
+impl Tuning {
+    /// Parses the resource policy from config, naming the key of any bad value.
+    pub fn from_config(config: &InjectConfig) -> Result<Tuning, ConfigError> {
+        let defaults = layers::parse_amounts("resources", &config.resources)?;
+        let profiles = config
+            .profiles
+            .iter()
+            .map(|(name, amounts)| {
+                Ok((
+                    name.clone(),
+                    layers::parse_amounts(&format!("profiles.{name}"), amounts)?,
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let bounds = bounds::FieldBounds::from_config(&config.bounds)?;
+        let tuning = Tuning {
+            defaults,
+            profiles,
+            bounds,
+            on_violation: config.on_violation,
+            merge: config.resource_merge,
+            preserve_guaranteed_qos: config.preserve_guaranteed_qos,
+        };
+        for (name, values) in std::iter::once(("resources".to_string(), &tuning.defaults)).chain(
+            tuning
+                .profiles
+                .iter()
+                .map(|(name, values)| (format!("profiles.{name}"), values)),
+        ) {
+            for resource in Resource::ALL {
+                let request = values[FieldKey::new(resource, Side::Request).index()];
+                let limit = values[FieldKey::new(resource, Side::Limit).index()];
+                if let (Some(request), Some(limit)) = (request, limit)
+                    && request.units() > limit.units()
+                {
+                    return Err(ConfigError::RequestAboveLimit {
+                        key: format!("{name}.requests.{}", resource.name()),
+                        request: request.to_string(),
+                        limit: limit.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(tuning)
+    }
+}
+
+/// What the resolution knows about the pod's namespace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamespaceContext<'a> {
+    /// The namespace's annotations, when known.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// The namespace's LimitRanges.
+    pub limit_ranges: &'a [LimitRange],
+}
+
+/// The resolved resources and the warnings resolution produced.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The fields.
+    pub resources: ProxyResources,
+    /// Messages for the user (clamps, QoS changes).
+    pub warnings: Vec<String>,
+}
+
+/// Runs the whole pipeline for one pod; `native` tells the pod-level LimitRange check
+/// where the proxy sits.
+pub fn resolve_resources(
+    pod: &Pod,
+    namespace: &NamespaceContext<'_>,
+    tuning: &Tuning,
+    native: bool,
+) -> Result<Resolution, InjectError> {
+    let pod_annotations = pod.metadata.annotations.as_ref();
+    let mut warnings = Vec::new();
+    let mut resources = layers::resolve_layers(pod, pod_annotations, namespace.annotations, tuning, &mut warnings)?;
+    let guaranteed = tuning.preserve_guaranteed_qos && qos::keep_guaranteed(pod, &mut resources, &mut warnings);
+    let field_bounds = bounds::effective_bounds(&tuning.bounds, namespace.annotations)?;
+    bounds::apply_bounds(&mut resources, &field_bounds, tuning.on_violation, &mut warnings)?;
+    limit_range::apply_container_limits(&mut resources, namespace.limit_ranges, &field_bounds, &mut warnings)?;
+    reconcile_adjusted(&mut resources, &field_bounds);
+    check_requests_within_limits(&resources)?;
+    limit_range::apply_pod_limits(
+        pod,
+        &mut resources,
+        namespace.limit_ranges,
+        &field_bounds,
+        native,
+        &mut warnings,
+    )?;
+    if guaranteed {
+        qos::equalize(&mut resources, None);
+    }
+    check_requests_within_limits(&resources)?;
+    Ok(Resolution { resources, warnings })
+}
+
+/// When a clamp, not the user, put a request above its limit, raises the limit to the
+/// request if its bounds allow, else lowers the request to the limit.
+fn reconcile_adjusted(resources: &mut ProxyResources, bounds: &bounds::FieldBounds) {
+    for resource in Resource::ALL {
+        let request_key = FieldKey::new(resource, Side::Request);
+        let limit_key = FieldKey::new(resource, Side::Limit);
+        let (Some(request), Some(limit)) = (resources.value(request_key), resources.value(limit_key)) else {
+            continue;
+        };
+        let adjusted =
+            !resources.field(request_key).adjustments.is_empty() || !resources.field(limit_key).adjustments.is_empty();
+        if request.units() <= limit.units() || !adjusted {
+            continue;
+        }
+        let limit_max = bounds.range(limit_key).max.as_ref().map(|b| b.value.units());
+        if limit_max.is_none_or(|max| request.units() <= max) {
+            resources.adjust(limit_key, request, "raised to the request".into());
+        } else {
+            resources.adjust(request_key, limit, "lowered to the limit".into());
+        }
+    }
+}
+
+fn check_requests_within_limits(resources: &ProxyResources) -> Result<(), InjectError> {
+    for resource in Resource::ALL {
+        let request = resources.field(FieldKey::new(resource, Side::Request));
+        let limit = resources.field(FieldKey::new(resource, Side::Limit));
+        if let (Some(request_value), Some(limit_value)) = (request.value, limit.value)
+            && request_value.units() > limit_value.units()
+        {
+            return Err(InjectError::RequestAboveLimit {
+                resource: resource.label(),
+                request: request_value.to_string(),
+                request_source: request.source.to_string(),
+                limit: limit_value.to_string(),
+                limit_source: limit.source.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,83 @@
+//! Step 2: a pod whose app containers are all Guaranteed stays Guaranteed.
+//!
+//! Kubernetes gives a pod QoS Guaranteed only when every container, init containers
+//! included, has CPU and memory limits equal to its requests. Adding a Burstable proxy
+//! silently demotes such a pod. When every app container is Guaranteed, the proxy's CPU
+//! and memory limits are set to its requests (so the pod's scheduled size does not grow),
+//! or the request to the limit when only a limit is set.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::ratio::request_or_limit;
+use super::{FieldKey, ProxyResources, Resource, Side, Source};
+
+/// Whether every app container (and init container) is Guaranteed.
+pub fn app_is_guaranteed(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    let guaranteed = |container: &Container| {
+        let Some(resources) = container.resources.as_ref() else {
+            return false;
+        };
+        [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
+            let limit = request_or_limit(None, resources.limits.as_ref(), resource);
+            let request = request_or_limit(resources.requests.as_ref(), resources.limits.as_ref(), resource);
+            limit.is_some() && request == limit
+        })
+    };
+    !spec.containers.is_empty()
+        && spec.containers.iter().all(guaranteed)
+        && spec.init_containers.iter().flatten().all(guaranteed)
+}
+
+/// Makes the proxy's CPU and memory requests equal their limits; returns whether it could.
+pub fn equalize(resources: &mut ProxyResources, warnings: Option<&mut Vec<String>>) -> bool {
+    let mut changes = Vec::new();
+    let mut complete = true;
+    for resource in [Resource::Cpu, Resource::Memory] {
+        let request_key = FieldKey::new(resource, Side::Request);
+        let limit_key = FieldKey::new(resource, Side::Limit);
+        match (resources.value(request_key), resources.value(limit_key)) {
+            (Some(request), Some(limit)) if request != limit => {
+                resources.adjust(limit_key, request, "set to the request to keep QoS Guaranteed".into());
+                changes.push(format!("{} limit {limit} → {request}", resource.label()));
+            }
+            (Some(request), None) => {
+                let field = resources.field_mut(limit_key);
+                field.value = Some(request);
+                field.source = Source::GuaranteedQos;
+                changes.push(format!("{} limit set to {request}", resource.label()));
+            }
+            (None, Some(limit)) => {
+                let field = resources.field_mut(request_key);
+                field.value = Some(limit);
+                field.source = Source::GuaranteedQos;
+                changes.push(format!("{} request set to {limit}", resource.label()));
+            }
+            (None, None) => complete = false,
+            _ => {}
+        }
+    }
+    if let Some(warnings) = warnings {
+        if !changes.is_empty() {
+            warnings.push(format!(
+                "pod is QoS Guaranteed; to keep it so, proxy {}",
+                changes.join(", ")
+            ));
+        }
+        if !complete {
+            warnings.push(
+                "pod is QoS Guaranteed but the proxy has no CPU or memory size; the pod will be Burstable".into(),
+            );
+        }
+    }
+    complete
+}
+
+/// Step 2 entry point: equalizes when every app container is Guaranteed.
+pub fn keep_guaranteed(pod: &Pod, resources: &mut ProxyResources, warnings: &mut Vec<String>) -> bool {
+    if !app_is_guaranteed(pod) {
+        return false;
+    }
+    equalize(resources, Some(warnings));
+    true
+}

@@ -1,0 +1,195 @@
+//! `explain`: why a pod would be injected as it would, field by field.
+//!
+//! The answer comes from [`Injector::inject`], the same call the webhook makes, so explain
+//! cannot disagree with admission. It shows the decision, each resource field's value,
+//! source and adjustments, the warnings, and the denial message when there is one.
+
+use std::fmt::Write as _;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::resources::{FieldKey, NamespaceContext};
+use crate::engine::workload::Workload;
+use crate::engine::{Injector, PodRequest};
+use crate::offline::{pod_from_template, template_path};
+
+/// Why a pod cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The document has no pod template.
+    #[error("{0} has no pod template (expected a Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob)")]
+    NoPodTemplate(String),
+    /// The template is not a valid Pod.
+    #[error("the pod template is not a valid Pod: {0}")]
+    InvalidPod(String),
+}
+
+/// One resource field in the explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldExplanation {
+    /// e.g. `cpu.limit`.
+    pub field: String,
+    /// The value, or `-` when unset.
+    pub value: String,
+    /// Where it came from.
+    pub source: String,
+    /// What changed it afterwards.
+    pub adjustments: Vec<String>,
+}
+
+/// The whole explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// `Kind/name` of the workload.
+    pub workload: String,
+    /// The namespace considered.
+    pub namespace: String,
+    /// e.g. `inject:policy-enabled`, `skip:pod-opt-out` or `deny`.
+    pub decision: String,
+    /// The denial message, when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied: Option<String>,
+    /// Resource fields, when injected.
+    pub resources: Vec<FieldExplanation>,
+    /// `--concurrency` given to the proxy, when injected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i64>,
+    /// Warnings the webhook would return.
+    pub warnings: Vec<String>,
+}
+
+/// Explains one workload document in `namespace` with its LimitRanges.
+pub fn explain(
+    injector: &Injector,
+    document: &Value,
+    namespace: Option<&Namespace>,
+    limit_ranges: &[LimitRange],
+) -> Result<Explanation, ExplainError> {
+    let kind = document.get("kind").and_then(Value::as_str).unwrap_or("Pod");
+    let name = document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let label = format!("{kind}/{name}");
+    let path = template_path(kind).ok_or_else(|| ExplainError::NoPodTemplate(label.clone()))?;
+    let template = path
+        .iter()
+        .try_fold(document, |value, key| value.get(*key))
+        .ok_or_else(|| ExplainError::NoPodTemplate(label.clone()))?;
+    let (pod, has_metadata) = pod_from_template(template).map_err(|e| ExplainError::InvalidPod(e.to_string()))?;
+    let namespace_name = namespace
+        .and_then(|ns| ns.metadata.name.clone())
+        .or_else(|| document.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "default".to_string());
+    let workload = Workload {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        api_version: document.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
+    };
+    let request = PodRequest {
+        pod: &pod,
+        namespace: &namespace_name,
+        workload: (kind != "Pod").then_some(&workload),
+        has_metadata,
+        namespace_context: NamespaceContext {
+            annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
+            limit_ranges,
+        },
+    };
+    let mut explanation = Explanation {
+        workload: label,
+        namespace: namespace_name.clone(),
+        decision: String::new(),
+        denied: None,
+        resources: Vec::new(),
+        concurrency: None,
+        warnings: Vec::new(),
+    };
+    match injector.inject(&request) {
+        Ok(outcome) => {
+            explanation.decision = outcome.decision.as_str().to_string();
+            explanation.warnings = outcome.warnings;
+            if let Some(resources) = outcome.resources {
+                explanation.concurrency = Some(resources.concurrency(injector.concurrency()));
+                explanation.resources = FieldKey::ALL
+                    .into_iter()
+                    .map(|key| {
+                        let field = resources.field(key);
+                        FieldExplanation {
+                            field: key.to_string(),
+                            value: field.value.map_or_else(|| "-".to_string(), |q| q.to_string()),
+                            source: field.source.to_string(),
+                            adjustments: field.adjustments.clone(),
+                        }
+                    })
+                    .filter(|field| field.value != "-" || field.source != "unset")
+                    .collect();
+            }
+        }
+        Err(denial) => {
+            explanation.decision = "deny".into();
+            explanation.denied = Some(denial.error.to_string());
+            explanation.warnings = denial.warnings;
+        }
+    }
+    Ok(explanation)
+}
+
+impl Explanation {
+    /// A human-readable table.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(text, "workload:  {} in namespace {}", self.workload, self.namespace);
+        let _ = writeln!(text, "decision:  {}", self.decision);
+        if let Some(reason) = &self.denied {
+            let _ = writeln!(text, "denied:    {reason}");
+        }
+        if !self.resources.is_empty() {
+            let width = self.resources.iter().map(|f| f.value.len()).max().unwrap_or(5).max(5);
+            let _ = writeln!(text, "\n{:<24} {:<width$} source", "field", "value");
+            for field in &self.resources {
+                let _ = writeln!(text, "{:<24} {:<width$} {}", field.field, field.value, field.source);
+                for adjustment in &field.adjustments {
+                    let _ = writeln!(text, "{:<24} {:<width$}   then {adjustment}", "", "");
+                }
+            }
+        }
+        if let Some(concurrency) = self.concurrency {
+            let _ = writeln!(text, "\nconcurrency: {concurrency}");
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(text, "warning: {warning}");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InjectConfig;
+    use serde_json::json;
+
+    #[test]
+    fn explains_sources_and_adjustments_like_admission() {
+        let injector = Injector::new(InjectConfig::from_yaml("bounds:\n  cpu.limit: {max: '1'}\n", "t").unwrap()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPULimit": "3"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "team", "annotations": {"sidecar.istio.io/proxyMemory": "300Mi"}}})).unwrap();
+        let explanation = explain(&injector, &pod, Some(&namespace), &[]).unwrap();
+        assert_eq!(explanation.decision, "inject:policy-enabled");
+        let field = |name: &str| explanation.resources.iter().find(|f| f.field == name).unwrap().clone();
+        assert_eq!(field("cpu.limit").value, "1");
+        assert_eq!(field("cpu.limit").source, "pod annotation sidecar.istio.io/proxyCPULimit");
+        assert_eq!(field("cpu.limit").adjustments, ["clamped to 1 (cluster max)"]);
+        assert_eq!(field("memory.request").source, "namespace annotation sidecar.istio.io/proxyMemory");
+        assert_eq!(explanation.concurrency, Some(1));
+        let text = explanation.to_text();
+        assert!(text.contains("then clamped to 1 (cluster max)"), "{text}");
+
+        let denied = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &denied, None, &[]).unwrap();
+        assert_eq!(explanation.decision, "deny");
+        assert!(explanation.denied.unwrap().contains("sidecar.istio.io/proxyCPU"));
+    }
+}

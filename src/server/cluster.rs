@@ -1,0 +1,145 @@
+//! What the API server knows about namespaces: annotations and LimitRanges, from caches.
+//!
+//! Two `kube` reflectors keep local copies: namespaces (metadata only) and LimitRanges.
+//! The webhook answers `/readyz` only after both have synced once. The watchers re-list
+//! after watch expiry and reconnect with backoff when the API server restarts. A
+//! namespace missing from the cache (created a moment ago) is fetched live with a short
+//! timeout. When neither works the pod is still admitted: the engine falls back to the
+//! config defaults, the response carries a warning, and the fallback is counted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::admin::Readiness;
+use super::metrics::Metrics;
+
+/// How long a live namespace lookup may take on the request path.
+const LIVE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What is known about one namespace when a pod arrives.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceSnapshot {
+    /// The namespace's annotations; `None` when unknown.
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Its LimitRanges.
+    pub limit_ranges: Vec<LimitRange>,
+    /// Why the snapshot is incomplete, for the user.
+    pub warnings: Vec<String>,
+}
+
+/// Cached namespaces and LimitRanges, with a client for cache misses.
+#[derive(Clone)]
+pub struct ClusterCache {
+    client: kube::Client,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    limit_ranges: Store<LimitRange>,
+}
+
+impl std::fmt::Debug for ClusterCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCache").finish_non_exhaustive()
+    }
+}
+
+// === impl ClusterCache ===
+
+impl ClusterCache {
+    /// Starts both reflectors; `readiness` is marked synced once both have listed once.
+    pub fn start(client: kube::Client, readiness: Arc<Readiness>) -> ClusterCache {
+        let (namespaces, namespace_writer) = reflector::store();
+        let namespace_events = watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff();
+        tokio::spawn(drain("namespaces", reflector::reflector(namespace_writer, namespace_events)));
+
+        let (limit_ranges, limit_range_writer) = reflector::store();
+        let limit_range_events =
+            watcher(Api::<LimitRange>::all(client.clone()), watcher::Config::default()).default_backoff();
+        tokio::spawn(drain("limitranges", reflector::reflector(limit_range_writer, limit_range_events)));
+
+        let cache = ClusterCache {
+            client,
+            namespaces,
+            limit_ranges,
+        };
+        let synced = cache.clone();
+        tokio::spawn(async move {
+            let namespaces = synced.namespaces.wait_until_ready().await;
+            let limit_ranges = synced.limit_ranges.wait_until_ready().await;
+            if namespaces.is_ok() && limit_ranges.is_ok() {
+                tracing::info!("namespace and LimitRange caches synced");
+                readiness.set_synced(true);
+            }
+        });
+        cache
+    }
+
+    /// The namespace's annotations and LimitRanges, never failing: what cannot be
+    /// learned becomes a warning and a counted fallback.
+    pub async fn snapshot(&self, namespace: &str, metrics: &Metrics) -> NamespaceSnapshot {
+        let mut snapshot = NamespaceSnapshot {
+            limit_ranges: self
+                .limit_ranges
+                .state()
+                .iter()
+                .filter(|lr| lr.metadata.namespace.as_deref() == Some(namespace))
+                .map(|lr| lr.as_ref().clone())
+                .collect(),
+            ..NamespaceSnapshot::default()
+        };
+        if let Some(cached) = self.namespaces.get(&ObjectRef::new(namespace)) {
+            snapshot.annotations = Some(cached.metadata.annotations.clone().unwrap_or_default());
+            return snapshot;
+        }
+        let api = Api::<Namespace>::all(self.client.clone());
+        match tokio::time::timeout(LIVE_LOOKUP_TIMEOUT, api.get_metadata_opt(namespace)).await {
+            Ok(Ok(Some(live))) => {
+                snapshot.annotations = Some(live.metadata.annotations.unwrap_or_default());
+            }
+            Ok(Ok(None)) => {
+                metrics.namespace_fallback("not-found");
+                snapshot.warnings.push(format!(
+                    "namespace {namespace} not found; namespace defaults not applied"
+                ));
+            }
+            Ok(Err(error)) => {
+                metrics.namespace_fallback("api-error");
+                tracing::warn!(%namespace, %error, "namespace lookup failed; using config defaults");
+                snapshot
+                    .warnings
+                    .push(format!("namespace {namespace} could not be read; namespace defaults not applied"));
+            }
+            Err(_) => {
+                metrics.namespace_fallback("timeout");
+                tracing::warn!(%namespace, "namespace lookup timed out; using config defaults");
+                snapshot
+                    .warnings
+                    .push(format!("namespace {namespace} lookup timed out; namespace defaults not applied"));
+            }
+        }
+        snapshot
+    }
+}
+
+/// Runs a reflector stream forever, logging errors (the backoff retries them).
+async fn drain<S, T, E>(what: &'static str, stream: S)
+where
+    S: futures_util::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        if let Err(error) = event {
+            tracing::warn!(cache = what, %error, "watch error; retrying");
+        }
+    }
+}
