@@ -292,6 +292,9 @@ pub struct InjectConfig {
     pub status_port: u16,
     /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
     pub cni_enabled: bool,
+    /// Give injected containers `seccompProfile: RuntimeDefault`, which Pod Security
+    /// `restricted` requires (istiod does not set it).
+    pub seccomp_runtime_default: bool,
     /// Proxy log level.
     pub proxy_log_level: String,
     /// Proxy component log levels.
@@ -331,6 +334,7 @@ impl Default for InjectConfig {
             exclude_outbound_ports: String::new(),
             status_port: 15020,
             cni_enabled: false,
+            seccomp_runtime_default: true,
             proxy_log_level: "warning".into(),
             proxy_component_log_level: "misc:error".into(),
         }

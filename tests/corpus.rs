@@ -14,8 +14,9 @@
 //! - the `sidecar.istio.io/status` annotation, as JSON.
 //!
 //! Each case runs with the settings Istio's `inject_test.go` gives it. Istio's outputs
-//! assume native sidecars and Istio's all-or-nothing resource rule, so cases run with
-//! `nativeSidecars: true` and `resourceMerge: istio` unless they say otherwise. Cases
+//! assume native sidecars and Istio's all-or-nothing resource rule, and istiod sets no
+//! seccomp profile, so cases run with `nativeSidecars: true`, `resourceMerge: istio` and
+//! `seccompRuntimeDefault: false` unless they say otherwise. Cases
 //! that need behaviour this release does not have are listed with the reason; the test
 //! prints a table of all cases and fails if any case expected to match does not.
 
@@ -585,6 +586,7 @@ async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
     let mut config = InjectConfig {
         native_sidecars: true,
         resource_merge: ResourceMerge::Istio,
+        seccomp_runtime_default: false,
         ..InjectConfig::default()
     };
     (case.settings)(&mut config);

@@ -56,6 +56,7 @@ async fn injects_proxy_and_init_with_default_resources() {
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["allowPrivilegeEscalation"], false);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["seccompProfile"], json!({"type": "RuntimeDefault"}));
     let env = proxy["env"].as_array().unwrap();
     let env_named = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
     assert_eq!(

@@ -99,6 +99,7 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
         ],
     });
     if let Some(object) = container.as_object_mut() {
+        add_seccomp(object, config);
         if inputs.traffic.status_port != 0 {
             object.insert(
                 "readinessProbe".into(),
@@ -237,10 +238,23 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
         "resources": inputs.resources.to_requirements(),
         "securityContext": security_context,
     });
-    if let (Some(policy), Some(object)) = (&config.image_pull_policy, container.as_object_mut()) {
-        object.insert("imagePullPolicy".into(), json!(policy));
+    if let Some(object) = container.as_object_mut() {
+        add_seccomp(object, config);
+        if let Some(policy) = &config.image_pull_policy {
+            object.insert("imagePullPolicy".into(), json!(policy));
+        }
     }
     container
+}
+
+/// Adds `seccompProfile: RuntimeDefault` to a container's security context when configured.
+fn add_seccomp(container: &mut serde_json::Map<String, Value>, config: &InjectConfig) {
+    if !config.seccomp_runtime_default {
+        return;
+    }
+    if let Some(security) = container.get_mut("securityContext").and_then(Value::as_object_mut) {
+        security.insert("seccompProfile".into(), json!({"type": "RuntimeDefault"}));
+    }
 }
 
 /// The init container's name under this config.
