@@ -292,6 +292,9 @@ pub struct InjectConfig {
     pub status_port: u16,
     /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
     pub cni_enabled: bool,
+    /// Point app HTTP/TCP/gRPC probes at the agent (`sidecar.istio.io/rewriteAppHTTPProbers`
+    /// overrides it per pod).
+    pub rewrite_app_probes: bool,
     /// Give injected containers `seccompProfile: RuntimeDefault`, which Pod Security
     /// `restricted` requires (istiod does not set it).
     pub seccomp_runtime_default: bool,
@@ -334,6 +337,7 @@ impl Default for InjectConfig {
             exclude_outbound_ports: String::new(),
             status_port: 15020,
             cni_enabled: false,
+            rewrite_app_probes: true,
             seccomp_runtime_default: true,
             proxy_log_level: "warning".into(),
             proxy_component_log_level: "misc:error".into(),

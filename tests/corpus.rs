@@ -11,6 +11,8 @@
 //! - the init container's arguments;
 //! - the security context of `istio-proxy` and of the init container;
 //! - the pod labels;
+//! - the app containers' probes and lifecycle hooks (rewritten to the agent) and the
+//!   proxy's `ISTIO_KUBE_APP_PROBERS`;
 //! - the `sidecar.istio.io/status` annotation, as JSON.
 //!
 //! Each case runs with the settings Istio's `inject_test.go` gives it. Istio's outputs
@@ -532,6 +534,37 @@ fn canonical_resources(resources: &Value) -> Value {
     out
 }
 
+/// The probes and lifecycle hooks of the app containers.
+fn app_probes(pod: &Value) -> Value {
+    let containers = pod["spec"]["containers"].as_array().into_iter().flatten();
+    let app_sidecars = pod["spec"]["initContainers"].as_array().into_iter().flatten();
+    let probes: Vec<Value> = containers
+        .chain(app_sidecars.filter(|c| c["restartPolicy"] == "Always"))
+        .filter(|c| c["name"] != "istio-proxy")
+        .map(|c| {
+            json!({
+                "readinessProbe": c["readinessProbe"],
+                "livenessProbe": c["livenessProbe"],
+                "startupProbe": c["startupProbe"],
+                "lifecycle": c["lifecycle"],
+            })
+        })
+        .collect();
+    json!(probes)
+}
+
+/// An env value of a container, parsed as JSON when it is JSON.
+fn env_json(container: &Value, name: &str) -> Value {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(|text| serde_json::from_str(text).unwrap_or(json!(text)))
+        .unwrap_or(Value::Null)
+}
+
 /// The compared fields of a pod, as one JSON value per field.
 fn compared_fields(pod: &Value) -> Vec<(&'static str, Value)> {
     let init_name = ["istio-init", "istio-validation"]
@@ -567,6 +600,13 @@ fn compared_fields(pod: &Value) -> Vec<(&'static str, Value)> {
             init.map(|c| c["securityContext"].clone()).unwrap_or(Value::Null),
         ),
         ("labels", pod["metadata"]["labels"].clone()),
+        ("app probes and hooks", app_probes(pod)),
+        (
+            "ISTIO_KUBE_APP_PROBERS",
+            proxy
+                .map(|c| env_json(c, "ISTIO_KUBE_APP_PROBERS"))
+                .unwrap_or(Value::Null),
+        ),
         ("status annotation", status),
     ]
 }

@@ -95,9 +95,7 @@ pub enum InjectError {
         reason: String,
     },
     /// The pod with the proxy would exceed a LimitRange's per-pod max.
-    #[error(
-        "the pod with the proxy needs {needed}, above LimitRange {limit_range} per-Pod max {max}{hint}"
-    )]
+    #[error("the pod with the proxy needs {needed}, above LimitRange {limit_range} per-Pod max {max}{hint}")]
     PodLimitExceeded {
         /// What the pod needs with the proxy at its smallest allowed size, e.g. `CPU limit 3`.
         needed: String,

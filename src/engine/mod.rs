@@ -8,6 +8,7 @@ pub mod decision;
 pub mod error;
 pub mod metadata;
 pub mod patch;
+pub mod probes;
 pub mod resources;
 pub mod selector;
 pub mod sidecar;
@@ -176,7 +177,18 @@ impl Injector {
             native,
             config: &self.config,
         };
-        let proxy = build_proxy_container(&inputs);
+        let mut proxy = build_proxy_container(&inputs);
+        let probe_plan = if probes::rewrite_enabled(pod, self.config.rewrite_app_probes) {
+            probes::plan_probe_rewrites(pod, traffic.status_port)
+        } else {
+            probes::ProbePlan::default()
+        };
+        if let (Some(value), Some(env)) = (
+            &probe_plan.app_probers,
+            proxy.get_mut("env").and_then(|e| e.as_array_mut()),
+        ) {
+            env.push(serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": value}));
+        }
         let init = with_init.then(|| build_init_container(&inputs));
 
         let mut builder = PatchBuilder::new();
@@ -190,6 +202,19 @@ impl Injector {
             .filter(|(_, name)| !existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == *name)))
             .map(|(volume, _)| volume)
             .collect();
+        for rewrite in probe_plan.rewrites {
+            let index = rewrite.container.to_string();
+            let mut path = vec!["spec", rewrite.list, index.as_str()];
+            path.extend_from_slice(rewrite.probe);
+            if rewrite.handler != "httpGet" {
+                path.push(rewrite.handler);
+                builder.remove(&path);
+                path.pop();
+            }
+            path.push("httpGet");
+            builder.add(&path, rewrite.http_get);
+        }
+
         let init_len = spec.init_containers.as_ref().map(Vec::len);
         let mut added_init = Vec::new();
         let mut added_containers = Vec::new();
@@ -212,7 +237,6 @@ impl Injector {
             added_containers.push(PROXY_CONTAINER.to_string());
         }
         builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), None, volumes);
-
         let status = SidecarStatus {
             init_containers: (!added_init.is_empty()).then_some(added_init),
             containers: (!added_containers.is_empty()).then_some(added_containers),

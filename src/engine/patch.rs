@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use jsonptr::PointerBuf;
 use serde_json::{Map, Value};
 
@@ -30,6 +30,13 @@ impl PatchBuilder {
         self.operations.push(PatchOperation::Add(AddOperation {
             path: PointerBuf::from_tokens(tokens.iter().copied()),
             value,
+        }));
+    }
+
+    /// Removes the value at the path made of `tokens`.
+    pub fn remove(&mut self, tokens: &[&str]) {
+        self.operations.push(PatchOperation::Remove(RemoveOperation {
+            path: PointerBuf::from_tokens(tokens.iter().copied()),
         }));
     }
 

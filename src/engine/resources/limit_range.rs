@@ -107,7 +107,14 @@ fn quantity(resource: Resource, units: i64) -> Quantity {
 
 /// Sets a field to `units`, recording `{verb} to {value} ({reason})` and warning when it
 /// replaces a value.
-fn set(resources: &mut ProxyResources, key: FieldKey, units: i64, verb: &str, reason: String, warnings: &mut Vec<String>) {
+fn set(
+    resources: &mut ProxyResources,
+    key: FieldKey,
+    units: i64,
+    verb: &str,
+    reason: String,
+    warnings: &mut Vec<String>,
+) {
     let value = quantity(key.resource, units);
     let why = format!("{verb} to {value} ({reason})");
     if let Some(old) = resources.value(key) {
@@ -147,21 +154,49 @@ pub fn apply_container_limits(
         if let Some(min) = &combined.min {
             for key in [request_key, limit_key] {
                 if resources.value(key).is_some_and(|v| v.units() < min.units) {
-                    set(resources, key, min.units, "raised", format!("LimitRange {} min", min.limit_range), warnings);
+                    set(
+                        resources,
+                        key,
+                        min.units,
+                        "raised",
+                        format!("LimitRange {} min", min.limit_range),
+                        warnings,
+                    );
                 }
             }
             if resources.value(request_key).is_none() && resources.value(limit_key).is_none() {
-                set(resources, request_key, min.units, "set", format!("LimitRange {} min", min.limit_range), warnings);
+                set(
+                    resources,
+                    request_key,
+                    min.units,
+                    "set",
+                    format!("LimitRange {} min", min.limit_range),
+                    warnings,
+                );
             }
         }
         if let Some(max) = &combined.max {
             for key in [limit_key, request_key] {
                 if resources.value(key).is_some_and(|v| v.units() > max.units) {
-                    set(resources, key, max.units, "lowered", format!("LimitRange {} max", max.limit_range), warnings);
+                    set(
+                        resources,
+                        key,
+                        max.units,
+                        "lowered",
+                        format!("LimitRange {} max", max.limit_range),
+                        warnings,
+                    );
                 }
             }
             if resources.value(limit_key).is_none() {
-                set(resources, limit_key, max.units, "set", format!("LimitRange {} max", max.limit_range), warnings);
+                set(
+                    resources,
+                    limit_key,
+                    max.units,
+                    "set",
+                    format!("LimitRange {} max", max.limit_range),
+                    warnings,
+                );
             }
         }
         if let Some(ratio) = &combined.ratio_milli {
@@ -183,7 +218,14 @@ fn apply_ratio(resources: &mut ProxyResources, resource: Resource, ratio: &Named
     if request == 0 {
         let needed = (i128::from(limit) * 1000 + i128::from(ratio.units) - 1) / i128::from(ratio.units.max(1));
         let reason = format!("LimitRange {} maxLimitRequestRatio", ratio.limit_range);
-        set(resources, request_key, i64::try_from(needed).unwrap_or(limit), "raised", reason, warnings);
+        set(
+            resources,
+            request_key,
+            i64::try_from(needed).unwrap_or(limit),
+            "raised",
+            reason,
+            warnings,
+        );
     } else if i128::from(limit) > allowed_limit {
         let lowered = i64::try_from(allowed_limit).unwrap_or(limit).max(request);
         let reason = format!("LimitRange {} maxLimitRequestRatio", ratio.limit_range);
