@@ -292,6 +292,10 @@ pub struct InjectConfig {
     pub status_port: u16,
     /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
     pub cni_enabled: bool,
+    /// Start the proxy before the app containers (istiod's `holdApplicationUntilProxyStarts`).
+    pub hold_application_until_proxy_starts: bool,
+    /// Merge app metrics into the agent's (istiod's `enablePrometheusMerge`).
+    pub enable_prometheus_merge: bool,
     /// Point app HTTP/TCP/gRPC probes at the agent (`sidecar.istio.io/rewriteAppHTTPProbers`
     /// overrides it per pod).
     pub rewrite_app_probes: bool,
@@ -337,6 +341,8 @@ impl Default for InjectConfig {
             exclude_outbound_ports: String::new(),
             status_port: 15020,
             cni_enabled: false,
+            hold_application_until_proxy_starts: false,
+            enable_prometheus_merge: true,
             rewrite_app_probes: true,
             seccomp_runtime_default: true,
             proxy_log_level: "warning".into(),

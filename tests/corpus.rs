@@ -13,6 +13,8 @@
 //! - the pod labels;
 //! - the app containers' probes and lifecycle hooks (rewritten to the agent) and the
 //!   proxy's `ISTIO_KUBE_APP_PROBERS`;
+//! - the proxy's `PROXY_CONFIG` and `ISTIO_PROMETHEUS_ANNOTATIONS` (as JSON) and the
+//!   `proxy.istio.io/config` annotation;
 //! - the `sidecar.istio.io/status` annotation, as JSON.
 //!
 //! Each case runs with the settings Istio's `inject_test.go` gives it. Istio's outputs
@@ -74,6 +76,9 @@ fn traffic_params(config: &mut InjectConfig) {
     config.exclude_inbound_ports = "4,5,6".into();
     config.status_port = 0;
 }
+fn hold(config: &mut InjectConfig) {
+    config.hold_application_until_proxy_starts = true;
+}
 fn status_port_123(config: &mut InjectConfig) {
     config.status_port = 123;
 }
@@ -129,7 +134,7 @@ fn cases() -> Vec<Case> {
         case("hello.yaml", "hello-always.yaml.injected", pull_always),
         case("hello.yaml", "hello-never.yaml.injected", pull_never),
         case("hello.yaml", "hello-cncf-networks.yaml.injected", cni),
-        case("hello.yaml", "hello.proxyHoldsApplication.yaml.injected", defaults),
+        case("hello.yaml", "hello.proxyHoldsApplication.yaml.injected", hold),
         case("hello.yaml", "hello-template-in-values.yaml.injected", defaults),
         unsupported(
             "hello.yaml",
@@ -251,7 +256,7 @@ fn cases() -> Vec<Case> {
         case(
             "hello-probes.yaml",
             "hello-probes.proxyHoldsApplication.yaml.injected",
-            defaults,
+            hold,
         ),
         case(
             "hello-probes-localhost.yaml",
@@ -261,7 +266,7 @@ fn cases() -> Vec<Case> {
         case(
             "hello-probes-noProxyHoldApplication-ProxyConfig.yaml",
             "hello-probes-noProxyHoldApplication-ProxyConfig.yaml.injected",
-            defaults,
+            hold,
         ),
         case(
             "hello-probes-proxyHoldApplication-ProxyConfig.yaml",

@@ -400,3 +400,54 @@ async fn admin_endpoints_report_health_and_metrics() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let pod = simple_pod(json!({
+        "proxy.istio.io/config": "holdApplicationUntilProxyStarts: true\nconcurrency: 3\nproxyMetadata:\n  FOO: bar\n",
+        "prometheus.io/port": "9090",
+    }));
+    let injected = apply_and_check(&pod, &server.review(&pod_review("h", "apps", &pod)).await);
+    let names: Vec<&str> = injected["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["istio-proxy", "app"], "hold puts the proxy first");
+    let proxy = container(&injected, "istio-proxy").unwrap();
+    assert_eq!(
+        proxy["lifecycle"]["postStart"]["exec"]["command"],
+        json!(["pilot-agent", "wait"])
+    );
+    let args = proxy["args"].as_array().unwrap();
+    assert!(
+        args.windows(2).any(|w| w[0] == "--concurrency" && w[1] == "3"),
+        "{args:?}"
+    );
+    let env = |name: &str| {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(env("FOO"), Some(json!("bar")));
+    assert_eq!(env("ISTIO_PROMETHEUS_ANNOTATIONS"), Some(json!("{\"port\":\"9090\"}")));
+    assert_eq!(injected["metadata"]["annotations"]["prometheus.io/port"], "15020");
+    let init = container(&injected, "istio-init").unwrap();
+    assert_eq!(init["env"], json!([{"name": "FOO", "value": "bar"}]));
+
+    let bad = simple_pod(json!({"proxy.istio.io/config": "[1, 2]"}));
+    let response = server.review(&pod_review("b", "apps", &bad)).await;
+    assert_eq!(response["response"]["allowed"], false);
+    assert!(
+        response["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("proxy.istio.io/config")
+    );
+    server.stop().await;
+}

@@ -16,9 +16,6 @@ pub const REVISION_ANNOTATION: &str = "istio.io/rev";
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 /// Annotation naming the container `kubectl logs` defaults to.
 pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-container";
-const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
-const PROMETHEUS_PORT: &str = "prometheus.io/port";
-const PROMETHEUS_PATH: &str = "prometheus.io/path";
 
 /// The `sidecar.istio.io/status` annotation: what was added, so it can be removed again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,7 +63,7 @@ pub fn labels_to_add(pod: &Pod, workload: &Workload, network: &str) -> Vec<(Stri
 }
 
 /// Annotations to set on the injected pod.
-pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, status_port: u16) -> Vec<(String, String)> {
+pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, extra: Vec<(String, String)>) -> Vec<(String, String)> {
     let existing = pod.metadata.annotations.as_ref();
     let has = |key: &str| existing.is_some_and(|annotations| annotations.contains_key(key));
     let mut annotations = Vec::with_capacity(7);
@@ -85,14 +82,7 @@ pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, status_port: u16) -
             }
         }
     }
-    let prometheus_untouched = ![PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH]
-        .iter()
-        .any(|key| has(key));
-    if prometheus_untouched && status_port != 0 {
-        annotations.push((PROMETHEUS_PATH.to_string(), "/stats/prometheus".to_string()));
-        annotations.push((PROMETHEUS_PORT.to_string(), status_port.to_string()));
-        annotations.push((PROMETHEUS_SCRAPE.to_string(), "true".to_string()));
-    }
+    annotations.extend(extra);
     annotations.push((STATUS_ANNOTATION.to_string(), status.to_annotation()));
     annotations
 }
@@ -113,24 +103,6 @@ mod tests {
         assert_eq!(
             status.to_annotation(),
             r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}"#
-        );
-    }
-
-    #[test]
-    fn existing_prometheus_annotations_are_left_alone() {
-        let mut pod = Pod::default();
-        pod.metadata.annotations = Some([(PROMETHEUS_PORT.to_string(), "9090".to_string())].into());
-        let status = SidecarStatus {
-            init_containers: None,
-            containers: None,
-            volumes: None,
-            image_pull_secrets: None,
-            revision: "default".into(),
-        };
-        let added = annotations_to_add(&pod, &status, 15020);
-        assert!(
-            added.iter().all(|(key, _)| !key.starts_with("prometheus.io/")),
-            "{added:?}"
         );
     }
 }

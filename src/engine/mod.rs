@@ -9,6 +9,8 @@ pub mod error;
 pub mod metadata;
 pub mod patch;
 pub mod probes;
+pub mod prometheus;
+pub mod proxy_config;
 pub mod resources;
 pub mod selector;
 pub mod sidecar;
@@ -143,6 +145,14 @@ impl Injector {
             Ok(traffic) => traffic,
             Err(error) => return Err(deny(error, warnings)),
         };
+        let proxy_config = match proxy_config::ProxyConfig::from_annotations(annotations) {
+            Ok(proxy_config) => proxy_config,
+            Err(error) => return Err(deny(error, warnings)),
+        };
+        let hold = proxy_config
+            .hold_application
+            .unwrap_or(self.config.hold_application_until_proxy_starts);
+        let prometheus = prometheus::plan_merge(annotations, traffic.status_port, self.config.enable_prometheus_merge);
         let with_init = traffic.mode != InterceptionMode::None;
         let init_name = init_container_name(&self.config);
         let taken = spec
@@ -175,6 +185,9 @@ impl Injector {
             concurrency: &self.concurrency,
             traffic: &traffic,
             native,
+            hold,
+            proxy_config: &proxy_config,
+            prometheus_original: prometheus.original.as_deref(),
             config: &self.config,
         };
         let mut proxy = build_proxy_container(&inputs);
@@ -233,7 +246,13 @@ impl Injector {
                 builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
                 added_init.push(init_name.to_string());
             }
-            builder.insert_items(&["spec", "containers"], Some(spec.containers.len()), None, vec![proxy]);
+            let position = if hold { Some(0) } else { None };
+            builder.insert_items(
+                &["spec", "containers"],
+                Some(spec.containers.len()),
+                position,
+                vec![proxy],
+            );
             added_containers.push(PROXY_CONTAINER.to_string());
         }
         builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), None, volumes);
@@ -249,7 +268,15 @@ impl Injector {
             pod.metadata.labels.as_ref(),
             labels_to_add(pod, workload, &self.config.network),
         );
-        let mut added_annotations = annotations_to_add(pod, &status, traffic.status_port);
+        let mut extra = prometheus.annotations;
+        let has_proxy_config = annotations.is_some_and(|a| a.contains_key(proxy_config::PROXY_CONFIG));
+        if self.config.hold_application_until_proxy_starts && !has_proxy_config {
+            extra.push((
+                proxy_config::PROXY_CONFIG.to_string(),
+                r#"{ "holdApplicationUntilProxyStarts": true }"#.to_string(),
+            ));
+        }
+        let mut added_annotations = annotations_to_add(pod, &status, extra);
         added_annotations.push((PROVENANCE.to_string(), resources.provenance()));
         builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);
         Ok(Outcome {

@@ -46,6 +46,12 @@ pub struct SidecarInputs<'a> {
     pub traffic: &'a TrafficSettings,
     /// Whether the proxy is a native sidecar.
     pub native: bool,
+    /// Whether the app waits for the proxy (classic layout: proxy first, postStart wait).
+    pub hold: bool,
+    /// The pod's `proxy.istio.io/config`.
+    pub proxy_config: &'a super::proxy_config::ProxyConfig,
+    /// The app's own Prometheus settings, for `ISTIO_PROMETHEUS_ANNOTATIONS`.
+    pub prometheus_original: Option<&'a str>,
     /// The configuration.
     pub config: &'a InjectConfig,
 }
@@ -66,7 +72,11 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
             "--log_output_level=default:info",
             "--concurrency",
-            inputs.resources.concurrency(inputs.concurrency).to_string(),
+            inputs
+                .proxy_config
+                .concurrency
+                .unwrap_or_else(|| inputs.resources.concurrency(inputs.concurrency))
+                .to_string(),
         ],
         "env": proxy_env(inputs),
         "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
@@ -111,6 +121,12 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
                 }),
             );
         }
+        if inputs.hold && !inputs.native {
+            object.insert(
+                "lifecycle".into(),
+                json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}),
+            );
+        }
         if inputs.native {
             object.insert("restartPolicy".into(), json!("Always"));
             object.insert(
@@ -152,7 +168,12 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
         field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         field_env("HOST_IP", "status.hostIP"),
         resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
-        value_env("PROXY_CONFIG", "{}\n"),
+        value_env(
+            "PROXY_CONFIG",
+            inputs
+                .proxy_config
+                .agent_json(config.hold_application_until_proxy_starts),
+        ),
     ];
     if let Some(ports) = pod_ports_json(inputs.pod) {
         env.push(value_env("ISTIO_META_POD_PORTS", ports));
@@ -178,7 +199,20 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     }
     env.push(value_env("ISTIO_META_MESH_ID", config.mesh_id.clone()));
     env.push(value_env("TRUST_DOMAIN", config.trust_domain.clone()));
+    if let Some(original) = inputs.prometheus_original {
+        env.push(value_env("ISTIO_PROMETHEUS_ANNOTATIONS", original));
+    }
+    env.extend(metadata_env(inputs));
     env
+}
+
+/// `proxyMetadata` from `proxy.istio.io/config`, as environment variables.
+fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item = Value> + 'a {
+    inputs
+        .proxy_config
+        .metadata
+        .iter()
+        .map(|(name, value)| value_env(name, value.clone()))
 }
 
 /// The app containers' ports as Istio's agent reads them; `None` when there are none.
@@ -238,6 +272,10 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
         "resources": inputs.resources.to_requirements(),
         "securityContext": security_context,
     });
+    let metadata: Vec<Value> = metadata_env(inputs).collect();
+    if let (false, Some(object)) = (metadata.is_empty(), container.as_object_mut()) {
+        object.insert("env".into(), Value::Array(metadata));
+    }
     if let Some(object) = container.as_object_mut() {
         add_seccomp(object, config);
         if let Some(policy) = &config.image_pull_policy {

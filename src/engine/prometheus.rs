@@ -1,0 +1,118 @@
+//! Prometheus metrics merging, as istiod does it.
+//!
+//! The agent serves the app's metrics merged with Envoy's on the status port. The pod's
+//! scrape annotations are pointed there, and the originals move into the proxy's
+//! `ISTIO_PROMETHEUS_ANNOTATIONS` so the agent knows where to fetch the app's metrics.
+//! A pod with `prometheus.io/scrape: "false"`, or `prometheus.istio.io/merge-metrics:
+//! "false"`, is left alone.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// Scrape switch annotation.
+pub const SCRAPE: &str = "prometheus.io/scrape";
+/// Scrape port annotation.
+pub const PORT: &str = "prometheus.io/port";
+/// Scrape path annotation.
+pub const PATH: &str = "prometheus.io/path";
+/// Several `port:path` targets.
+pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
+/// Per-pod switch for merging.
+pub const MERGE_METRICS: &str = "prometheus.istio.io/merge-metrics";
+
+/// What merging changes: annotations to set and the env value for the agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrometheusMerge {
+    /// Annotations to set on the pod.
+    pub annotations: Vec<(String, String)>,
+    /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings.
+    pub original: Option<String>,
+}
+
+/// Plans the merge for a pod's annotations; nothing when disabled or opted out.
+pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, status_port: u16, enabled: bool) -> PrometheusMerge {
+    let get = |key: &str| annotations.and_then(|map| map.get(key)).map(String::as_str);
+    let opted_out = get(SCRAPE).is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        || get(MERGE_METRICS).is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    if !enabled || status_port == 0 || opted_out {
+        return PrometheusMerge::default();
+    }
+    let targets: Vec<(String, String)> = get(SCRAPE_TARGETS)
+        .map(|text| {
+            text.split(',')
+                .filter_map(|target| {
+                    let (port, path) = target.trim().split_once(':').unwrap_or((target.trim(), "/metrics"));
+                    (!port.is_empty()).then(|| (port.to_string(), path.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut original = Map::new();
+    if let Some(scrape) = get(SCRAPE) {
+        original.insert("scrape".into(), json!(scrape));
+    }
+    let first = targets.first();
+    if let Some(path) = get(PATH)
+        .map(str::to_string)
+        .or_else(|| first.map(|(_, path)| path.clone()))
+    {
+        original.insert("path".into(), json!(path));
+    }
+    if let Some(port) = get(PORT)
+        .map(str::to_string)
+        .or_else(|| first.map(|(port, _)| port.clone()))
+    {
+        original.insert("port".into(), json!(port));
+    }
+    if !targets.is_empty() {
+        let list: Vec<Value> = targets
+            .iter()
+            .map(|(port, path)| json!({"port": port, "path": path}))
+            .collect();
+        original.insert("targets".into(), Value::Array(list));
+    }
+    PrometheusMerge {
+        annotations: vec![
+            (PATH.to_string(), "/stats/prometheus".to_string()),
+            (PORT.to_string(), status_port.to_string()),
+            (SCRAPE.to_string(), "true".to_string()),
+        ],
+        original: (!original.is_empty()).then(|| Value::Object(original).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn merges_and_records_the_originals() {
+        let plain = plan_merge(None, 15020, true);
+        assert_eq!(plain.annotations.len(), 3);
+        assert_eq!(plain.original, None);
+        let own = annotations(&[(SCRAPE, "true"), (SCRAPE_TARGETS, "8080:/metrics,9100:/custom-metrics")]);
+        let merged = plan_merge(Some(&own), 15020, true);
+        let original: Value = serde_json::from_str(&merged.original.unwrap()).unwrap();
+        assert_eq!(
+            original,
+            json!({"scrape":"true","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/custom-metrics"}]})
+        );
+    }
+
+    #[test]
+    fn opt_outs_leave_the_pod_alone() {
+        for pairs in [&[(SCRAPE, "false")][..], &[(MERGE_METRICS, "false")][..]] {
+            assert_eq!(
+                plan_merge(Some(&annotations(pairs)), 15020, true),
+                PrometheusMerge::default()
+            );
+        }
+        assert_eq!(plan_merge(None, 0, true), PrometheusMerge::default());
+        assert_eq!(plan_merge(None, 15020, false), PrometheusMerge::default());
+    }
+}
