@@ -292,6 +292,12 @@ pub struct InjectConfig {
     pub status_port: u16,
     /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
     pub cni_enabled: bool,
+    /// Proxy readiness probe `initialDelaySeconds` (0 leaves it out).
+    pub readiness_initial_delay_seconds: u32,
+    /// Proxy readiness probe `periodSeconds`.
+    pub readiness_period_seconds: u32,
+    /// Proxy readiness probe `failureThreshold`.
+    pub readiness_failure_threshold: u32,
     /// Start the proxy before the app containers (istiod's `holdApplicationUntilProxyStarts`).
     pub hold_application_until_proxy_starts: bool,
     /// Merge app metrics into the agent's (istiod's `enablePrometheusMerge`).
@@ -341,6 +347,9 @@ impl Default for InjectConfig {
             exclude_outbound_ports: String::new(),
             status_port: 15020,
             cni_enabled: false,
+            readiness_initial_delay_seconds: 0,
+            readiness_period_seconds: 15,
+            readiness_failure_threshold: 4,
             hold_application_until_proxy_starts: false,
             enable_prometheus_merge: true,
             rewrite_app_probes: true,

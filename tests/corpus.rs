@@ -13,6 +13,7 @@
 //! - the pod labels;
 //! - the app containers' probes and lifecycle hooks (rewritten to the agent) and the
 //!   proxy's `ISTIO_KUBE_APP_PROBERS`;
+//! - the proxy's readiness probe;
 //! - the proxy's `PROXY_CONFIG` and `ISTIO_PROMETHEUS_ANNOTATIONS` (as JSON) and the
 //!   `proxy.istio.io/config` annotation;
 //! - the `sidecar.istio.io/status` annotation, as JSON.
@@ -81,6 +82,9 @@ fn hold(config: &mut InjectConfig) {
 }
 fn status_port_123(config: &mut InjectConfig) {
     config.status_port = 123;
+    config.readiness_initial_delay_seconds = 100;
+    config.readiness_period_seconds = 200;
+    config.readiness_failure_threshold = 300;
 }
 fn resources(requests: (Option<&str>, Option<&str>), limits: (Option<&str>, Option<&str>)) -> ResourceDefaults {
     let amounts = |(cpu, memory): (Option<&str>, Option<&str>)| ResourceAmounts {

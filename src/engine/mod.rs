@@ -153,6 +153,15 @@ impl Injector {
             .hold_application
             .unwrap_or(self.config.hold_application_until_proxy_starts);
         let prometheus = prometheus::plan_merge(annotations, traffic.status_port, self.config.enable_prometheus_merge);
+        let readiness_probe = match sidecar::readiness_probe(annotations, &self.config, traffic.status_port) {
+            Ok(probe) => probe,
+            Err(error) => return Err(deny(error, warnings)),
+        };
+        let proxy_image = annotations
+            .and_then(|map| map.get(sidecar::PROXY_IMAGE))
+            .map(String::as_str)
+            .filter(|image| !image.trim().is_empty())
+            .unwrap_or(&self.config.proxy_image);
         let with_init = traffic.mode != InterceptionMode::None;
         let init_name = init_container_name(&self.config);
         let taken = spec
@@ -188,6 +197,8 @@ impl Injector {
             hold,
             proxy_config: &proxy_config,
             prometheus_original: prometheus.original.as_deref(),
+            readiness_probe,
+            proxy_image,
             config: &self.config,
         };
         let mut proxy = build_proxy_container(&inputs);

@@ -52,6 +52,10 @@ pub struct SidecarInputs<'a> {
     pub proxy_config: &'a super::proxy_config::ProxyConfig,
     /// The app's own Prometheus settings, for `ISTIO_PROMETHEUS_ANNOTATIONS`.
     pub prometheus_original: Option<&'a str>,
+    /// The proxy's readiness probe, `None` when the status port is disabled.
+    pub readiness_probe: Option<Value>,
+    /// The proxy image (config, or `sidecar.istio.io/proxyImage`).
+    pub proxy_image: &'a str,
     /// The configuration.
     pub config: &'a InjectConfig,
 }
@@ -62,7 +66,7 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
     let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
     let mut container = json!({
         "name": super::decision::PROXY_CONTAINER,
-        "image": config.proxy_image,
+        "image": inputs.proxy_image,
         "args": [
             "proxy",
             "sidecar",
@@ -110,16 +114,8 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
     });
     if let Some(object) = container.as_object_mut() {
         add_seccomp(object, config);
-        if inputs.traffic.status_port != 0 {
-            object.insert(
-                "readinessProbe".into(),
-                json!({
-                    "failureThreshold": 4,
-                    "httpGet": {"path": "/healthz/ready", "port": 15021},
-                    "periodSeconds": 15,
-                    "timeoutSeconds": 3,
-                }),
-            );
+        if let Some(probe) = &inputs.readiness_probe {
+            object.insert("readinessProbe".into(), probe.clone());
         }
         if inputs.hold && !inputs.native {
             object.insert(
@@ -238,6 +234,49 @@ fn pod_ports_json(pod: &Pod) -> Option<String> {
         })
         .collect();
     (!entries.is_empty()).then(|| format!("[\n{}\n]", entries.join(",\n")))
+}
+
+/// Annotation overriding the proxy image.
+pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+const READINESS_INITIAL_DELAY: &str = "readiness.status.sidecar.istio.io/initialDelaySeconds";
+const READINESS_PERIOD: &str = "readiness.status.sidecar.istio.io/periodSeconds";
+const READINESS_FAILURE_THRESHOLD: &str = "readiness.status.sidecar.istio.io/failureThreshold";
+
+/// The proxy's readiness probe from the `readiness.status.sidecar.istio.io/*` annotations
+/// over the config; `None` when the status port is 0.
+pub fn readiness_probe(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    config: &InjectConfig,
+    status_port: u16,
+) -> Result<Option<Value>, super::error::InjectError> {
+    if status_port == 0 {
+        return Ok(None);
+    }
+    let number = |key: &'static str, default: u32| -> Result<u32, super::error::InjectError> {
+        match annotations.and_then(|map| map.get(key)) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| super::error::InjectError::InvalidAnnotation {
+                    annotation: key.into(),
+                    value: super::error::quoted(text),
+                    reason: "it is not a whole number of seconds or tries".into(),
+                    accepted: "a whole number 0 or more, e.g. 10",
+                }),
+        }
+    };
+    let initial_delay = number(READINESS_INITIAL_DELAY, config.readiness_initial_delay_seconds)?;
+    let mut probe = json!({
+        "failureThreshold": number(READINESS_FAILURE_THRESHOLD, config.readiness_failure_threshold)?,
+        "httpGet": {"path": "/healthz/ready", "port": 15021},
+        "periodSeconds": number(READINESS_PERIOD, config.readiness_period_seconds)?,
+        "timeoutSeconds": 3,
+    });
+    if initial_delay > 0 {
+        probe["initialDelaySeconds"] = json!(initial_delay);
+    }
+    Ok(Some(probe))
 }
 
 /// The init container: `istio-init`, or `istio-validation` when Istio CNI installs the rules.
