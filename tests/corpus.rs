@@ -125,8 +125,6 @@ const fn unsupported(input: &'static str, expected: &'static str, reason: &'stat
     }
 }
 
-const PROXY_OVERRIDE: &str = "user-supplied istio-proxy/istio-init containers are merged onto ours (proxy-override); this release skips pods that already have istio-proxy";
-
 fn cases() -> Vec<Case> {
     vec![
         case("hello.yaml", "hello.yaml.injected", defaults),
@@ -304,11 +302,7 @@ fn cases() -> Vec<Case> {
         case("list.yaml", "list.yaml.injected", defaults),
         case("list-frontend.yaml", "list-frontend.yaml.injected", defaults),
         case("multi-container.yaml", "multi-container.yaml.injected", defaults),
-        unsupported(
-            "multiple-templates.yaml",
-            "multiple-templates.yaml.injected",
-            PROXY_OVERRIDE,
-        ),
+        case("multiple-templates.yaml", "multiple-templates.yaml.injected", defaults),
         case("native-sidecar.yaml", "native-sidecar.yaml.injected", defaults),
         case(
             "native-sidecar.yaml",
@@ -353,36 +347,36 @@ fn cases() -> Vec<Case> {
             "hello-proxy-override.yaml.injected",
             defaults,
         ),
-        unsupported("proxy-override.yaml", "proxy-override.yaml.injected", PROXY_OVERRIDE),
-        unsupported(
+        case("proxy-override.yaml", "proxy-override.yaml.injected", defaults),
+        case(
             "proxy-override-args.yaml",
             "proxy-override-args.yaml.injected",
-            PROXY_OVERRIDE,
+            defaults,
         ),
-        unsupported(
+        case(
             "proxy-override-args.yaml",
             "proxy-override-args-native.yaml.injected",
-            PROXY_OVERRIDE,
+            defaults,
         ),
-        unsupported(
+        case(
             "proxy-override-runas.yaml",
             "proxy-override-runas.yaml.injected",
-            PROXY_OVERRIDE,
+            defaults,
         ),
-        unsupported(
+        case(
             "proxy-override-runas.yaml",
             "proxy-override-runas.yaml.cni.injected",
-            PROXY_OVERRIDE,
+            cni,
         ),
-        unsupported(
+        case(
             "proxy-override-runas.yaml",
             "proxy-override-runas.yaml.tproxy.injected",
-            PROXY_OVERRIDE,
+            tproxy,
         ),
-        unsupported(
+        case(
             "only-proxy-container.yaml",
             "only-proxy-container.yaml.injected",
-            PROXY_OVERRIDE,
+            defaults,
         ),
         case("enable-core-dump.yaml", "enable-core-dump.yaml.injected", defaults),
         unsupported(

@@ -132,20 +132,18 @@ pub fn should_inject(pod: &Pod, namespace: &str, config: &InjectConfig) -> (Deci
     (decision, warnings)
 }
 
-/// Whether the pod already carries our proxy: the status annotation or an `istio-proxy` container.
+/// Whether the pod was already injected: it carries the status annotation. An
+/// `istio-proxy` container without it is a user override, merged onto ours.
 pub fn is_injected(pod: &Pod) -> bool {
-    let annotated = pod
-        .metadata
+    pod.metadata
         .annotations
         .as_ref()
-        .is_some_and(|annotations| annotations.contains_key(STATUS_ANNOTATION));
-    let has_proxy = pod.spec.as_ref().is_some_and(|spec| {
-        spec.containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-            .any(|container| container.name == PROXY_CONTAINER)
-    });
-    annotated || has_proxy
+        .is_some_and(|annotations| annotations.contains_key(STATUS_ANNOTATION))
+}
+
+/// Whether a container is one the injector adds (or a user override of one).
+pub fn is_injected_container(name: &str) -> bool {
+    matches!(name, PROXY_CONTAINER | "istio-init" | "istio-validation")
 }
 
 /// Reads a yes/no value the way Istio does (YAML booleans, any case); `None` for anything else.
@@ -354,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn proxy_container_means_injected() {
+    fn proxy_container_without_status_is_an_override() {
         let mut pod = pod(&BASE);
         if let Some(spec) = pod.spec.as_mut() {
             spec.init_containers = Some(vec![Container {
@@ -363,6 +361,6 @@ mod tests {
             }]);
         }
         let (decision, _) = should_inject(&pod, "default", &InjectConfig::default());
-        assert_eq!(decision, Decision::Skip(SkipReason::AlreadyInjected));
+        assert_eq!(decision, Decision::Inject(InjectReason::PolicyEnabled));
     }
 }

@@ -106,14 +106,6 @@ pub enum InjectError {
         /// What could help.
         hint: String,
     },
-    /// The pod already has a container with a name the injector must add.
-    #[error(
-        "the pod already has a container named {name}, which the injector reserves; rename it or set sidecar.istio.io/inject: \"false\""
-    )]
-    ReservedContainerName {
-        /// The clashing name.
-        name: String,
-    },
 }
 
 /// Quotes a user value for a message, shortened to a readable length and escaped.

@@ -7,6 +7,7 @@
 pub mod decision;
 pub mod error;
 pub mod metadata;
+pub mod overrides;
 pub mod patch;
 pub mod probes;
 pub mod prometheus;
@@ -24,10 +25,11 @@ use self::decision::{Decision, PROXY_CONTAINER, parse_choice, should_inject};
 use self::error::{InjectError, quoted};
 use self::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
 use self::patch::PatchBuilder;
-use self::resources::{ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, Tuning, resolve_resources};
+use self::resources::{
+    ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, Tuning, resolve_proxy_override, resolve_resources,
+};
 use self::sidecar::{
-    INIT_CONTAINER, SidecarInputs, VALIDATION_CONTAINER, VOLUME_NAMES, build_init_container, build_proxy_container,
-    build_volumes, init_container_name,
+    SidecarInputs, VOLUME_NAMES, build_init_container, build_proxy_container, build_volumes, init_container_name,
 };
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
@@ -164,19 +166,29 @@ impl Injector {
             .unwrap_or(&self.config.proxy_image);
         let with_init = traffic.mode != InterceptionMode::None;
         let init_name = init_container_name(&self.config);
-        let taken = spec
-            .containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-            .find(|c| c.name == INIT_CONTAINER || c.name == VALIDATION_CONTAINER);
-        if let Some(clash) = taken.filter(|_| with_init) {
-            return Err(deny(
-                InjectError::ReservedContainerName {
-                    name: clash.name.clone(),
-                },
-                warnings,
-            ));
-        }
+        let overrides = overrides::Overrides::find(spec, init_name);
+        let overridden_resources = overrides
+            .proxy_container()
+            .is_some_and(|c| c.resources.is_some_and(|r| r.requests.is_some() || r.limits.is_some()));
+        let proxy_resources = if overridden_resources {
+            match resolve_proxy_override(pod, &request.namespace_context, &self.tuning, native) {
+                Ok(resolution) => resolution.resources,
+                Err(error) => return Err(deny(error, warnings)),
+            }
+        } else {
+            resources.clone()
+        };
+        let user_security = overrides.proxy_container().and_then(|c| c.security_context);
+        let proxy_ids = (
+            user_security
+                .as_ref()
+                .and_then(|s| s.run_as_user)
+                .unwrap_or(traffic::PROXY_UID),
+            user_security
+                .as_ref()
+                .and_then(|s| s.run_as_group)
+                .unwrap_or(traffic::PROXY_UID),
+        );
 
         let derived;
         let workload = match request.workload {
@@ -190,7 +202,7 @@ impl Injector {
             pod,
             namespace: request.namespace,
             workload,
-            resources: &resources,
+            resources: &proxy_resources,
             concurrency: &self.concurrency,
             traffic: &traffic,
             native,
@@ -199,9 +211,17 @@ impl Injector {
             prometheus_original: prometheus.original.as_deref(),
             readiness_probe,
             proxy_image,
+            proxy_ids,
             config: &self.config,
         };
         let mut proxy = build_proxy_container(&inputs);
+        if let Some(user) = &overrides.proxy {
+            overrides::merge_container(&mut proxy, &user.container);
+            proxy["resources"] = serde_json::to_value(proxy_resources.to_requirements()).unwrap_or_default();
+            if traffic.mode == InterceptionMode::Tproxy {
+                sidecar::enforce_tproxy(&mut proxy);
+            }
+        }
         let probe_plan = if probes::rewrite_enabled(pod, self.config.rewrite_app_probes) {
             probes::plan_probe_rewrites(pod, traffic.status_port)
         } else {
@@ -213,7 +233,14 @@ impl Injector {
         ) {
             env.push(serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": value}));
         }
-        let init = with_init.then(|| build_init_container(&inputs));
+        let init = with_init.then(|| {
+            let mut init = build_init_container(&inputs);
+            if let Some(user) = &overrides.init {
+                overrides::merge_container(&mut init, &user.container);
+            }
+            init["resources"] = serde_json::to_value(resources.to_requirements()).unwrap_or_default();
+            init
+        });
 
         let mut builder = PatchBuilder::new();
         if !request.has_metadata {
@@ -239,7 +266,15 @@ impl Injector {
             builder.add(&path, rewrite.http_get);
         }
 
-        let init_len = spec.init_containers.as_ref().map(Vec::len);
+        for (list, index) in overrides.removals() {
+            let index = index.to_string();
+            builder.remove(&["spec", list, index.as_str()]);
+        }
+        let init_len = spec
+            .init_containers
+            .as_ref()
+            .map(|list| list.len() - overrides.removed_from("initContainers"));
+        let containers_len = spec.containers.len() - overrides.removed_from("containers");
         let mut added_init = Vec::new();
         let mut added_containers = Vec::new();
         if native {
@@ -258,12 +293,7 @@ impl Injector {
                 added_init.push(init_name.to_string());
             }
             let position = if hold { Some(0) } else { None };
-            builder.insert_items(
-                &["spec", "containers"],
-                Some(spec.containers.len()),
-                position,
-                vec![proxy],
-            );
+            builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
             added_containers.push(PROXY_CONTAINER.to_string());
         }
         builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), None, volumes);
@@ -288,13 +318,13 @@ impl Injector {
             ));
         }
         let mut added_annotations = annotations_to_add(pod, &status, extra);
-        added_annotations.push((PROVENANCE.to_string(), resources.provenance()));
+        added_annotations.push((PROVENANCE.to_string(), proxy_resources.provenance()));
         builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);
         Ok(Outcome {
             decision,
             patch: builder.build(),
             warnings,
-            resources: Some(resources),
+            resources: Some(proxy_resources),
         })
     }
 

@@ -73,7 +73,8 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan {
         .iter()
         .enumerate()
         .map(|(index, c)| ("containers", index, c));
-    for (list, index, container) in containers.chain(app_sidecars) {
+    let app = |(_, _, c): &(&'static str, usize, &Container)| !super::decision::is_injected_container(&c.name);
+    for (list, index, container) in containers.chain(app_sidecars).filter(app) {
         let lifecycle = container.lifecycle.as_ref();
         let handlers = [
             (

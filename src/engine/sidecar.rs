@@ -56,6 +56,8 @@ pub struct SidecarInputs<'a> {
     pub readiness_probe: Option<Value>,
     /// The proxy image (config, or `sidecar.istio.io/proxyImage`).
     pub proxy_image: &'a str,
+    /// The proxy's uid and gid: 1337, or a user override's `runAsUser`/`runAsGroup`.
+    pub proxy_ids: (i64, i64),
     /// The configuration.
     pub config: &'a InjectConfig,
 }
@@ -289,9 +291,9 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
             "capabilities": {"drop": ["ALL"]},
             "privileged": false,
             "readOnlyRootFilesystem": true,
-            "runAsGroup": PROXY_UID,
+            "runAsGroup": inputs.proxy_ids.1,
             "runAsNonRoot": true,
-            "runAsUser": PROXY_UID,
+            "runAsUser": inputs.proxy_ids.0,
         })
     } else {
         json!({
@@ -307,7 +309,7 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
     let mut container = json!({
         "name": init_container_name(config),
         "image": config.proxy_init_image,
-        "args": inputs.traffic.iptables_args(cni),
+        "args": inputs.traffic.iptables_args(cni, inputs.proxy_ids.0),
         "resources": inputs.resources.to_requirements(),
         "securityContext": security_context,
     });
@@ -341,6 +343,18 @@ pub fn init_container_name(config: &InjectConfig) -> &'static str {
     } else {
         INIT_CONTAINER
     }
+}
+
+/// Re-applies what TPROXY interception needs after a user override was merged: the proxy
+/// runs as root with NET_ADMIN.
+pub fn enforce_tproxy(proxy: &mut Value) {
+    let Some(security) = proxy.get_mut("securityContext").and_then(Value::as_object_mut) else {
+        return;
+    };
+    security.insert("runAsUser".into(), json!(0));
+    security.insert("runAsNonRoot".into(), json!(false));
+    let capabilities = security.entry("capabilities").or_insert_with(|| json!({}));
+    capabilities["add"] = json!(["NET_ADMIN"]);
 }
 
 /// The proxy's volumes, in [`VOLUME_NAMES`] order.

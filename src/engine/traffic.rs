@@ -218,7 +218,8 @@ impl TrafficSettings {
     }
 
     /// The arguments of `istio-init` (or `istio-validation` when `validation_only`).
-    pub fn iptables_args(&self, validation_only: bool) -> Vec<String> {
+    pub fn iptables_args(&self, validation_only: bool, proxy_uid: i64) -> Vec<String> {
+        let proxy_uid = proxy_uid.to_string();
         let mut args: Vec<String> = [
             "istio-iptables",
             "-p",
@@ -226,7 +227,7 @@ impl TrafficSettings {
             "-z",
             PROXY_INBOUND_PORT,
             "-u",
-            "1337",
+            &proxy_uid,
             "-m",
             self.mode.as_str(),
             "-i",
@@ -303,7 +304,7 @@ mod tests {
 
     #[test]
     fn default_args_match_istio() {
-        let args = settings(&[]).unwrap().iptables_args(false);
+        let args = settings(&[]).unwrap().iptables_args(false, PROXY_UID);
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i * -x  -b * -d 15090,15021,15020 --log_output_level=default:info";
         assert_eq!(args.join(" "), expected);
     }
@@ -319,18 +320,18 @@ mod tests {
             (EXCLUDE_OUTBOUND_IP_RANGES, "10.96.0.2/24,fd00::/8"),
         ])
         .unwrap()
-        .iptables_args(true);
+        .iptables_args(true, PROXY_UID);
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i 127.0.0.1/24,10.96.0.1/24 -x 10.96.0.2/24,fd00::/8 -b 1,2,3 -d 15090,15021,4,5,6,15020 -q 10 -o 7,8,9 --log_output_level=default:info --run-validation --skip-rule-apply";
         assert_eq!(args.join(" "), expected);
     }
 
     #[test]
     fn status_port_zero_or_listed_is_not_repeated() {
-        let args = settings(&[(STATUS_PORT, "0")]).unwrap().iptables_args(false);
+        let args = settings(&[(STATUS_PORT, "0")]).unwrap().iptables_args(false, PROXY_UID);
         assert!(args.contains(&"15090,15021".to_string()));
         let args = settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
             .unwrap()
-            .iptables_args(false);
+            .iptables_args(false, PROXY_UID);
         assert!(args.contains(&"15090,15021,15020,8".to_string()));
     }
 

@@ -163,17 +163,51 @@ fn chosen_profile<'t>(
     }
 }
 
+/// Resources set on the pod's own `istio-proxy` container, the most specific source.
+fn override_resources(pod: &Pod) -> FieldValues {
+    let mut values: FieldValues = [None; 6];
+    let Some(spec) = pod.spec.as_ref() else { return values };
+    let proxy = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == crate::engine::decision::PROXY_CONTAINER);
+    let Some(resources) = proxy.and_then(|c| c.resources.as_ref()) else {
+        return values;
+    };
+    for key in FieldKey::ALL {
+        let map = match key.side {
+            Side::Request => resources.requests.as_ref(),
+            Side::Limit => resources.limits.as_ref(),
+        };
+        values[key.index()] = map
+            .and_then(|map| map.get(key.resource.name()))
+            .and_then(|q| Quantity::parse(&q.0, key.resource.kind()).ok());
+    }
+    values
+}
+
 /// Resolves every field by precedence.
 pub fn resolve_layers(
     pod: &Pod,
     pod_annotations: Option<&BTreeMap<String, String>>,
     namespace_annotations: Option<&BTreeMap<String, String>>,
     tuning: &Tuning,
+    include_override: bool,
     warnings: &mut Vec<String>,
 ) -> Result<ProxyResources, InjectError> {
     let mut resources = ProxyResources::unset();
     let mut any_annotated = false;
+    let from_container = if include_override {
+        override_resources(pod)
+    } else {
+        [None; 6]
+    };
     for key in FieldKey::ALL {
+        if let Some(value) = from_container[key.index()] {
+            *resources.field_mut(key) = Field::from(value, Source::ProxyContainer);
+            continue;
+        }
         let annotated = match from_annotations(key, Level::Pod, pod_annotations, pod, warnings)? {
             Some(field) => Some(field),
             None => from_annotations(key, Level::Namespace, namespace_annotations, pod, warnings)?,
@@ -186,6 +220,8 @@ pub fn resolve_layers(
     if any_annotated && tuning.merge == ResourceMerge::Istio {
         return Ok(resources);
     }
+    // The user's own container overlays Istio's template, so in Istio's mode the
+    // defaults still fill the fields it leaves out.
     let profile = chosen_profile(tuning, pod_annotations, namespace_annotations)?;
     for key in FieldKey::ALL {
         if resources.value(key).is_some() {

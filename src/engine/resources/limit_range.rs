@@ -351,7 +351,8 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
         Side::Limit => amounts.limit,
     };
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
-    for container in &spec.containers {
+    let app = |c: &&Container| !crate::engine::decision::is_injected_container(&c.name);
+    for container in spec.containers.iter().filter(app) {
         regular.push(pick(container_amounts(container, resource))?);
     }
     // istio-init runs first among init containers and is sized like the proxy.
@@ -361,7 +362,7 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
     } else {
         regular.push(proxy);
     }
-    for container in spec.init_containers.iter().flatten() {
+    for container in spec.init_containers.iter().flatten().filter(app) {
         let restartable = container.restart_policy.as_deref() == Some("Always");
         inits.push((pick(container_amounts(container, resource))?, restartable));
     }

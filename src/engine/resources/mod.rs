@@ -186,6 +186,8 @@ impl fmt::Display for FieldKey {
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// The pod's own `istio-proxy` container (a user override).
+    ProxyContainer,
     /// A pod annotation.
     PodAnnotation(&'static str),
     /// A namespace annotation.
@@ -212,6 +214,7 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Source::ProxyContainer => f.write_str("the pod's istio-proxy container"),
             Source::PodAnnotation(key) => write!(f, "pod annotation {key}"),
             Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
             Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
@@ -501,9 +504,37 @@ pub fn resolve_resources(
     tuning: &Tuning,
     native: bool,
 ) -> Result<Resolution, InjectError> {
+    resolve_for(pod, namespace, tuning, native, false)
+}
+
+/// Like [`resolve_resources`], with the pod's own `istio-proxy` container resources as the
+/// most specific source: the proxy of a pod that overrides it.
+pub fn resolve_proxy_override(
+    pod: &Pod,
+    namespace: &NamespaceContext<'_>,
+    tuning: &Tuning,
+    native: bool,
+) -> Result<Resolution, InjectError> {
+    resolve_for(pod, namespace, tuning, native, true)
+}
+
+fn resolve_for(
+    pod: &Pod,
+    namespace: &NamespaceContext<'_>,
+    tuning: &Tuning,
+    native: bool,
+    include_override: bool,
+) -> Result<Resolution, InjectError> {
     let pod_annotations = pod.metadata.annotations.as_ref();
     let mut warnings = Vec::new();
-    let mut resources = layers::resolve_layers(pod, pod_annotations, namespace.annotations, tuning, &mut warnings)?;
+    let mut resources = layers::resolve_layers(
+        pod,
+        pod_annotations,
+        namespace.annotations,
+        tuning,
+        include_override,
+        &mut warnings,
+    )?;
     let guaranteed = tuning.preserve_guaranteed_qos && qos::keep_guaranteed(pod, &mut resources, &mut warnings);
     let field_bounds = bounds::effective_bounds(&tuning.bounds, namespace.annotations)?;
     bounds::apply_bounds(&mut resources, &field_bounds, tuning.on_violation, &mut warnings)?;

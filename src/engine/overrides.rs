@@ -1,0 +1,160 @@
+//! User overrides of the injected containers, merged the way istiod merges them.
+//!
+//! A pod may carry its own `istio-proxy` (in `containers` or `initContainers`) or
+//! `istio-init`/`istio-validation` container. Its fields are laid over ours: mappings
+//! merge key by key, `env`, `ports` and `volumeMounts` merge by their keys, other lists
+//! replace ours, and `image: auto` keeps our image. The user's container is removed from
+//! where it stood and the merged one takes the injected container's place. Resources set
+//! on an override enter resolution as the most specific source, so bounds and LimitRanges
+//! still apply to them.
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde_json::Value;
+
+use super::decision::PROXY_CONTAINER;
+
+/// Where a user's container stands in the pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// `containers` or `initContainers`.
+    pub list: &'static str,
+    /// Index in that list.
+    pub index: usize,
+    /// The container as JSON.
+    pub container: Value,
+}
+
+/// The user's `istio-proxy` and init container, when present.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// The proxy override.
+    pub proxy: Option<Override>,
+    /// The init container override.
+    pub init: Option<Override>,
+}
+
+impl Overrides {
+    /// Finds overrides in `spec`; `init_name` is the init container we would add.
+    pub fn find(spec: &PodSpec, init_name: &str) -> Overrides {
+        let find = |name: &str| {
+            let in_list = |list: &'static str, containers: &[Container]| {
+                containers.iter().position(|c| c.name == name).map(|index| Override {
+                    list,
+                    index,
+                    container: serde_json::to_value(&containers[index]).unwrap_or(Value::Null),
+                })
+            };
+            in_list("containers", &spec.containers)
+                .or_else(|| in_list("initContainers", spec.init_containers.as_deref().unwrap_or_default()))
+        };
+        Overrides {
+            proxy: find(PROXY_CONTAINER),
+            init: find(init_name),
+        }
+    }
+
+    /// The user's proxy container, typed, for resources and security settings.
+    pub fn proxy_container(&self) -> Option<Container> {
+        self.proxy
+            .as_ref()
+            .and_then(|o| serde_json::from_value(o.container.clone()).ok())
+    }
+
+    /// Removals, in an order that keeps the remaining indices valid (highest first per list).
+    pub fn removals(&self) -> Vec<(&'static str, usize)> {
+        let mut removals: Vec<(&'static str, usize)> = [&self.proxy, &self.init]
+            .into_iter()
+            .flatten()
+            .map(|o| (o.list, o.index))
+            .collect();
+        removals.sort_by_key(|removal| std::cmp::Reverse(removal.1));
+        removals
+    }
+
+    /// How many items each list loses.
+    pub fn removed_from(&self, list: &str) -> usize {
+        self.removals().iter().filter(|(l, _)| *l == list).count()
+    }
+}
+
+/// The key list items of `field` merge by, as in Kubernetes' strategic merge.
+fn merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "env" => Some("name"),
+        "ports" => Some("containerPort"),
+        "volumeMounts" => Some("mountPath"),
+        _ => None,
+    }
+}
+
+/// Lays `overlay` over `base`.
+pub fn merge_container(base: &mut Value, overlay: &Value) {
+    let (Some(base), Some(overlay)) = (base.as_object_mut(), overlay.as_object()) else {
+        return;
+    };
+    for (field, value) in overlay {
+        if value.is_null() || (field == "image" && value == "auto") {
+            continue;
+        }
+        match (base.get_mut(field), merge_key(field), value) {
+            (Some(Value::Array(ours)), Some(key), Value::Array(theirs)) => {
+                for item in theirs {
+                    match ours.iter_mut().find(|existing| existing.get(key) == item.get(key)) {
+                        Some(existing) => *existing = item.clone(),
+                        None => ours.push(item.clone()),
+                    }
+                }
+            }
+            (Some(ours @ Value::Object(_)), _, Value::Object(_)) => merge_object(ours, value),
+            _ => {
+                base.insert(field.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_object(base: &mut Value, overlay: &Value) {
+    let (Some(base), Some(overlay)) = (base.as_object_mut(), overlay.as_object()) else {
+        return;
+    };
+    for (key, value) in overlay {
+        match base.get_mut(key) {
+            Some(ours @ Value::Object(_)) if value.is_object() => merge_object(ours, value),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn overlays_fields_lists_by_key_and_keeps_our_image_for_auto() {
+        let mut ours = json!({
+            "name": "istio-proxy", "image": "proxyv2", "args": ["proxy", "sidecar"],
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "securityContext": {"runAsUser": 1337, "capabilities": {"drop": ["ALL"]}},
+        });
+        let theirs = json!({
+            "name": "istio-proxy", "image": "auto", "args": ["-c", "x.yaml"],
+            "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+            "securityContext": {"runAsUser": 1234}, "tty": true,
+        });
+        merge_container(&mut ours, &theirs);
+        assert_eq!(ours["image"], "proxyv2");
+        assert_eq!(ours["args"], json!(["-c", "x.yaml"]));
+        assert_eq!(
+            ours["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}])
+        );
+        assert_eq!(
+            ours["securityContext"],
+            json!({"runAsUser": 1234, "capabilities": {"drop": ["ALL"]}})
+        );
+        assert_eq!(ours["tty"], true);
+    }
+}
