@@ -3,7 +3,8 @@
 //! Every pod template found (in a Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet,
 //! ReplicationController, Job, CronJob or a `List` of them) goes through the same
 //! [`Injector::inject`] as the webhook, and the returned patch is applied to the
-//! template. Other documents pass through unchanged, in their original order.
+//! template. Other documents pass through unchanged, in their original order. A template
+//! injected before is stripped of what its status annotation lists and injected again.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -76,7 +77,12 @@ pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) ->
 pub fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "Pod" => Some(&[]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job"
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job"
         | "DeploymentConfig" => Some(&["spec", "template"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
         _ => None,
@@ -152,6 +158,48 @@ pub fn inject_document(
     Ok(document)
 }
 
+/// Removes a previous injection, as `istioctl kube-inject` does before injecting again:
+/// the containers, init containers and volumes the status annotation lists, and the
+/// annotation itself.
+pub fn strip_injection(template: &mut Value) {
+    let Some(status) = template
+        .pointer("/metadata/annotations/sidecar.istio.io~1status")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return;
+    };
+    let listed = |key: &str| -> Vec<String> {
+        status[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|name| name.as_str().map(str::to_string))
+            .collect()
+    };
+    let strip = |template: &mut Value, list: &str, names: &[String]| {
+        if let Some(items) = template
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        {
+            items.retain(|item| {
+                !item["name"]
+                    .as_str()
+                    .is_some_and(|name| names.iter().any(|n| n == name))
+            });
+        }
+    };
+    strip(template, "containers", &listed("containers"));
+    strip(template, "initContainers", &listed("initContainers"));
+    strip(template, "volumes", &listed("volumes"));
+    if let Some(annotations) = template
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove("sidecar.istio.io/status");
+    }
+}
+
 /// Runs the engine on one pod (or pod template) in place.
 fn inject_template(
     injector: &Injector,
@@ -160,6 +208,7 @@ fn inject_template(
     workload: Option<&Workload>,
     label: &str,
 ) -> Result<(), OfflineError> {
+    strip_injection(template);
     let (pod, has_metadata) = pod_from_template(template).map_err(|error| OfflineError::InvalidPod {
         workload: label.to_string(),
         message: error.to_string(),
@@ -182,4 +231,37 @@ fn inject_template(
         workload: label.to_string(),
         message: error.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InjectConfig;
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: app\n        image: nginx\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
+
+    #[test]
+    fn injects_workloads_passes_other_kinds_and_reinjects_cleanly() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let once = inject_yaml(&injector, DEPLOYMENT, "default").unwrap();
+        let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&once)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(documents.len(), 2);
+        assert_eq!(documents[1]["kind"], "Service");
+        let names = |doc: &Value, list: &str| -> Vec<String> {
+            doc.pointer(&format!("/spec/template/spec/{list}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(&documents[0], "containers"), ["app", "istio-proxy"]);
+        let twice = inject_yaml(&injector, &once, "default").unwrap();
+        assert_eq!(
+            once, twice,
+            "re-injection strips the first injection and gives the same result"
+        );
+    }
 }

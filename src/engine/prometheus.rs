@@ -48,6 +48,14 @@ pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, status_port: u
                 .collect()
         })
         .unwrap_or_default();
+    // Annotations that already point at the agent are ours from an earlier injection.
+    let ours = get(PORT) == Some(status_port.to_string().as_str()) && get(PATH) == Some("/stats/prometheus");
+    if ours {
+        return PrometheusMerge {
+            annotations: Vec::new(),
+            original: None,
+        };
+    }
     let mut original = Map::new();
     if let Some(scrape) = get(SCRAPE) {
         original.insert("scrape".into(), json!(scrape));
