@@ -451,3 +451,28 @@ async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn user_volumes_are_added_to_the_pod_and_the_proxy() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let pod = simple_pod(json!({
+        "sidecar.istio.io/userVolume": r#"{"certs":{"secret":{"secretName":"tls"}},"istio-envoy":{"emptyDir":{}}}"#,
+        "sidecar.istio.io/userVolumeMount": r#"{"certs":{"mountPath":"/etc/certs","readOnly":true}}"#,
+    }));
+    let injected = apply_and_check(&pod, &server.review(&pod_review("v", "apps", &pod)).await);
+    let volumes = injected["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes.contains(&json!({"name": "certs", "secret": {"secretName": "tls"}})),
+        "{volumes:?}"
+    );
+    assert_eq!(volumes.iter().filter(|v| v["name"] == "istio-envoy").count(), 1);
+    let mounts = container(&injected, "istio-proxy").unwrap()["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        mounts.contains(&json!({"name": "certs", "mountPath": "/etc/certs", "readOnly": true})),
+        "{mounts:?}"
+    );
+    server.stop().await;
+}

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod selector;
 pub mod sidecar;
 pub mod traffic;
+pub mod user_volumes;
 pub mod workload;
 
 use json_patch::Patch;
@@ -154,6 +155,10 @@ impl Injector {
         let hold = proxy_config
             .hold_application
             .unwrap_or(self.config.hold_application_until_proxy_starts);
+        let user_volumes = match user_volumes::user_volumes(annotations) {
+            Ok(user_volumes) => user_volumes,
+            Err(error) => return Err(deny(error, warnings)),
+        };
         let prometheus = prometheus::plan_merge(annotations, traffic.status_port, self.config.enable_prometheus_merge);
         let readiness_probe = match sidecar::readiness_probe(annotations, &self.config, traffic.status_port) {
             Ok(probe) => probe,
@@ -215,6 +220,16 @@ impl Injector {
             config: &self.config,
         };
         let mut proxy = build_proxy_container(&inputs);
+        if let Some(mounts) = proxy.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
+            for mount in &user_volumes.mounts {
+                let clashes = mounts
+                    .iter()
+                    .any(|ours| ours["mountPath"] == mount["mountPath"] || ours["name"] == mount["name"]);
+                if !clashes {
+                    mounts.push(mount.clone());
+                }
+            }
+        }
         if let Some(user) = &overrides.proxy {
             overrides::merge_container(&mut proxy, &user.container);
             proxy["resources"] = serde_json::to_value(proxy_resources.to_requirements()).unwrap_or_default();
@@ -247,11 +262,17 @@ impl Injector {
             builder.add(&["metadata"], serde_json::json!({}));
         }
         let existing_volumes = spec.volumes.as_ref();
+        let exists = |name: &str| existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == name));
         let volumes: Vec<_> = build_volumes()
             .into_iter()
             .zip(VOLUME_NAMES)
-            .filter(|(_, name)| !existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == *name)))
+            .filter(|(_, name)| !exists(name))
             .map(|(volume, _)| volume)
+            .chain(user_volumes.volumes.into_iter().filter(|volume| {
+                !volume["name"]
+                    .as_str()
+                    .is_some_and(|name| exists(name) || VOLUME_NAMES.contains(&name))
+            }))
             .collect();
         for rewrite in probe_plan.rewrites {
             let index = rewrite.container.to_string();
