@@ -16,6 +16,8 @@
 //! - the proxy's readiness probe;
 //! - the proxy's `PROXY_CONFIG` and `ISTIO_PROMETHEUS_ANNOTATIONS` (as JSON) and the
 //!   `proxy.istio.io/config` annotation;
+//! - the interception annotations (`traffic.sidecar.istio.io/*`,
+//!   `sidecar.istio.io/interceptionMode`) that Istio CNI reads;
 //! - the `sidecar.istio.io/status` annotation, as JSON.
 //!
 //! Each case runs with the settings Istio's `inject_test.go` gives it. Istio's outputs
@@ -566,6 +568,16 @@ fn env_json(container: &Value, name: &str) -> Value {
         .and_then(|e| e["value"].as_str())
         .map(|text| serde_json::from_str(text).unwrap_or(json!(text)))
         .unwrap_or(Value::Null)
+}
+
+/// The interception annotations Istio CNI reads.
+fn traffic_annotations(pod: &Value) -> Value {
+    let annotations = pod["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+    let traffic: serde_json::Map<String, Value> = annotations
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("traffic.sidecar.istio.io/") || key == "sidecar.istio.io/interceptionMode")
+        .collect();
+    Value::Object(traffic)
 }
 
 /// The compared fields of a pod, as one JSON value per field.

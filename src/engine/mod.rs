@@ -331,6 +331,9 @@ impl Injector {
             labels_to_add(pod, workload, &self.config.network),
         );
         let mut extra = prometheus.annotations;
+        if self.config.cni_enabled && with_init {
+            extra.extend(traffic.cni_annotations());
+        }
         let has_proxy_config = annotations.is_some_and(|a| a.contains_key(proxy_config::PROXY_CONFIG));
         if self.config.hold_application_until_proxy_starts && !has_proxy_config {
             extra.push((

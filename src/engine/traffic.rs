@@ -199,22 +199,59 @@ impl TrafficSettings {
         })
     }
 
-    /// The inbound ports that bypass capture: the proxy's own, the excluded ones and the status port.
-    fn inbound_bypass_ports(&self) -> String {
-        let mut ports = String::from(PROXY_OWN_PORTS);
-        let excluded = self.exclude_inbound_ports.trim();
-        if !excluded.is_empty() {
-            ports.push(',');
-            ports.push_str(excluded);
-        }
+    /// The excluded inbound ports with the status port added, as Istio lists them.
+    fn excluded_inbound_with_status(&self) -> String {
+        let mut ports = self.exclude_inbound_ports.trim().to_string();
         if self.status_port != 0 {
             let status = self.status_port.to_string();
-            if !excluded.split(',').any(|port| port.trim() == status) {
-                ports.push(',');
+            if !ports.split(',').any(|port| port.trim() == status) {
+                if !ports.is_empty() {
+                    ports.push(',');
+                }
                 ports.push_str(&status);
             }
         }
         ports
+    }
+
+    /// The inbound ports that bypass capture: the proxy's own, the excluded ones and the status port.
+    fn inbound_bypass_ports(&self) -> String {
+        let excluded = self.excluded_inbound_with_status();
+        if excluded.is_empty() {
+            PROXY_OWN_PORTS.to_string()
+        } else {
+            format!("{PROXY_OWN_PORTS},{excluded}")
+        }
+    }
+
+    /// The pod annotations Istio CNI reads to install the rules itself.
+    pub fn cni_annotations(&self) -> Vec<(String, String)> {
+        let mut annotations = vec![
+            (INTERCEPTION_MODE.to_string(), self.mode.as_str().to_string()),
+            (INCLUDE_INBOUND_PORTS.to_string(), self.include_inbound_ports.clone()),
+            (EXCLUDE_INBOUND_PORTS.to_string(), self.excluded_inbound_with_status()),
+            (
+                INCLUDE_OUTBOUND_IP_RANGES.to_string(),
+                self.include_outbound_ip_ranges.clone(),
+            ),
+        ];
+        if !self.exclude_outbound_ip_ranges.is_empty() {
+            annotations.push((
+                EXCLUDE_OUTBOUND_IP_RANGES.to_string(),
+                self.exclude_outbound_ip_ranges.clone(),
+            ));
+        }
+        let optional = [
+            (INCLUDE_OUTBOUND_PORTS, &self.include_outbound_ports),
+            (EXCLUDE_OUTBOUND_PORTS, &self.exclude_outbound_ports),
+            (KUBEVIRT_INTERFACES, &self.virtual_interfaces),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                annotations.push((key.to_string(), value.clone()));
+            }
+        }
+        annotations
     }
 
     /// The arguments of `istio-init` (or `istio-validation` when `validation_only`).
