@@ -13,7 +13,10 @@
 #   go.mod). The binary is cached under
 #   ${SIDECAR_INJECTOR_CACHE:-$HOME/.cache/sidecar-injector}/kube-apiserver-<version>/
 #   and is only rebuilt when missing. A cold build takes 10+ minutes on 2 cores.
-# - Both are symlinked into .../assets-<version>/, whose path is printed.
+# - kustomize (for the e2e's `kubectl apply -k --dry-run=server` check of deploy/): built
+#   from the Go module sigs.k8s.io/kustomize/kustomize/v5 at a pinned version, cached under
+#   .../kustomize-<version>/ (about a minute, once).
+# - All three are symlinked into .../assets-<version>/, whose path is printed.
 #
 # Progress goes to stderr; only the assets folder goes to stdout.
 # Any failure exits non-zero with an "ensure-control-plane: ERROR" message.
@@ -22,6 +25,7 @@
 #   KUBEBUILDER_ASSETS       use this folder as-is if it is complete
 #   SIDECAR_INJECTOR_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-injector)
 #   BUILD_PARALLELISM        go build -p value (default: 2)
+#   KUSTOMIZE_VERSION        kustomize release to build (default: v5.7.1, as in kubectl 1.34)
 set -Eeuo pipefail
 
 log() { printf 'ensure-control-plane: %s\n' "$*" >&2; }
@@ -51,8 +55,11 @@ k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v[0-9]/ {print $2; exit}
 cache_root="${SIDECAR_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-injector}"
 apiserver_dir="$cache_root/kube-apiserver-$k8s_version"
 apiserver_bin="$apiserver_dir/kube-apiserver"
+kustomize_version="${KUSTOMIZE_VERSION:-v5.7.1}"
+kustomize_dir="$cache_root/kustomize-$kustomize_version"
+kustomize_bin="$kustomize_dir/kustomize"
 assets_dir="$cache_root/assets-$k8s_version"
-mkdir -p "$apiserver_dir" "$assets_dir"
+mkdir -p "$apiserver_dir" "$kustomize_dir" "$assets_dir"
 
 # --- 1. etcd ----------------------------------------------------------------
 if ! command -v etcd >/dev/null 2>&1; then
@@ -115,10 +122,29 @@ else
 fi
 log "kube-apiserver: $("$apiserver_bin" --version 2>&1)"
 
-# --- 3. One folder with both ------------------------------------------------
+# --- 3. kustomize -------------------------------------------------------------
+if [[ -x "$kustomize_bin" ]]; then
+  log "kustomize $kustomize_version: cached at $kustomize_bin"
+else
+  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build kustomize $kustomize_version"
+  log "building kustomize $kustomize_version (about a minute)..."
+  start=$SECONDS
+  # Outside any module, so `go install pkg@version` uses kustomize's own go.mod.
+  if ! (cd "$kustomize_dir" && \
+        CGO_ENABLED=0 GOBIN="$kustomize_dir" GOFLAGS="-buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
+        go install "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version" >&2); then
+    die "go install of kustomize $kustomize_version failed"
+  fi
+  [[ -x "$kustomize_bin" ]] || die "go install did not produce $kustomize_bin"
+  log "built $kustomize_bin in $((SECONDS - start))s"
+fi
+log "kustomize: $("$kustomize_bin" version 2>&1)"
+
+# --- 4. One folder with all three ---------------------------------------------
 ln -sfn "$apiserver_bin" "$assets_dir/kube-apiserver"
 ln -sfn "$etcd_bin" "$assets_dir/etcd"
-[[ -x "$assets_dir/kube-apiserver" && -x "$assets_dir/etcd" ]] \
+ln -sfn "$kustomize_bin" "$assets_dir/kustomize"
+[[ -x "$assets_dir/kube-apiserver" && -x "$assets_dir/etcd" && -x "$assets_dir/kustomize" ]] \
   || die "assets folder $assets_dir is incomplete after linking"
 
 log "assets ready in $assets_dir"

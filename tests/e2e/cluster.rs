@@ -1,0 +1,223 @@
+//! The API server as the scenarios use it: namespaces, service accounts, pods, webhook
+//! configurations, through the `kube` crate.
+//!
+//! Every pod is created through the API and read back from it, so what a scenario checks is
+//! what the API server stored after all of admission (our webhook, then LimitRanger,
+//! PodSecurity, ResourceQuota and validation). Against an existing cluster, what the run
+//! created is deleted at the end ([`Cluster::clean_up`]); a throwaway control plane is simply
+//! stopped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::check::Context;
+
+/// A client for the cluster, from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, String> {
+    let kubeconfig = Kubeconfig::read_from(path).context(format!("reading {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context(format!("using {}", path.display()))?;
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// The message of an API error (the `Status.message` the API server sent), or the error.
+pub fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Something the run created in a cluster that outlives it.
+enum Created {
+    Namespace(String),
+    Pod { namespace: String, name: String },
+    WebhookConfiguration(String),
+}
+
+/// The client, and what to delete afterwards on an existing cluster.
+pub struct Cluster {
+    client: Client,
+    created: Mutex<Vec<Created>>,
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    /// Wraps a client.
+    pub fn new(client: Client) -> Self {
+        Cluster {
+            client,
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The client, for APIs the helpers here do not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn remember(&self, created: Created) {
+        if let Ok(mut list) = self.created.lock() {
+            list.push(created);
+        }
+    }
+
+    /// Creates a namespace with `labels` and its `default` ServiceAccount, which the
+    /// ServiceAccount admission plugin requires of every pod and which no controller-manager
+    /// makes here.
+    pub async fn create_namespace(&self, name: &str, labels: &[(&str, &str)]) -> Result<(), String> {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(string_map(labels)),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .context(format!("creating namespace {name}"))?;
+        self.remember(Created::Namespace(name.to_string()));
+        self.ensure_service_account(name, "default").await
+    }
+
+    /// Creates ServiceAccount `name` in `namespace` unless it exists.
+    pub async fn ensure_service_account(&self, namespace: &str, name: &str) -> Result<(), String> {
+        let account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        match Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &account)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => Err(format!("creating service account {namespace}/{name}: {error}")),
+        }
+    }
+
+    /// Creates `pod` in `namespace` and reads it back from the API server.
+    pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, kube::Error> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        let created = api.create(&PostParams::default(), pod).await?;
+        let name = created.metadata.name.clone().unwrap_or_default();
+        // Pods elsewhere go with the namespaces the run created.
+        if namespace == "kube-system" {
+            self.remember(Created::Pod {
+                namespace: namespace.to_string(),
+                name: name.clone(),
+            });
+        }
+        api.get(&name).await
+    }
+
+    /// Creates `pod` with `dryRun: All`: admitted and returned, never stored.
+    pub async fn dry_run_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, kube::Error> {
+        let params = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .create(&params, pod)
+            .await
+    }
+
+    /// Reads a pod back; `None` if it was never stored.
+    pub async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, String> {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .context(format!("reading pod {namespace}/{name}"))
+    }
+
+    /// Creates or replaces a MutatingWebhookConfiguration.
+    pub async fn register_webhook(&self, configuration: &MutatingWebhookConfiguration) -> Result<(), String> {
+        let api = Api::<MutatingWebhookConfiguration>::all(self.client.clone());
+        let name = configuration.metadata.name.clone().unwrap_or_default();
+        let result = match api
+            .get_opt(&name)
+            .await
+            .context(format!("reading webhook configuration {name}"))?
+        {
+            None => api.create(&PostParams::default(), configuration).await,
+            Some(existing) => {
+                let mut replacement = configuration.clone();
+                replacement.metadata.resource_version = existing.metadata.resource_version;
+                api.replace(&name, &PostParams::default(), &replacement).await
+            }
+        };
+        result.context(format!("registering webhook configuration {name}"))?;
+        self.remember(Created::WebhookConfiguration(name));
+        Ok(())
+    }
+
+    /// Deletes a MutatingWebhookConfiguration.
+    pub async fn unregister_webhook(&self, name: &str) -> Result<(), String> {
+        Api::<MutatingWebhookConfiguration>::all(self.client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(drop)
+            .context(format!("deleting webhook configuration {name}"))
+    }
+
+    /// Deletes everything the run created, newest first; errors are reported, not fatal.
+    pub async fn clean_up(&self) -> Vec<String> {
+        let created = self
+            .created
+            .lock()
+            .map(|mut list| std::mem::take(&mut *list))
+            .unwrap_or_default();
+        let mut errors = Vec::new();
+        let params = DeleteParams::default();
+        for item in created.into_iter().rev() {
+            let (what, result) = match &item {
+                Created::Namespace(name) => (
+                    format!("namespace {name}"),
+                    Api::<Namespace>::all(self.client.clone())
+                        .delete(name, &params)
+                        .await
+                        .map(drop),
+                ),
+                Created::Pod { namespace, name } => (
+                    format!("pod {namespace}/{name}"),
+                    Api::<Pod>::namespaced(self.client.clone(), namespace)
+                        .delete(name, &params)
+                        .await
+                        .map(drop),
+                ),
+                Created::WebhookConfiguration(name) => (
+                    format!("webhook configuration {name}"),
+                    Api::<MutatingWebhookConfiguration>::all(self.client.clone())
+                        .delete(name, &params)
+                        .await
+                        .map(drop),
+                ),
+            };
+            match result {
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => errors.push(format!("deleting {what}: {error}")),
+            }
+        }
+        errors
+    }
+}
+
+/// A label or annotation map from pairs.
+pub fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

@@ -1,0 +1,119 @@
+//! Pods built from Istio's injection test inputs (`../shared/corpus/istio-inject`).
+//!
+//! Each input is a workload (Deployment, DaemonSet, Job, ReplicaSet, ReplicationController,
+//! OpenShift DeploymentConfig, a List of them) or a Pod. Its pod template becomes a Pod
+//! named after the file, so the API server sees what a controller would create from it.
+//! The folder is `$SIDECAR_INJECTOR_CORPUS`, or `../shared/corpus/istio-inject` beside the
+//! repository; see `../shared/corpus/README.md` for its source and licence (Apache-2.0,
+//! Copyright Istio Authors).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::check::Context;
+
+/// One pod from the corpus.
+pub struct CorpusPod {
+    /// The input file's name.
+    pub file: String,
+    /// The pod, with a name and without a namespace.
+    pub pod: Pod,
+}
+
+/// The corpus folder.
+pub fn corpus_dir() -> PathBuf {
+    match std::env::var_os("SIDECAR_INJECTOR_CORPUS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/istio-inject"),
+    }
+}
+
+/// The input files (`*.yaml`, not Helm values `*.iop.yaml`), by name.
+pub fn inputs(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).context(format!(
+        "reading the corpus {} (set SIDECAR_INJECTOR_CORPUS to its folder)",
+        dir.display()
+    ))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".yaml") && !name.ends_with(".iop.yaml")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The pods an input file describes; empty for files with no pod template (a Service).
+pub fn pods_in(path: &Path) -> Result<Vec<CorpusPod>, String> {
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let text = std::fs::read_to_string(path).context(format!("reading {}", path.display()))?;
+    let mut templates = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let object = Value::deserialize(document).context(format!("parsing {file}"))?;
+        collect_templates(&object, &mut templates);
+    }
+    let stem = dns_label(file.trim_end_matches(".yaml"));
+    let many = templates.len() > 1;
+    templates
+        .into_iter()
+        .enumerate()
+        .map(|(index, template)| {
+            let name = if many { format!("{stem}-{index}") } else { stem.clone() };
+            let mut metadata = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            if let Some(map) = metadata.as_object_mut() {
+                map.remove("namespace");
+                map.remove("creationTimestamp");
+                map.insert("name".into(), json!(name));
+            }
+            let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]});
+            let pod = serde_json::from_value(pod).context(format!("{file}: pod template is not a Pod"))?;
+            Ok(CorpusPod {
+                file: file.clone(),
+                pod,
+            })
+        })
+        .collect()
+}
+
+/// Pushes the pod templates of `object` (the object itself for a Pod).
+fn collect_templates(object: &Value, out: &mut Vec<Value>) {
+    let template = match object["kind"].as_str().unwrap_or_default() {
+        "Pod" => Some(object),
+        "List" => {
+            for item in object["items"].as_array().into_iter().flatten() {
+                collect_templates(item, out);
+            }
+            None
+        }
+        "CronJob" => object.pointer("/spec/jobTemplate/spec/template"),
+        _ => object.pointer("/spec/template"),
+    };
+    if let Some(template) = template.filter(|t| t.get("spec").is_some()) {
+        out.push(template.clone());
+    }
+}
+
+/// `name` as a DNS label: lowercase letters, digits and dashes, at most 63 characters.
+fn dns_label(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    mapped.trim_matches('-').to_string()
+}

@@ -1,0 +1,128 @@
+//! Our webhook, in-process: the library's real HTTPS server on loopback ports.
+//!
+//! The same `Server` as `sidecar-injector serve`, bound to 127.0.0.1:0 (the listeners are
+//! passed in, so there is no port race), with a CA and serving certificate for 127.0.0.1 made
+//! by [`CertBundle`], the code behind the `certs` command. The API server reaches it at
+//! `https://127.0.0.1:PORT/inject` and trusts it through the caBundle.
+
+use std::net::SocketAddr;
+
+use sidecar_injector::certs::CertBundle;
+use sidecar_injector::config::InjectConfig;
+use sidecar_injector::engine::Injector;
+use sidecar_injector::server::Server;
+use sidecar_injector::server::tls::server_config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::check::Context;
+use crate::loopback_http;
+
+/// Counters read from `/metrics`, under Istio's metric names.
+pub const REQUESTS: &str = "sidecar_injection_requests_total";
+/// Pods skipped because they already carry a proxy: what a reinvocation produces.
+pub const SKIPPED_ALREADY_INJECTED: &str = "sidecar_injection_skip_total{reason=\"already-injected\"}";
+
+/// A running webhook server; stopped (and drained) by [`RunningInjector::stop`].
+pub struct RunningInjector {
+    webhook: SocketAddr,
+    admin: SocketAddr,
+    ca_pem: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+// === impl RunningInjector ===
+
+impl RunningInjector {
+    /// Starts the server with `config` on 127.0.0.1 ephemeral ports.
+    pub async fn start(config: InjectConfig) -> Result<Self, String> {
+        let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+        let bundle = CertBundle::generate(&hosts).context("making webhook certificates")?;
+        let tls = server_config(
+            bundle.cert_pem.as_bytes(),
+            bundle.key_pem.as_bytes(),
+            ("generated", "generated"),
+        )
+        .context("loading webhook certificates")?;
+        let webhook_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the webhook")?;
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding admin")?;
+        let injector = Injector::new(config).context("validating the injector config")?;
+        let server = Server::bind(webhook_listener, admin_listener, tls, injector);
+        let webhook = server.webhook_addr().context("webhook address")?;
+        let admin = server.admin_addr().context("admin address")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            server.run(shutdown).await.map_err(|e| e.to_string())
+        });
+        Ok(RunningInjector {
+            webhook,
+            admin,
+            ca_pem: bundle.ca_pem,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The URL the API server calls.
+    pub fn url(&self) -> String {
+        format!("https://{}/inject", self.webhook)
+    }
+
+    /// The webhook's address.
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook
+    }
+
+    /// The CA (PEM) that signed the serving certificate, for `clientConfig.caBundle`.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The current value of a counter series from `/metrics`, e.g. [`REQUESTS`]; 0 if absent.
+    pub async fn counter(&self, series: &str) -> Result<u64, String> {
+        let (status, text) = loopback_http::get(self.admin, "/metrics").await?;
+        if status != 200 {
+            return Err(format!("/metrics answered {status}: {text}"));
+        }
+        let value = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .next()
+            .map(|value| {
+                value
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|e| format!("{series} {value:?}: {e}"))
+            })
+            .transpose()?
+            .unwrap_or(0.0);
+        Ok(value as u64)
+    }
+
+    /// Stops accepting, drains in-flight requests and waits for the server to finish.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.context("webhook task")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningInjector {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
