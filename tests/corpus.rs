@@ -127,6 +127,8 @@ const fn unsupported(input: &'static str, expected: &'static str, reason: &'stat
     }
 }
 
+const MESH_PROXY_CONFIG: &str = "mesh-wide ProxyConfig fields other than interceptionMode (drainDuration, tracing) are not settings; PROXY_CONFIG differs";
+
 fn cases() -> Vec<Case> {
     vec![
         case("hello.yaml", "hello.yaml.injected", defaults),
@@ -155,7 +157,11 @@ fn cases() -> Vec<Case> {
             "hello-existing-cncf-networks-json.yaml.injected",
             cni,
         ),
-        case("format-duration.yaml", "format-duration.yaml.injected", defaults),
+        unsupported(
+            "format-duration.yaml",
+            "format-duration.yaml.injected",
+            MESH_PROXY_CONFIG,
+        ),
         case("traffic-params.yaml", "traffic-params.yaml.injected", traffic_params),
         case(
             "traffic-params-empty-includes.yaml",
@@ -288,10 +294,10 @@ fn cases() -> Vec<Case> {
             defaults,
         ),
         case("hello-readiness.yaml", "hello-readiness.yaml.injected", defaults),
-        case(
+        unsupported(
             "hello-tracing-disabled.yaml",
             "hello-tracing-disabled.yaml.injected",
-            defaults,
+            MESH_PROXY_CONFIG,
         ),
         case("https-probes.yaml", "https-probes.yaml.injected", defaults),
         case(
@@ -622,6 +628,25 @@ fn compared_fields(pod: &Value) -> Vec<(&'static str, Value)> {
                 .map(|c| env_json(c, "ISTIO_KUBE_APP_PROBERS"))
                 .unwrap_or(Value::Null),
         ),
+        (
+            "PROXY_CONFIG",
+            proxy.map(|c| env_json(c, "PROXY_CONFIG")).unwrap_or(Value::Null),
+        ),
+        (
+            "ISTIO_PROMETHEUS_ANNOTATIONS",
+            proxy
+                .map(|c| env_json(c, "ISTIO_PROMETHEUS_ANNOTATIONS"))
+                .unwrap_or(Value::Null),
+        ),
+        (
+            "proxy.istio.io/config",
+            pod["metadata"]["annotations"]["proxy.istio.io/config"].clone(),
+        ),
+        (
+            "istio-proxy readinessProbe",
+            proxy.map(|c| c["readinessProbe"].clone()).unwrap_or(Value::Null),
+        ),
+        ("traffic annotations (Istio CNI)", traffic_annotations(pod)),
         ("status annotation", status),
     ]
 }

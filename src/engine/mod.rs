@@ -334,13 +334,6 @@ impl Injector {
         if self.config.cni_enabled && with_init {
             extra.extend(traffic.cni_annotations());
         }
-        let has_proxy_config = annotations.is_some_and(|a| a.contains_key(proxy_config::PROXY_CONFIG));
-        if self.config.hold_application_until_proxy_starts && !has_proxy_config {
-            extra.push((
-                proxy_config::PROXY_CONFIG.to_string(),
-                r#"{ "holdApplicationUntilProxyStarts": true }"#.to_string(),
-            ));
-        }
         let mut added_annotations = annotations_to_add(pod, &status, extra);
         added_annotations.push((PROVENANCE.to_string(), proxy_resources.provenance()));
         builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);

@@ -80,14 +80,12 @@ impl ProxyConfig {
         })
     }
 
-    /// `PROXY_CONFIG` for the agent: the annotation as compact JSON, with the hold
-    /// setting folded in when the config turned it on.
-    pub fn agent_json(&self, hold_from_config: bool) -> String {
-        let mut raw = self.raw.clone();
-        if hold_from_config && self.hold_application.is_none() {
-            raw.insert("holdApplicationUntilProxyStarts".into(), Value::Bool(true));
-        }
-        format!("{}\n", Value::Object(raw))
+    /// `PROXY_CONFIG` for the agent: the mesh-wide settings that differ from Istio's
+    /// defaults (`mesh`), overlaid by the annotation, as compact JSON.
+    pub fn agent_json(&self, mesh: &Map<String, Value>) -> String {
+        let mut merged = mesh.clone();
+        merged.extend(self.raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+        format!("{}\n", Value::Object(merged))
     }
 }
 
@@ -108,10 +106,13 @@ mod tests {
         let json = parse(r#"{ "holdApplicationUntilProxyStarts": true, "concurrency": 0 }"#).unwrap();
         assert_eq!(json.hold_application, Some(true));
         assert_eq!(json.concurrency, None);
-        assert_eq!(ProxyConfig::default().agent_json(false), "{}\n");
+        assert_eq!(ProxyConfig::default().agent_json(&Map::new()), "{}\n");
+        let tproxy: Map<String, Value> = [("interceptionMode".to_string(), Value::from("TPROXY"))]
+            .into_iter()
+            .collect();
         assert_eq!(
-            ProxyConfig::default().agent_json(true),
-            "{\"holdApplicationUntilProxyStarts\":true}\n"
+            json.agent_json(&tproxy),
+            "{\"concurrency\":0,\"holdApplicationUntilProxyStarts\":true,\"interceptionMode\":\"TPROXY\"}\n"
         );
     }
 

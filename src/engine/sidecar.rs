@@ -168,9 +168,7 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
         resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
         value_env(
             "PROXY_CONFIG",
-            inputs
-                .proxy_config
-                .agent_json(config.hold_application_until_proxy_starts),
+            inputs.proxy_config.agent_json(&mesh_proxy_config(config)),
         ),
     ];
     if let Some(ports) = pod_ports_json(inputs.pod) {
@@ -202,6 +200,15 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     }
     env.extend(metadata_env(inputs));
     env
+}
+
+/// The mesh-wide ProxyConfig settings the config changes from Istio's defaults.
+fn mesh_proxy_config(config: &InjectConfig) -> serde_json::Map<String, Value> {
+    let mut mesh = serde_json::Map::new();
+    if config.interception_mode != InterceptionMode::Redirect {
+        mesh.insert("interceptionMode".into(), json!(config.interception_mode.as_str()));
+    }
+    mesh
 }
 
 /// `proxyMetadata` from `proxy.istio.io/config`, as environment variables.
