@@ -472,19 +472,11 @@ fn templates(document: &Value) -> Vec<Template> {
             .flat_map(templates)
             .collect();
     }
-    let pointer = match kind {
-        "Pod" => "",
-        "CronJob" => "/spec/jobTemplate/spec/template",
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job"
-        | "DeploymentConfig" => "/spec/template",
-        _ => return Vec::new(),
+    let Some(path) = sidecar_injector::offline::template_path(kind) else {
+        return Vec::new();
     };
-    let Some(template) = document.pointer(pointer) else {
+    let pointer: String = path.iter().map(|token| format!("/{token}")).collect();
+    let Some(template) = document.pointer(&pointer) else {
         return Vec::new();
     };
     let name = document["metadata"]["name"].as_str().unwrap_or_default().to_string();
