@@ -3,13 +3,15 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
-use sidecar_injector::server::tls::{self, TlsSource};
+use sidecar_injector::server::options::{ServeOptions, parse_flag_duration};
+use sidecar_injector::server::tls::{self, TlsFiles, TlsSource};
 
 /// A Kubernetes mutating admission webhook that injects Istio's sidecar proxy, with CPU and
 /// memory tuned per field from pod annotations and checked before the API server sees them.
@@ -27,7 +29,7 @@ enum Command {
     /// Without --tls-cert/--tls-key it makes a self-signed CA and a certificate for
     /// localhost and 127.0.0.1, writes the CA to --self-signed-ca-out and logs the path,
     /// so `curl --cacert <path> https://localhost:8443/inject` works with no set-up.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject offline, like `istioctl kube-inject`: read YAML workloads, write injected YAML.
     ///
     /// Takes Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets,
@@ -144,6 +146,62 @@ struct ServeArgs {
     /// Read namespace annotations and LimitRanges from the API server.
     #[arg(long, env = "SIDECAR_INJECTOR_CLUSTER", value_enum, default_value = "auto")]
     cluster: ClusterMode,
+    /// CA (PEM) that clients must present a certificate from (mTLS from the API server).
+    /// Without it no client certificate is asked for.
+    #[arg(long, env = "SIDECAR_INJECTOR_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// How often --tls-cert, --tls-key and --client-ca are re-read; changed files apply to
+    /// new connections (a pair that does not load keeps the old one).
+    #[arg(long, env = "SIDECAR_INJECTOR_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    tls_reload_interval: Duration,
+    /// How often --config is re-read; a changed file that does not validate keeps the old config.
+    #[arg(long, env = "SIDECAR_INJECTOR_CONFIG_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    config_reload_interval: Duration,
+    /// After SIGTERM, keep accepting this long (with /readyz at 503) so requests routed
+    /// here before the endpoints update are served. Keep it below the pod's
+    /// terminationGracePeriodSeconds minus --drain-timeout.
+    #[arg(long, env = "SIDECAR_INJECTOR_DRAIN_DELAY", default_value = "5s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    drain_delay: Duration,
+    /// Then, how long in-flight requests may take to finish.
+    #[arg(long, env = "SIDECAR_INJECTOR_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    drain_timeout: Duration,
+    /// Most connections served at once; more wait in the listen backlog.
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    max_connections: usize,
+    /// How long a client may take to finish the TLS handshake.
+    #[arg(long, env = "SIDECAR_INJECTOR_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    handshake_timeout: Duration,
+    /// How long an HTTP/1.1 client may take to send its headers; also how long an idle
+    /// keep-alive connection is kept. Keep it above the API server's 90s idle timeout.
+    #[arg(long, env = "SIDECAR_INJECTOR_HEADER_READ_TIMEOUT", default_value = "120s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    header_read_timeout: Duration,
+    /// The answer deadline when the API server sends no ?timeout= (it normally does; then
+    /// 80% of it is used).
+    #[arg(long, env = "SIDECAR_INJECTOR_REQUEST_TIMEOUT", default_value = "8s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    request_timeout: Duration,
+    /// How long /readyz waits for the namespace and LimitRange caches before reporting
+    /// ready without them (pods then get config defaults and a warning).
+    #[arg(long, env = "SIDECAR_INJECTOR_CACHE_SYNC_TIMEOUT", default_value = "30s", value_parser = parse_flag_duration, value_name = "DURATION")]
+    cache_sync_timeout: Duration,
+}
+
+impl ServeArgs {
+    fn options(&self) -> ServeOptions {
+        ServeOptions {
+            handshake_timeout: self.handshake_timeout,
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            drain_delay: self.drain_delay,
+            drain_timeout: self.drain_timeout,
+            ..ServeOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +237,7 @@ struct CertsArgs {
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Inject(args) => inject(args),
         Command::Certs(args) => certs(args),
         Command::Explain(args) => explain(args),
@@ -201,16 +259,27 @@ fn init_logging(format: LogFormat) {
 fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
     let injector = args.config.injector()?;
-    let source = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-        _ => TlsSource::SelfSigned {
-            ca_out: args.self_signed_ca_out,
-        },
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.client_ca.clone(),
+        }),
+        _ => None,
     };
-    let (tls_config, ca_path) = tls::load(&source).map_err(|e| e.to_string())?;
-    if let Some(path) = ca_path {
-        tracing::info!(ca = %path.display(), "no --tls-cert given: serving a self-signed certificate for localhost; trust it with curl --cacert {}", path.display());
-    }
+    let tls_config = match &files {
+        Some(files) => files.load().map_err(|e| e.to_string())?,
+        None => {
+            let source = TlsSource::SelfSigned {
+                ca_out: args.self_signed_ca_out.clone(),
+            };
+            let (config, ca_path) = tls::load(&source).map_err(|e| e.to_string())?;
+            if let Some(path) = ca_path {
+                tracing::info!(ca = %path.display(), "no --tls-cert given: serving a self-signed certificate for localhost; trust it with curl --cacert {}", path.display());
+            }
+            config
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -222,11 +291,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
-        let mut server = Server::bind(webhook, admin, tls_config, injector);
+        let mut server = Server::bind(webhook, admin, tls_config, injector)
+            .with_options(args.options())
+            .with_cache_sync_timeout(args.cache_sync_timeout);
+        if let Some(files) = files {
+            server = server.reload_tls(files, args.tls_reload_interval);
+        }
+        if let Some(path) = &args.config.config {
+            server = server.reload_config(path.clone(), args.config_reload_interval);
+        }
         if let Some(client) = cluster_client(args.cluster).await {
             server = server.with_cluster(client);
         }
-        tracing::info!(admin = %args.admin_listen, "admin serving HTTP");
+        let admin_addr = server.admin_addr().map_err(|e| e.to_string())?;
+        tracing::info!(admin = %admin_addr, "admin serving HTTP");
         server.run(shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }
@@ -278,6 +356,13 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutdown signal received");
+    // A second signal (Ctrl-C again at a terminal) skips the drain.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        }
+    });
 }
 
 fn read_input(filename: &str) -> Result<String, String> {
@@ -314,7 +399,10 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         Some(path) => {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            let document = yaml_documents(&text, &origin)?.into_iter().next().ok_or(format!("{origin} is empty"))?;
+            let document = yaml_documents(&text, &origin)?
+                .into_iter()
+                .next()
+                .ok_or(format!("{origin} is empty"))?;
             Some(serde_json::from_value(document).map_err(|e| format!("{origin}: not a Namespace: {e}"))?)
         }
         None => None,
@@ -325,7 +413,9 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
             yaml_documents(&text, &origin)?
                 .into_iter()
-                .map(|document| serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}")))
+                .map(|document| {
+                    serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}"))
+                })
                 .collect::<Result<_, _>>()?
         }
         None => Vec::new(),

@@ -68,7 +68,10 @@ pub fn explain(
     limit_ranges: &[LimitRange],
 ) -> Result<Explanation, ExplainError> {
     let kind = document.get("kind").and_then(Value::as_str).unwrap_or("Pod");
-    let name = document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = document
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let label = format!("{kind}/{name}");
     let path = template_path(kind).ok_or_else(|| ExplainError::NoPodTemplate(label.clone()))?;
     let template = path
@@ -78,12 +81,21 @@ pub fn explain(
     let (pod, has_metadata) = pod_from_template(template).map_err(|e| ExplainError::InvalidPod(e.to_string()))?;
     let namespace_name = namespace
         .and_then(|ns| ns.metadata.name.clone())
-        .or_else(|| document.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            document
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "default".to_string());
     let workload = Workload {
         name: name.to_string(),
         kind: kind.to_string(),
-        api_version: document.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
+        api_version: document
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1")
+            .to_string(),
     };
     let request = PodRequest {
         pod: &pod,
@@ -171,17 +183,27 @@ mod tests {
 
     #[test]
     fn explains_sources_and_adjustments_like_admission() {
-        let injector = Injector::new(InjectConfig::from_yaml("bounds:\n  cpu.limit: {max: '1'}\n", "t").unwrap()).unwrap();
+        let injector =
+            Injector::new(InjectConfig::from_yaml("bounds:\n  cpu.limit: {max: '1'}\n", "t").unwrap()).unwrap();
         let pod = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPULimit": "3"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "team", "annotations": {"sidecar.istio.io/proxyMemory": "300Mi"}}})).unwrap();
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": "team", "annotations": {"sidecar.istio.io/proxyMemory": "300Mi"}}}),
+        )
+        .unwrap();
         let explanation = explain(&injector, &pod, Some(&namespace), &[]).unwrap();
         assert_eq!(explanation.decision, "inject:policy-enabled");
         let field = |name: &str| explanation.resources.iter().find(|f| f.field == name).unwrap().clone();
         assert_eq!(field("cpu.limit").value, "1");
-        assert_eq!(field("cpu.limit").source, "pod annotation sidecar.istio.io/proxyCPULimit");
+        assert_eq!(
+            field("cpu.limit").source,
+            "pod annotation sidecar.istio.io/proxyCPULimit"
+        );
         assert_eq!(field("cpu.limit").adjustments, ["clamped to 1 (cluster max)"]);
-        assert_eq!(field("memory.request").source, "namespace annotation sidecar.istio.io/proxyMemory");
+        assert_eq!(
+            field("memory.request").source,
+            "namespace annotation sidecar.istio.io/proxyMemory"
+        );
         assert_eq!(explanation.concurrency, Some(1));
         let text = explanation.to_text();
         assert!(text.contains("then clamped to 1 (cluster max)"), "{text}");

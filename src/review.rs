@@ -158,6 +158,13 @@ impl ParsedReview {
 
 /// Parses and checks an AdmissionReview body.
 pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
+    // serde_json skips unknown fields without checking their UTF-8; JSON must be UTF-8 throughout.
+    if let Err(error) = std::str::from_utf8(body) {
+        return Err(ReviewError::Malformed(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            error.valid_up_to()
+        )));
+    }
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
     if !SUPPORTED_VERSIONS.contains(&review.types.api_version.as_str()) {
@@ -227,7 +234,8 @@ pub fn answer_review(
     let object = request
         .object
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
-    let (pod, has_metadata) = into_pod(object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
+    let (pod, has_metadata, has_containers) =
+        into_pod(object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
         summary.pod = pod
             .metadata
@@ -235,6 +243,15 @@ pub fn answer_review(
             .clone()
             .or_else(|| pod.metadata.generate_name.clone())
             .unwrap_or_default();
+    }
+    if pod.spec.is_some() && !has_containers {
+        // The API server refuses such a pod after admission, with a clearer message than a
+        // patch that cannot apply to a missing array would give.
+        summary.decision = "skip:no-containers";
+        let mut warnings = context_warnings;
+        warnings.push("the pod has no spec.containers; nothing to inject".into());
+        response.warnings = Some(warnings);
+        return Ok(answer(&api_version, &response, summary));
     }
     let pod_request = PodRequest {
         pod: &pod,
@@ -279,10 +296,14 @@ fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummar
     ReviewAnswer { body, summary }
 }
 
-/// Reads the object as a Pod; the flag says whether it had a `metadata` object.
-fn into_pod(object: DynamicObject) -> Result<(Pod, bool), String> {
+/// Reads the object as a Pod; the flags say whether it had a `metadata` object and a
+/// `spec.containers` array (k8s-openapi reads a missing one as empty).
+fn into_pod(object: DynamicObject) -> Result<(Pod, bool, bool), String> {
     let has_metadata = object.metadata != Default::default();
     let mut data = object.data;
+    let has_containers = data
+        .pointer("/spec/containers")
+        .is_some_and(serde_json::Value::is_array);
     let spec = match data.get_mut("spec").map(serde_json::Value::take) {
         None | Some(serde_json::Value::Null) => None,
         Some(spec) => Some(serde_json::from_value::<PodSpec>(spec).map_err(|error| format!("spec: {error}"))?),
@@ -294,5 +315,68 @@ fn into_pod(object: DynamicObject) -> Result<(Pod, bool), String> {
             status: None,
         },
         has_metadata,
+        has_containers,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::InjectConfig;
+
+    fn answer_for(object: Value) -> Value {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "apps",
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": object,
+            }
+        });
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let answer = review(&injector, &serde_json::to_vec(&body).unwrap()).unwrap();
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    #[test]
+    fn injected_pod_gets_a_base64_patch_and_its_uid() {
+        let response = answer_for(json!({"spec": {"containers": [{"name": "a", "image": "b"}]}}));
+        assert_eq!(response["response"]["uid"], "u1");
+        assert_eq!(response["response"]["patchType"], "JSONPatch");
+        assert!(response["response"]["patch"].is_string(), "{response}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_in_an_unknown_field() {
+        // Found by fuzz/review: serde_json skips unknown fields without checking them.
+        let body = b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"x\":\"\xff\"}";
+        let error = parse_review(body).unwrap_err();
+        assert!(
+            error.to_string().contains("not UTF-8 (invalid byte at offset 66)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn spec_without_containers_is_left_to_api_validation() {
+        // A patch adding to a missing array would not apply; found by fuzz/review.
+        for spec in [json!({}), json!({"containers": null}), json!({"initContainers": []})] {
+            let response = answer_for(json!({"spec": spec}));
+            assert_eq!(response["response"]["allowed"], true);
+            assert!(response["response"].get("patch").is_none(), "{response}");
+            assert!(
+                response["response"]["warnings"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("no spec.containers")
+            );
+        }
+    }
 }

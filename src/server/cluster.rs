@@ -1,7 +1,10 @@
 //! What the API server knows about namespaces: annotations and LimitRanges, from caches.
 //!
 //! Two `kube` reflectors keep local copies: namespaces (metadata only) and LimitRanges.
-//! The webhook answers `/readyz` only after both have synced once. The watchers re-list
+//! The webhook answers `/readyz` only after both have synced once, or after the cache-sync
+//! timeout: an injector that never turns ready (say, the API server refuses our watch) would
+//! block every pod creation in the mesh, while one that admits with config defaults and a
+//! warning does not; `sidecar_injector_cache_synced` says which it is. The watchers re-list
 //! after watch expiry and reconnect with backoff when the API server restarts. A
 //! namespace missing from the cache (created a moment ago) is fetched live with a short
 //! timeout. When neither works the pod is still admitted: the engine falls back to the
@@ -51,20 +54,32 @@ impl std::fmt::Debug for ClusterCache {
 // === impl ClusterCache ===
 
 impl ClusterCache {
-    /// Starts both reflectors; `readiness` is marked synced once both have listed once.
-    pub fn start(client: kube::Client, readiness: Arc<Readiness>) -> ClusterCache {
+    /// Starts both reflectors; `readiness` is marked synced once both have listed once, or
+    /// when `sync_timeout` passes first.
+    pub fn start(
+        client: kube::Client,
+        readiness: Arc<Readiness>,
+        metrics: Arc<Metrics>,
+        sync_timeout: Duration,
+    ) -> ClusterCache {
         let (namespaces, namespace_writer) = reflector::store();
         let namespace_events = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff();
-        tokio::spawn(drain("namespaces", reflector::reflector(namespace_writer, namespace_events)));
+        tokio::spawn(drain(
+            "namespaces",
+            reflector::reflector(namespace_writer, namespace_events),
+        ));
 
         let (limit_ranges, limit_range_writer) = reflector::store();
         let limit_range_events =
             watcher(Api::<LimitRange>::all(client.clone()), watcher::Config::default()).default_backoff();
-        tokio::spawn(drain("limitranges", reflector::reflector(limit_range_writer, limit_range_events)));
+        tokio::spawn(drain(
+            "limitranges",
+            reflector::reflector(limit_range_writer, limit_range_events),
+        ));
 
         let cache = ClusterCache {
             client,
@@ -73,12 +88,30 @@ impl ClusterCache {
         };
         let synced = cache.clone();
         tokio::spawn(async move {
-            let namespaces = synced.namespaces.wait_until_ready().await;
-            let limit_ranges = synced.limit_ranges.wait_until_ready().await;
-            if namespaces.is_ok() && limit_ranges.is_ok() {
-                tracing::info!("namespace and LimitRange caches synced");
-                readiness.set_synced(true);
+            let sync = async {
+                let namespaces = synced.namespaces.wait_until_ready().await;
+                let limit_ranges = synced.limit_ranges.wait_until_ready().await;
+                namespaces.is_ok() && limit_ranges.is_ok()
+            };
+            tokio::pin!(sync);
+            match tokio::time::timeout(sync_timeout, &mut sync).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        ?sync_timeout,
+                        "namespace and LimitRange caches not synced yet; reporting ready anyway \
+                         (pods get config defaults and a warning until they sync)"
+                    );
+                    readiness.set_synced(true);
+                    if !sync.await {
+                        return;
+                    }
+                }
             }
+            tracing::info!("namespace and LimitRange caches synced");
+            metrics.set_cache_synced(true);
+            readiness.set_synced(true);
         });
         cache
     }
@@ -114,16 +147,16 @@ impl ClusterCache {
             Ok(Err(error)) => {
                 metrics.namespace_fallback("api-error");
                 tracing::warn!(%namespace, %error, "namespace lookup failed; using config defaults");
-                snapshot
-                    .warnings
-                    .push(format!("namespace {namespace} could not be read; namespace defaults not applied"));
+                snapshot.warnings.push(format!(
+                    "namespace {namespace} could not be read; namespace defaults not applied"
+                ));
             }
             Err(_) => {
                 metrics.namespace_fallback("timeout");
                 tracing::warn!(%namespace, "namespace lookup timed out; using config defaults");
-                snapshot
-                    .warnings
-                    .push(format!("namespace {namespace} lookup timed out; namespace defaults not applied"));
+                snapshot.warnings.push(format!(
+                    "namespace {namespace} lookup timed out; namespace defaults not applied"
+                ));
             }
         }
         snapshot

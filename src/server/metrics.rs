@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -11,6 +12,25 @@ use prometheus_client::registry::Registry;
 pub struct ReasonLabel {
     /// Why the pod was skipped or the request failed.
     pub reason: String,
+}
+
+/// What a file reload was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadKind {
+    /// The serving certificate, key and client CA.
+    Tls,
+    /// The injection config file.
+    Config,
+}
+
+impl ReloadKind {
+    /// The word used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadKind::Tls => "tls",
+            ReloadKind::Config => "config",
+        }
+    }
 }
 
 /// The injector's counters and histogram, and the registry that encodes them.
@@ -23,6 +43,14 @@ pub struct Metrics {
     failure: Family<ReasonLabel, Counter>,
     time: Histogram,
     namespace_fallback: Family<ReasonLabel, Counter>,
+    tls_reloads: Counter,
+    tls_reload_failures: Counter,
+    config_reloads: Counter,
+    config_reload_failures: Counter,
+    request_timeouts: Counter,
+    connections_open: Gauge,
+    handshake_failures: Family<ReasonLabel, Counter>,
+    cache_synced: Gauge,
 }
 
 impl Default for Metrics {
@@ -76,6 +104,54 @@ impl Metrics {
             "Pods admitted with config defaults because their namespace could not be read",
             namespace_fallback.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let tls_reloads = counter(
+            &mut registry,
+            "sidecar_injector_tls_reloads",
+            "Times rotated TLS credentials were loaded from disk",
+        );
+        let tls_reload_failures = counter(
+            &mut registry,
+            "sidecar_injector_tls_reload_failures",
+            "Changed TLS files that could not be loaded (the previous credentials stay in use)",
+        );
+        let config_reloads = counter(
+            &mut registry,
+            "sidecar_injector_config_reloads",
+            "Times a changed config file was loaded",
+        );
+        let config_reload_failures = counter(
+            &mut registry,
+            "sidecar_injector_config_reload_failures",
+            "Changed config files that were refused (the previous config stays in use)",
+        );
+        let request_timeouts = counter(
+            &mut registry,
+            "sidecar_injector_request_timeouts",
+            "Requests answered 503 because they were not done before their deadline",
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "sidecar_injector_connections_open",
+            "HTTPS connections being served (handshaking or open)",
+            connections_open.clone(),
+        );
+        let handshake_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "sidecar_injector_tls_handshake_failures",
+            "TLS handshakes that failed (reason error) or did not finish in time (reason timeout)",
+            handshake_failures.clone(),
+        );
+        let cache_synced = Gauge::default();
+        registry.register(
+            "sidecar_injector_cache_synced",
+            "1 once the namespace and LimitRange caches have synced",
+            cache_synced.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -84,7 +160,58 @@ impl Metrics {
             failure,
             time,
             namespace_fallback,
+            tls_reloads,
+            tls_reload_failures,
+            config_reloads,
+            config_reload_failures,
+            request_timeouts,
+            connections_open,
+            handshake_failures,
+            cache_synced,
         }
+    }
+
+    /// Counts a successful reload.
+    pub fn reloaded(&self, kind: ReloadKind) {
+        match kind {
+            ReloadKind::Tls => self.tls_reloads.inc(),
+            ReloadKind::Config => self.config_reloads.inc(),
+        };
+    }
+
+    /// Counts a reload that was refused.
+    pub fn reload_failed(&self, kind: ReloadKind) {
+        match kind {
+            ReloadKind::Tls => self.tls_reload_failures.inc(),
+            ReloadKind::Config => self.config_reload_failures.inc(),
+        };
+    }
+
+    /// Counts a request cut off at its deadline.
+    pub fn request_timed_out(&self) {
+        self.request_timeouts.inc();
+    }
+
+    /// Tracks a connection from accept to close.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// See [`Metrics::connection_opened`].
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn handshake_failed(&self, reason: &str) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabel { reason: reason.into() })
+            .inc();
+    }
+
+    /// Records whether the caches have synced.
+    pub fn set_cache_synced(&self, synced: bool) {
+        self.cache_synced.set(i64::from(synced));
     }
 
     /// Counts a pod admitted without its namespace's settings.

@@ -2,28 +2,43 @@
 //!
 //! [`Server::bind`] takes already-bound listeners, so tests can bind port 0 and read the
 //! address back without a race. [`Server::run`] serves until the shutdown future
-//! resolves, then marks itself unready, stops accepting, and lets in-flight requests
-//! finish before returning.
+//! resolves, then turns `/readyz` to 503 at once, keeps accepting for the drain delay,
+//! stops accepting, and lets in-flight requests finish before returning. TLS files and
+//! the config file can be polled and reloaded while it runs ([`reload`]).
 
 pub mod admin;
 pub mod cluster;
+pub mod deadline;
 pub mod https;
 pub mod metrics;
+pub mod options;
+pub mod reload;
 pub mod tls;
 pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rustls::ServerConfig;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use self::admin::{AdminState, Readiness};
 use self::cluster::ClusterCache;
-use self::metrics::Metrics;
+use self::https::HttpsServer;
+use self::metrics::{Metrics, ReloadKind};
+use self::options::ServeOptions;
+use self::reload::FilePoller;
+use self::tls::{TlsFiles, TlsHandle};
 use self::webhook::WebhookState;
+use crate::config::InjectConfig;
 use crate::engine::Injector;
+
+/// How long `/readyz` waits for the namespace caches by default before reporting ready
+/// without them.
+pub const DEFAULT_CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +52,15 @@ pub enum ServeError {
 pub struct Server {
     webhook_listener: TcpListener,
     admin_listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    injector: Injector,
+    tls: TlsHandle,
+    injector: Arc<ArcSwap<Injector>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     cluster: Option<kube::Client>,
+    cache_sync_timeout: Duration,
+    options: ServeOptions,
+    tls_reload: Option<(TlsFiles, Duration)>,
+    config_reload: Option<(PathBuf, Duration)>,
 }
 
 // === impl Server ===
@@ -51,26 +70,61 @@ impl Server {
     pub fn bind(
         webhook_listener: TcpListener,
         admin_listener: TcpListener,
-        tls: Arc<ServerConfig>,
+        tls: impl Into<TlsHandle>,
         injector: Injector,
     ) -> Self {
         Server {
             webhook_listener,
             admin_listener,
-            tls,
-            injector,
+            tls: tls.into(),
+            injector: Arc::new(ArcSwap::from_pointee(injector)),
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
             cluster: None,
+            cache_sync_timeout: DEFAULT_CACHE_SYNC_TIMEOUT,
+            options: ServeOptions::default(),
+            tls_reload: None,
+            config_reload: None,
         }
     }
 
     /// Reads namespace annotations and LimitRanges through `client`; `/readyz` then waits
-    /// for the caches' first sync.
+    /// for the caches' first sync (at most the cache-sync timeout).
     pub fn with_cluster(mut self, client: kube::Client) -> Self {
         self.readiness = Arc::new(Readiness::new(true));
         self.cluster = Some(client);
         self
+    }
+
+    /// How long `/readyz` waits for the caches before reporting ready without them.
+    pub fn with_cache_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.cache_sync_timeout = timeout;
+        self
+    }
+
+    /// Limits, timeouts and the drain schedule.
+    pub fn with_options(mut self, options: ServeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Re-reads `files` every `interval` and serves new connections with them when they
+    /// change; a set that does not load keeps the current one.
+    pub fn reload_tls(mut self, files: TlsFiles, interval: Duration) -> Self {
+        self.tls_reload = Some((files, interval));
+        self
+    }
+
+    /// Re-reads the config file every `interval` and injects with it when it changes; a
+    /// file that does not validate keeps the current config.
+    pub fn reload_config(mut self, path: PathBuf, interval: Duration) -> Self {
+        self.config_reload = Some((path, interval));
+        self
+    }
+
+    /// The counters, for tests and embedding.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The webhook's address.
@@ -83,8 +137,63 @@ impl Server {
         self.admin_listener.local_addr()
     }
 
+    /// Starts the file pollers; they stop when the returned handles are aborted.
+    fn start_reloads(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut pollers = Vec::new();
+        if let Some((files, interval)) = self.tls_reload.take() {
+            let mut poller = FilePoller::new(files.paths(), None);
+            // Whatever is on disk now is what we serve from now on, if it loads.
+            if let Some(Ok(contents)) = poller.poll()
+                && let Ok(config) = files.config_from(&contents)
+            {
+                self.tls.store(config);
+            }
+            let handle = self.tls.clone();
+            pollers.push(reload::spawn(
+                poller,
+                interval,
+                ReloadKind::Tls,
+                self.metrics.clone(),
+                move |contents| {
+                    handle.store(files.config_from(contents).map_err(|error| error.to_string())?);
+                    Ok(())
+                },
+            ));
+        }
+        if let Some((path, interval)) = self.config_reload.take() {
+            let origin = path.display().to_string();
+            let build = move |contents: &[Vec<u8>]| -> Result<Injector, String> {
+                let text = contents
+                    .first()
+                    .map(|bytes| String::from_utf8_lossy(bytes))
+                    .unwrap_or_default();
+                let config = InjectConfig::from_yaml(&text, &origin).map_err(|error| error.to_string())?;
+                Injector::new(config).map_err(|error| error.to_string())
+            };
+            let mut poller = FilePoller::new(vec![path], None);
+            if let Some(Ok(contents)) = poller.poll()
+                && let Ok(injector) = build(&contents)
+            {
+                self.injector.store(Arc::new(injector));
+            }
+            let injector = self.injector.clone();
+            pollers.push(reload::spawn(
+                poller,
+                interval,
+                ReloadKind::Config,
+                self.metrics.clone(),
+                move |contents| {
+                    injector.store(Arc::new(build(contents)?));
+                    Ok(())
+                },
+            ));
+        }
+        pollers
+    }
+
     /// Serves until `shutdown` resolves, then drains and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let pollers = self.start_reloads();
         let Server {
             webhook_listener,
             admin_listener,
@@ -93,8 +202,12 @@ impl Server {
             metrics,
             readiness,
             cluster,
+            cache_sync_timeout,
+            options,
+            ..
         } = self;
-        let cluster = cluster.map(|client| ClusterCache::start(client, readiness.clone()));
+        let cluster =
+            cluster.map(|client| ClusterCache::start(client, readiness.clone(), metrics.clone(), cache_sync_timeout));
         let admin = admin::router(AdminState {
             readiness: readiness.clone(),
             metrics: metrics.clone(),
@@ -113,15 +226,23 @@ impl Server {
 
         let app = webhook::router(Arc::new(WebhookState {
             injector,
-            metrics,
+            metrics: metrics.clone(),
             cluster,
+            options: options.clone(),
         }));
-        let draining = readiness.clone();
-        let served = https::serve_https(webhook_listener, tls, app, Some(readiness.clone()), async move {
-            shutdown.await;
-            draining.set(false);
-        })
+        let served = HttpsServer {
+            listener: webhook_listener,
+            tls,
+            app,
+            readiness: Some(readiness),
+            options,
+            metrics,
+        }
+        .serve(shutdown)
         .await;
+        for poller in pollers {
+            poller.abort();
+        }
         let _ = stop_admin.send(());
         let _ = admin_task.await;
         served

@@ -2,43 +2,54 @@
 //!
 //! Status codes: 200 with an AdmissionReview for every request that could be read
 //! (allowed, patched or denied); 400 for a body that is not an AdmissionReview; 413 for a
-//! body over the limit; 415 for a Content-Type other than JSON.
+//! body over the limit; 415 for a Content-Type other than JSON; 503 for a request not
+//! done by its deadline ([`super::deadline`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 
-use super::metrics::Metrics;
-use crate::engine::Injector;
 use super::cluster::{ClusterCache, NamespaceSnapshot};
+use super::deadline::{DeadlineState, enforce_deadline};
+use super::metrics::Metrics;
+use super::options::ServeOptions;
+use crate::engine::Injector;
 use crate::engine::resources::NamespaceContext;
 use crate::review::{ReviewAnswer, ReviewError, answer_review, parse_review};
 
 /// What every webhook request needs.
 #[derive(Debug)]
 pub struct WebhookState {
-    /// The engine.
-    pub injector: Injector,
+    /// The engine; a config reload swaps it, and each request uses the one current when it
+    /// starts.
+    pub injector: Arc<ArcSwap<Injector>>,
     /// Where outcomes are counted.
     pub metrics: Arc<Metrics>,
     /// Namespace and LimitRange caches, when connected to a cluster.
     pub cluster: Option<ClusterCache>,
+    /// The request deadline.
+    pub options: ServeOptions,
 }
 
-/// The webhook's routes, with the body limit from the config.
+/// The webhook's routes, with the per-request deadline.
 pub fn router(state: Arc<WebhookState>) -> Router {
-    let limit = state.injector.config().max_body_bytes;
+    let deadline = DeadlineState {
+        options: state.options.clone(),
+        metrics: state.metrics.clone(),
+    };
     Router::new()
         .route("/inject", post(inject))
         .route("/inject/", post(inject))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(deadline, enforce_deadline))
 }
 
 /// An error answered as plain text with its status code.
@@ -47,16 +58,40 @@ pub enum ApiError {
     /// The Content-Type is not JSON.
     #[error("Content-Type must be application/json, got {0:?}")]
     UnsupportedMediaType(String),
+    /// The body is larger than `maxBodyBytes`.
+    #[error("body is larger than maxBodyBytes ({limit} bytes)")]
+    TooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The body could not be read (the client went away or sent a broken stream).
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
     /// The body is not a usable AdmissionReview.
     #[error(transparent)]
     BadReview(#[from] ReviewError),
+}
+
+// === impl ApiError ===
+
+impl ApiError {
+    /// The `reason` label of the failure counter.
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::TooLarge { .. } => "body-too-large",
+            ApiError::BodyRead(_) => "body-read",
+            ApiError::BadReview(_) => "bad-request",
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BadReview(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyRead(_) | ApiError::BadReview(_) => StatusCode::BAD_REQUEST,
         };
         let mut line = self.to_string().replace(['\n', '\r'], " ");
         line.push('\n');
@@ -77,8 +112,33 @@ fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Reads the body, refusing it as soon as it passes `limit` bytes (or says it will).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| ApiError::BodyRead(error.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Looks up the namespace (for pod creations, when connected) and runs the engine.
-async fn answer(state: &WebhookState, parsed: crate::review::ParsedReview) -> Result<ReviewAnswer, ApiError> {
+async fn answer(
+    state: &WebhookState,
+    injector: &Injector,
+    parsed: crate::review::ParsedReview,
+) -> Result<ReviewAnswer, ApiError> {
     let snapshot = match (&state.cluster, parsed.is_pod_create()) {
         (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
         _ => NamespaceSnapshot::default(),
@@ -87,17 +147,24 @@ async fn answer(state: &WebhookState, parsed: crate::review::ParsedReview) -> Re
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
     };
-    Ok(answer_review(&state.injector, parsed, &context, snapshot.warnings.clone())?)
+    Ok(answer_review(injector, parsed, &context, snapshot.warnings.clone())?)
 }
 
-async fn inject(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks the request, reads and parses the body, and answers it.
+async fn handle(state: &WebhookState, headers: &HeaderMap, body: Body) -> Result<ReviewAnswer, ApiError> {
+    let injector = state.injector.load_full();
+    is_json(headers)?;
+    let body = read_body(headers, body, injector.config().max_body_bytes).await?;
+    let parsed = parse_review(&body)?;
+    answer(state, &injector, parsed).await
+}
+
+async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics;
     metrics.request();
-    let result = match is_json(&headers).and_then(|()| parse_review(&body).map_err(ApiError::from)) {
-        Ok(parsed) => answer(&state, parsed).await,
-        Err(error) => Err(error),
-    };
+    let (parts, body) = request.into_parts();
+    let result = handle(&state, &parts.headers, body).await;
     let response = match result {
         Ok(answer) => {
             let summary = &answer.summary;
@@ -119,10 +186,7 @@ async fn inject(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body
             ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
         }
         Err(error) => {
-            metrics.failure(match error {
-                ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-                ApiError::BadReview(_) => "bad-request",
-            });
+            metrics.failure(error.reason());
             tracing::warn!(error = %error, "admission request rejected");
             error.into_response()
         }

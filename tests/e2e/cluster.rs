@@ -1,5 +1,5 @@
-//! The API server as the scenarios use it: namespaces, service accounts, pods, webhook
-//! configurations, through the `kube` crate.
+//! The API server as the scenarios use it: namespaces, service accounts, LimitRanges, pods
+//! (with the admission warnings when asked), webhook configurations, through the `kube` crate.
 //!
 //! Every pod is created through the API and read back from it, so what a scenario checks is
 //! what the API server stored after all of admission (our webhook, then LimitRanger,
@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use http_body_util::BodyExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -75,10 +76,21 @@ impl Cluster {
     /// ServiceAccount admission plugin requires of every pod and which no controller-manager
     /// makes here.
     pub async fn create_namespace(&self, name: &str, labels: &[(&str, &str)]) -> Result<(), String> {
+        self.create_namespace_with(name, labels, &[]).await
+    }
+
+    /// Like [`Cluster::create_namespace`], with `annotations` too.
+    pub async fn create_namespace_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Result<(), String> {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 labels: Some(string_map(labels)),
+                annotations: (!annotations.is_empty()).then(|| string_map(annotations)),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -89,6 +101,37 @@ impl Cluster {
             .context(format!("creating namespace {name}"))?;
         self.remember(Created::Namespace(name.to_string()));
         self.ensure_service_account(name, "default").await
+    }
+
+    /// Sets annotation `key` of namespace `name` to `value` (a merge patch).
+    pub async fn annotate_namespace(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .context(format!("annotating namespace {name} with {key}={value}"))
+    }
+
+    /// Creates LimitRange `name` in `namespace` with `items`.
+    pub async fn create_limit_range(
+        &self,
+        namespace: &str,
+        name: &str,
+        items: Vec<LimitRangeItem>,
+    ) -> Result<(), String> {
+        let limit_range = LimitRange {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LimitRangeSpec { limits: items }),
+        };
+        Api::<LimitRange>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &limit_range)
+            .await
+            .map(drop)
+            .context(format!("creating LimitRange {namespace}/{name}"))
     }
 
     /// Creates ServiceAccount `name` in `namespace` unless it exists.
@@ -115,14 +158,60 @@ impl Cluster {
         let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
         let created = api.create(&PostParams::default(), pod).await?;
         let name = created.metadata.name.clone().unwrap_or_default();
-        // Pods elsewhere go with the namespaces the run created.
+        self.remember_pod(namespace, &name);
+        api.get(&name).await
+    }
+
+    /// Creates `pod` like [`Cluster::create_pod`] and also returns the admission warnings,
+    /// the `Warning` headers of the answer, which `Api::create` drops. `Err` is the API
+    /// server's message (a denial) or what went wrong on the way.
+    pub async fn create_pod_with_warnings(&self, namespace: &str, pod: &Pod) -> Result<(Pod, Vec<String>), String> {
+        let body = serde_json::to_vec(pod).context("encoding the pod")?;
+        let request = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+            .create(&PostParams::default(), body)
+            .context("building the request")?;
+        let response = self
+            .client
+            .send(request.map(kube::client::Body::from))
+            .await
+            .context(format!("creating a pod in {namespace}"))?;
+        let warnings = response
+            .headers()
+            .get_all("warning")
+            .iter()
+            .map(|value| warning_text(&String::from_utf8_lossy(value.as_bytes())))
+            .collect();
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .context(format!("reading the answer to a pod creation in {namespace}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<kube::core::Status>(&bytes) {
+                Ok(status) => status.message,
+                Err(_) => format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
+            });
+        }
+        let created: Pod = serde_json::from_slice(&bytes).context("decoding the created pod")?;
+        let name = created.metadata.name.unwrap_or_default();
+        self.remember_pod(namespace, &name);
+        let stored = self.get_pod(namespace, &name).await?;
+        Ok((
+            stored.ok_or_else(|| format!("pod {namespace}/{name} was created but is gone"))?,
+            warnings,
+        ))
+    }
+
+    /// Pods outside the namespaces the run created must be deleted one by one.
+    fn remember_pod(&self, namespace: &str, name: &str) {
         if namespace == "kube-system" {
             self.remember(Created::Pod {
                 namespace: namespace.to_string(),
-                name: name.clone(),
+                name: name.to_string(),
             });
         }
-        api.get(&name).await
     }
 
     /// Creates `pod` with `dryRun: All`: admitted and returned, never stored.
@@ -220,4 +309,25 @@ impl Cluster {
 /// A label or annotation map from pairs.
 pub fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The text of a `Warning` header as the API server writes it, `299 - "text"` with `\\` and
+/// `\"` escaped; anything else is returned as it is.
+fn warning_text(header: &str) -> String {
+    let Some(quoted) = header
+        .splitn(3, ' ')
+        .nth(2)
+        .and_then(|rest| rest.strip_prefix('"')?.strip_suffix('"'))
+    else {
+        return header.to_string();
+    };
+    let mut text = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => text.extend(chars.next()),
+            c => text.push(c),
+        }
+    }
+    text
 }

@@ -15,6 +15,9 @@ use sidecar_injector::config::InjectConfig;
 
 use crate::check::Context;
 
+/// The label that selects an Istio revision, on a namespace or a pod.
+pub const REVISION_LABEL: &str = "istio.io/rev";
+
 /// The part of a kustomization.yaml the e2e reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct Kustomization {
@@ -105,6 +108,49 @@ pub fn scoped_to(
                 values: Some(vec![value.to_string()]),
             });
     }
+    configuration
+}
+
+/// A copy named `name` for the Istio revision `revision`, registered beside the default one
+/// as a canary control plane is: only the webhooks that select `istio.io/rev In [default]`
+/// (on the namespace or the pod), with `revision` in its place.
+pub fn for_revision(
+    mut configuration: MutatingWebhookConfiguration,
+    name: &str,
+    revision: &str,
+) -> MutatingWebhookConfiguration {
+    let retarget = |requirements: Option<&mut Vec<LabelSelectorRequirement>>| {
+        let mut selects_revision = false;
+        for requirement in requirements.into_iter().flatten() {
+            if requirement.key == REVISION_LABEL && requirement.operator == "In" {
+                requirement.values = Some(vec![revision.to_string()]);
+                selects_revision = true;
+            }
+        }
+        selects_revision
+    };
+    configuration.metadata.name = Some(name.to_string());
+    let webhooks = configuration.webhooks.take().unwrap_or_default();
+    configuration.webhooks = Some(
+        webhooks
+            .into_iter()
+            .filter_map(|mut webhook| {
+                let by_namespace = retarget(
+                    webhook
+                        .namespace_selector
+                        .as_mut()
+                        .and_then(|s| s.match_expressions.as_mut()),
+                );
+                let by_object = retarget(
+                    webhook
+                        .object_selector
+                        .as_mut()
+                        .and_then(|s| s.match_expressions.as_mut()),
+                );
+                (by_namespace || by_object).then_some(webhook)
+            })
+            .collect(),
+    );
     configuration
 }
 

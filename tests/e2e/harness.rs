@@ -28,7 +28,8 @@ pub const INJECTION_ENABLED: (&str, &str) = ("istio-injection", "enabled");
 pub struct Harness {
     /// The API server.
     pub cluster: Cluster,
-    /// Our webhook, registered as deploy/'s configuration with an `-e2e` suffix.
+    /// Our webhook, registered as deploy/'s configuration with an `-e2e` suffix, reading
+    /// namespace annotations and LimitRanges through the cluster's API.
     pub injector: RunningInjector,
     /// The injector's own namespace (from deploy/), which must never be sent to it.
     pub injector_namespace: String,
@@ -89,7 +90,8 @@ impl Harness {
         };
         let existing = control_plane.is_none();
         let client = cluster::client_from_kubeconfig(&kubeconfig).await?;
-        let injector = RunningInjector::start(deploy::injector_config()?).await?;
+        // With the namespace and LimitRange caches, as `serve` runs in a cluster.
+        let injector = RunningInjector::start_with_cluster(deploy::injector_config()?, client.clone()).await?;
         let mut harness = Harness {
             cluster: Cluster::new(client),
             injector,
@@ -130,6 +132,7 @@ impl Harness {
         // Its own name, so that scenario 10 can dry-run deploy/'s as a new object.
         configuration.metadata.name = Some(format!("{name}-e2e"));
         self.cluster.register_webhook(&configuration).await?;
+        self.injector.wait_synced().await?;
         let namespace = "e2e-ready";
         self.cluster.create_namespace(namespace, &[INJECTION_ENABLED]).await?;
         let probe = test_pod("probe", &[], &[]);

@@ -3,7 +3,8 @@
 //! The same `Server` as `sidecar-injector serve`, bound to 127.0.0.1:0 (the listeners are
 //! passed in, so there is no port race), with a CA and serving certificate for 127.0.0.1 made
 //! by [`CertBundle`], the code behind the `certs` command. The API server reaches it at
-//! `https://127.0.0.1:PORT/inject` and trusts it through the caBundle.
+//! `https://127.0.0.1:PORT/inject` and trusts it through the caBundle. The harness's injector
+//! also reads namespace annotations and LimitRanges from the cluster, as a deployed one does.
 
 use std::net::SocketAddr;
 
@@ -15,13 +16,15 @@ use sidecar_injector::server::tls::server_config;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::check::Context;
+use crate::check::{Context, eventually};
 use crate::loopback_http;
 
 /// Counters read from `/metrics`, under Istio's metric names.
 pub const REQUESTS: &str = "sidecar_injection_requests_total";
 /// Pods skipped because they already carry a proxy: what a reinvocation produces.
 pub const SKIPPED_ALREADY_INJECTED: &str = "sidecar_injection_skip_total{reason=\"already-injected\"}";
+/// 1 once the namespace and LimitRange reflectors have listed once.
+pub const CACHE_SYNCED: &str = "sidecar_injector_cache_synced";
 
 /// A running webhook server; stopped (and drained) by [`RunningInjector::stop`].
 pub struct RunningInjector {
@@ -35,8 +38,19 @@ pub struct RunningInjector {
 // === impl RunningInjector ===
 
 impl RunningInjector {
-    /// Starts the server with `config` on 127.0.0.1 ephemeral ports.
+    /// Starts the server with `config` on 127.0.0.1 ephemeral ports, without namespace or
+    /// LimitRange caches: pods get the config's sizing only.
     pub async fn start(config: InjectConfig) -> Result<Self, String> {
+        Self::start_with(config, None).await
+    }
+
+    /// Like [`RunningInjector::start`], reading namespace annotations and LimitRanges through
+    /// `client`, as `serve` does in a cluster; see [`RunningInjector::wait_synced`].
+    pub async fn start_with_cluster(config: InjectConfig, client: kube::Client) -> Result<Self, String> {
+        Self::start_with(config, Some(client)).await
+    }
+
+    async fn start_with(config: InjectConfig, client: Option<kube::Client>) -> Result<Self, String> {
         let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
         let bundle = CertBundle::generate(&hosts).context("making webhook certificates")?;
         let tls = server_config(
@@ -52,7 +66,10 @@ impl RunningInjector {
             .await
             .context("binding admin")?;
         let injector = Injector::new(config).context("validating the injector config")?;
-        let server = Server::bind(webhook_listener, admin_listener, tls, injector);
+        let mut server = Server::bind(webhook_listener, admin_listener, tls, injector);
+        if let Some(client) = client {
+            server = server.with_cluster(client);
+        }
         let webhook = server.webhook_addr().context("webhook address")?;
         let admin = server.admin_addr().context("admin address")?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,6 +122,22 @@ impl RunningInjector {
             .transpose()?
             .unwrap_or(0.0);
         Ok(value as u64)
+    }
+
+    /// Waits until `/readyz` answers 200 and the caches report synced (not merely the
+    /// cache-sync timeout passing), so that the first pods see namespaces and LimitRanges.
+    pub async fn wait_synced(&self) -> Result<(), String> {
+        eventually("the injector's namespace and LimitRange caches sync", || async {
+            let (status, text) = loopback_http::get(self.admin, "/readyz").await?;
+            if status != 200 {
+                return Err(format!("/readyz answered {status}: {}", text.trim()));
+            }
+            match self.counter(CACHE_SYNCED).await? {
+                1 => Ok(()),
+                n => Err(format!("{CACHE_SYNCED} is {n}")),
+            }
+        })
+        .await
     }
 
     /// Stops accepting, drains in-flight requests and waits for the server to finish.

@@ -5,7 +5,7 @@
 //! after us. So this target starts etcd and kube-apiserver (from `KUBEBUILDER_ASSETS`, the
 //! envtest convention), runs the injector in-process on a loopback port, registers it with
 //! the webhook configuration from `deploy/` (pointed at `https://127.0.0.1:PORT/inject`), and
-//! drives the API with the `kube` crate through the ten scenarios of issue 3. It prints a
+//! drives the API with the `kube` crate through the scenarios of issues 3, 4 and 7. It prints a
 //! PASS/FAIL table with timings and fails if any scenario failed, or if the control plane
 //! cannot start: a skipped e2e is not a pass.
 //!
@@ -30,6 +30,7 @@ mod pods;
 mod process;
 mod report;
 mod scenarios;
+mod sizing;
 
 use std::time::Instant;
 

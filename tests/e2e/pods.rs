@@ -9,6 +9,8 @@ use crate::cluster::string_map;
 pub const PROXY: &str = "istio-proxy";
 /// The injected init container (classic mode, no CNI).
 pub const INIT: &str = "istio-init";
+/// The injected init container in CNI mode: checks the rules Istio CNI installed.
+pub const VALIDATION: &str = "istio-validation";
 /// An image that is never pulled: no node runs the pods.
 const IMAGE: &str = "registry.k8s.io/pause:3.10";
 

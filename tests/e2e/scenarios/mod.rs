@@ -1,13 +1,18 @@
-//! The ten scenarios of issue 3, run in order against one harness.
+//! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
+//! webhook), 11 to 13 from issue 4 (resource tuning) and 14 from issue 7 (Pod Security).
 
 mod corpus_pods;
 mod denials;
 mod dry_run;
 mod failure_policy;
 mod injection;
+mod limit_ranges;
 mod manifests;
+mod namespace_tuning;
 mod pod_security;
+mod qos;
 mod reinvocation;
+mod restricted;
 mod selectors;
 
 use crate::harness::Harness;
@@ -51,6 +56,16 @@ pub async fn run_all(harness: &Harness) -> Report {
         .await;
     report
         .run(10, "deploy/ accepted by dry-run apply", manifests::run(harness))
+        .await;
+    report
+        .run(11, "namespace annotation, then changed", namespace_tuning::run(harness))
+        .await;
+    report
+        .run(12, "LimitRanges judged by LimitRanger", limit_ranges::run(harness))
+        .await;
+    report.run(13, "QoS class kept", qos::run(harness)).await;
+    report
+        .run(14, "Pod Security restricted, CNI + native", restricted::run(harness))
         .await;
     report
 }

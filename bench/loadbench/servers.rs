@@ -1,0 +1,138 @@
+//! The two servers under load, started in this process on 127.0.0.1 ephemeral ports: the
+//! real webhook (`Server::bind` + `run`) and a baseline that runs the same axum + rustls
+//! stack (`serve_https`) with a handler that only parses the AdmissionReview with
+//! kube-core's types and answers `allowed: true` with no patch. Each has its own rcgen CA.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use sidecar_injector::certs::CertBundle;
+use sidecar_injector::config::InjectConfig;
+use sidecar_injector::engine::Injector;
+use sidecar_injector::server::Server;
+use sidecar_injector::server::https::serve_https;
+use sidecar_injector::server::tls::server_config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Both servers, running, and how to stop them.
+pub struct Servers {
+    /// The real webhook's HTTPS address.
+    pub ours: SocketAddr,
+    /// The baseline's HTTPS address.
+    pub baseline: SocketAddr,
+    /// The CAs of both, PEM, for the client's root store.
+    pub ca_pems: Vec<String>,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+// === impl Servers ===
+
+impl Servers {
+    /// Starts both servers on the current runtime.
+    pub async fn start(config: InjectConfig) -> Result<Servers, String> {
+        let max_body = config.max_body_bytes;
+        let injector = Injector::new(config).map_err(|e| format!("config: {e}"))?;
+        let mut servers = Servers {
+            ours: loopback(),
+            baseline: loopback(),
+            ca_pems: Vec::new(),
+            stops: Vec::new(),
+            tasks: Vec::new(),
+        };
+
+        let (tls, ca) = tls_for_loopback()?;
+        servers.ca_pems.push(ca);
+        let webhook = bind().await?;
+        let admin = bind().await?;
+        let server = Server::bind(webhook, admin, tls, injector);
+        servers.ours = server.webhook_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        servers.stops.push(stop);
+        servers.tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.run(async move { drop(stopped.await) }).await {
+                eprintln!("webhook server failed: {error}");
+            }
+        }));
+
+        let (tls, ca) = tls_for_loopback()?;
+        servers.ca_pems.push(ca);
+        let listener = bind().await?;
+        servers.baseline = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        servers.stops.push(stop);
+        servers.tasks.push(tokio::spawn(async move {
+            let shutdown = async move { drop(stopped.await) };
+            if let Err(error) = serve_https(listener, tls, baseline_router(max_body), None, shutdown).await {
+                eprintln!("baseline server failed: {error}");
+            }
+        }));
+        Ok(servers)
+    }
+
+    /// Stops both servers and waits for them to drain.
+    pub async fn stop(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The baseline's routes: the webhook's path and body limit, with the least possible work.
+fn baseline_router(max_body: usize) -> Router {
+    Router::new()
+        .route("/inject", post(allow))
+        .layer(DefaultBodyLimit::max(max_body))
+}
+
+/// Parses the review with kube-core and allows it, echoing the uid, with no patch.
+async fn allow(body: Bytes) -> Response {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    match serde_json::to_vec(&AdmissionResponse::from(&request).into_review()) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+/// A fresh CA and a serving certificate for 127.0.0.1, as a rustls config and the CA PEM.
+pub fn tls_for_loopback() -> Result<(Arc<rustls::ServerConfig>, String), String> {
+    let bundle = CertBundle::generate(&["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(|e| format!("certificates: {e}"))?;
+    let tls = server_config(
+        bundle.cert_pem.as_bytes(),
+        bundle.key_pem.as_bytes(),
+        ("bench", "bench"),
+    )
+    .map_err(|e| format!("TLS config: {e}"))?;
+    Ok((tls, bundle.ca_pem))
+}
+
+async fn bind() -> Result<TcpListener, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}

@@ -1,0 +1,142 @@
+//! How long the server waits for slow clients, how many it holds at once, and how it drains.
+//!
+//! Every value here bounds something a client controls, so none of them can hold the
+//! webhook: a client that never finishes TLS, sends its headers a byte at a time, uploads
+//! its body slowly or opens thousands of connections is cut off, while other requests go on.
+
+use std::time::Duration;
+
+/// Limits, timeouts and the shutdown schedule of the HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long a client may take to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// How long an HTTP/1.1 client may take to send a request's headers. hyper's same timer
+    /// also closes a keep-alive connection idle that long, so it must exceed the API server's
+    /// 90 s idle timeout: a server that closes first races the client's next POST, which Go
+    /// does not retry.
+    pub header_read_timeout: Duration,
+    /// The answer deadline when the API server sends no `?timeout=` hint.
+    pub request_timeout: Duration,
+    /// The share of the API server's `?timeout=` we may use (answering first lets the
+    /// API server report our error instead of a generic timeout).
+    pub request_timeout_percent: u8,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long the listener keeps accepting after shutdown begins (while `/readyz` is
+    /// already 503), so clients still routed here are served until endpoints update.
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take to finish once accepting stops.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    /// Safe for a cluster, except `drain_delay`, which is 0 so tests and benchmarks stop at once.
+    fn default() -> Self {
+        ServeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(8),
+            request_timeout_percent: 80,
+            max_connections: 1024,
+            drain_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+// === impl ServeOptions ===
+
+impl ServeOptions {
+    /// The deadline for one request: `request_timeout_percent` of the API server's
+    /// `timeout` query parameter when it sends one we can read, else `request_timeout`.
+    pub fn request_deadline(&self, query: Option<&str>) -> Duration {
+        let hint = query.and_then(|query| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(key, _)| *key == "timeout")
+                .and_then(|(_, value)| parse_go_duration(value))
+        });
+        match hint {
+            Some(timeout) if !timeout.is_zero() => timeout * u32::from(self.request_timeout_percent.min(100)) / 100,
+            _ => self.request_timeout,
+        }
+    }
+}
+
+/// Parses the Go duration strings the API server writes (`10s`, `1m30s`, `1.5s`, `500ms`);
+/// `None` for anything else, or anything over an hour.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds_per_unit;
+    }
+    (total.is_finite() && total <= 3600.0).then(|| Duration::from_secs_f64(total))
+}
+
+/// Parses a flag's duration: Go style (`5s`, `100ms`, `1m`) or plain seconds (`5`).
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    parse_go_duration(text).ok_or_else(|| format!("{text:?} is not a duration (examples: 5s, 100ms, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        for bad in ["", "10", "s", "1e9s", "-1s", "10x", "2h"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn deadline_is_a_share_of_the_api_server_timeout() {
+        let options = ServeOptions::default();
+        assert_eq!(options.request_deadline(Some("timeout=10s")), Duration::from_secs(8));
+        assert_eq!(
+            options.request_deadline(Some("a=b&timeout=1s")),
+            Duration::from_millis(800)
+        );
+        assert_eq!(options.request_deadline(Some("timeout=bogus")), Duration::from_secs(8));
+        assert_eq!(options.request_deadline(Some("timeout=0s")), Duration::from_secs(8));
+        assert_eq!(options.request_deadline(None), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn flag_durations_accept_seconds_or_units() {
+        assert_eq!(parse_flag_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_flag_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_flag_duration("soon").unwrap_err().contains("soon"));
+    }
+}

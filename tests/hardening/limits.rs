@@ -1,0 +1,247 @@
+//! Limits and timeouts: a slow or greedy client is cut off while other requests go on.
+
+use std::time::{Duration, Instant};
+
+use sidecar_injector::config::InjectConfig;
+use sidecar_injector::server::options::ServeOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::fixture::{Client, Setup, SlowUpload, assert_allowed, eventually, review_body};
+
+/// Reads until the peer closes; true when it did within `bound`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, bound: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_headers_are_cut_off_while_others_are_served() {
+    let setup = Setup {
+        options: ServeOptions {
+            header_read_timeout: Duration::from_millis(500),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    let mut loris = client.connect(server.webhook).await.unwrap();
+    let addr = server.webhook;
+    let served = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut served = 0;
+            for i in 0..10 {
+                let uid = format!("meanwhile-{i}");
+                assert_allowed(&client.post(addr, "/inject", review_body(&uid)).await.unwrap(), &uid);
+                served += 1;
+            }
+            served
+        }
+    });
+    // A header, one byte every 100 ms, never finished: the server must hang up long before
+    // the 20 s this would take.
+    let head = b"POST /inject HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let started = Instant::now();
+    let mut cut_off = false;
+    for byte in head {
+        if loris.write_all(&[*byte]).await.is_err() || loris.flush().await.is_err() {
+            cut_off = true;
+            break;
+        }
+        if closed_within(&mut loris, Duration::from_millis(100)).await {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "a client trickling its headers was never disconnected");
+    eprintln!("slow-loris headers cut off after {:?}", started.elapsed());
+    assert_eq!(served.await.unwrap(), 10);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_tls_handshake_is_cut_off() {
+    let setup = Setup {
+        options: ServeOptions {
+            handshake_timeout: Duration::from_millis(500),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    // One client opens TCP and says nothing; another sends half a ClientHello.
+    let mut silent = TcpStream::connect(server.webhook).await.unwrap();
+    let mut partial = TcpStream::connect(server.webhook).await.unwrap();
+    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+    assert_allowed(
+        &client
+            .post(server.webhook, "/inject", review_body("meanwhile"))
+            .await
+            .unwrap(),
+        "meanwhile",
+    );
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(20)).await,
+        "silent client kept"
+    );
+    assert!(
+        closed_within(&mut partial, Duration::from_secs(20)).await,
+        "half a ClientHello kept"
+    );
+    eventually("handshake timeouts counted", Duration::from_secs(5), || async {
+        server.metric("sidecar_injector_tls_handshake_failures_total{reason=\"timeout\"}") == 2.0
+    })
+    .await;
+    assert_allowed(
+        &client
+            .post(server.webhook, "/inject", review_body("after"))
+            .await
+            .unwrap(),
+        "after",
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let setup = Setup {
+        options: ServeOptions {
+            max_connections: 2,
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    let first = TcpStream::connect(server.webhook).await.unwrap();
+    let second = TcpStream::connect(server.webhook).await.unwrap();
+    eventually("two connections held", Duration::from_secs(10), || async {
+        server.metric("sidecar_injector_connections_open") == 2.0
+    })
+    .await;
+    let addr = server.webhook;
+    let third = tokio::spawn({
+        let client = client.clone();
+        async move { client.post(addr, "/inject", review_body("third")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond max_connections 2"
+    );
+    assert_eq!(server.metric("sidecar_injector_connections_open"), 2.0);
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(20), third)
+        .await
+        .expect("the waiting client was never served")
+        .unwrap()
+        .unwrap();
+    assert_allowed(&answer, "third");
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_deadline_follows_the_api_server_timeout() {
+    let setup = Setup {
+        options: ServeOptions {
+            request_timeout: Duration::from_secs(15),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    // A body that stops half-way: with ?timeout=1s the answer comes at 80 % of it, well
+    // before the 15 s default.
+    let started = Instant::now();
+    let stalled = SlowUpload::start(&client, server.webhook, "/inject?timeout=1s", review_body("slow"))
+        .await
+        .unwrap();
+    let (status, body) = stalled.read_response().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("800ms"), "{body}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert_eq!(server.metric("sidecar_injector_request_timeouts_total"), 1.0);
+    // A normal request with the same hint is answered normally.
+    let answer = client
+        .post(server.webhook, "/inject?timeout=1s", review_body("fast"))
+        .await
+        .unwrap();
+    assert_allowed(&answer, "fast");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_deadline_without_a_hint_uses_the_default() {
+    let setup = Setup {
+        options: ServeOptions {
+            request_timeout: Duration::from_millis(600),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    let stalled = SlowUpload::start(&client, server.webhook, "/inject", review_body("slow"))
+        .await
+        .unwrap();
+    let (status, body) = stalled.read_response().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("600ms"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
+    let setup = Setup {
+        config: InjectConfig {
+            max_body_bytes: 4096,
+            ..InjectConfig::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    // With Content-Length (hyper's client sets it for a full body).
+    let answer = client.post(server.webhook, "/inject", vec![b' '; 5000]).await.unwrap();
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert!(answer.text().contains("maxBodyBytes (4096 bytes)"), "{}", answer.text());
+    // Chunked, with no length announced: cut off once it passes the limit.
+    let mut tls = client.connect(server.webhook).await.unwrap();
+    let head = "POST /inject HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..5 {
+        let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+        if tls.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = tls.write_all(b"0\r\n\r\n").await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // At the limit is fine (and still the server's normal answer for a bad body).
+    let answer = client.post(server.webhook, "/inject", vec![b' '; 4096]).await.unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_allowed(
+        &client
+            .post(server.webhook, "/inject", review_body("after"))
+            .await
+            .unwrap(),
+        "after",
+    );
+    server.stop().await;
+}

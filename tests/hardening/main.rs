@@ -1,0 +1,13 @@
+//! Hardening tests against the real HTTPS server: certificate rotation, graceful shutdown
+//! (in-process and the real binary under SIGTERM), limits and timeouts, TLS versions, ALPN
+//! and mTLS, config reload, an unreachable API server, and (ignored by default) a soak.
+
+mod binary;
+mod cluster;
+mod fixture;
+mod limits;
+mod reload;
+mod rotation;
+mod shutdown;
+mod soak;
+mod tls;
