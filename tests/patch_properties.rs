@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
-use base64::Engine as _;
-use k8s_openapi::api::core::v1::Pod;
+mod common;
+
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use sidecar_injector::config::InjectConfig;
@@ -170,74 +170,31 @@ fn pod() -> impl Strategy<Value = Value> {
         })
 }
 
-fn review_body(pod: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "prop",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "apps",
-            "operation": "CREATE",
-            "userInfo": {},
-            "object": pod,
-        }
-    }))
-    .unwrap()
-}
-
-fn check_request_below_limit(
-    name: &str,
-    resources: &k8s_openapi::api::core::v1::ResourceRequirements,
-) -> Result<(), TestCaseError> {
-    let (Some(requests), Some(limits)) = (&resources.requests, &resources.limits) else {
-        return Ok(());
-    };
-    for (resource, kind) in [("cpu", ResourceKind::Cpu), ("memory", ResourceKind::Memory)] {
-        if let (Some(request), Some(limit)) = (requests.get(resource), limits.get(resource)) {
-            let request = Quantity::parse(&request.0, kind).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let limit = Quantity::parse(&limit.0, kind).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert!(
-                request.units() <= limit.units(),
-                "{name}: {resource} {request} > {limit}"
-            );
-        }
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn patch_gives_a_valid_pod_with_exactly_one_proxy(pod in pod(), native in any::<bool>()) {
         let injector = if native { &*NATIVE } else { &*CLASSIC };
-        let answer = review(injector, &review_body(&pod)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let body = serde_json::to_vec(&common::pod_review("prop", "apps", &pod)).unwrap();
+        let answer = review(injector, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let response: Value = serde_json::from_slice(&answer.body).unwrap();
         prop_assert_eq!(&response["response"]["allowed"], &json!(true), "{}", response);
-        let encoded = response["response"]["patch"].as_str().ok_or_else(|| TestCaseError::fail("no patch"))?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-        let mut patched = pod.clone();
-        json_patch::patch(&mut patched, &patch).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
-
-        let typed: Pod = serde_json::from_value(patched.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let spec = typed.spec.ok_or_else(|| TestCaseError::fail("no spec"))?;
-        let all: Vec<_> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
-        let proxies = all.iter().filter(|c| c.name == "istio-proxy").count();
+        prop_assert!(common::patch_of(&response).is_some(), "no patch: {}", response);
+        // Applies the patch and checks a valid Pod: unique container and volume names,
+        // at most one proxy, every request at most its limit.
+        let patched = common::apply_and_check(&pod, &response);
+        let proxies = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|list| patched["spec"][list].as_array().into_iter().flatten())
+            .filter(|c| c["name"] == "istio-proxy")
+            .count();
         prop_assert_eq!(proxies, 1);
-        let mut names = HashSet::new();
-        for container in &all {
-            prop_assert!(names.insert(container.name.clone()), "duplicate container {}", container.name);
-            if let Some(resources) = &container.resources {
-                check_request_below_limit(&container.name, resources)?;
-            }
-        }
-        let mut volume_names = HashSet::new();
-        for volume in spec.volumes.iter().flatten() {
-            prop_assert!(volume_names.insert(volume.name.clone()), "duplicate volume {}", volume.name);
-        }
+        let names: HashSet<&str> = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|list| patched["spec"][list].as_array().into_iter().flatten())
+            .filter_map(|c| c["name"].as_str())
+            .collect();
         // Nothing the pod had is lost: its containers, labels and annotations are all still there.
         for original in pod["spec"]["containers"].as_array().unwrap() {
             prop_assert!(names.contains(original["name"].as_str().unwrap()));
