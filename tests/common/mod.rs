@@ -31,6 +31,7 @@ pub struct TestServer {
 }
 
 /// An HTTP answer.
+#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub headers: hyper::HeaderMap,

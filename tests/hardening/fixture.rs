@@ -200,24 +200,7 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<(u16, String), St
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: hyper::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+pub use crate::common::Answer;
 
 /// A TLS client: which CAs it trusts, what it presents, which protocols it offers.
 #[derive(Clone)]

@@ -4,6 +4,8 @@
 
 mod binary;
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod fixture;
 mod limits;
 mod reload;
