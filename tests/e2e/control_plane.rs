@@ -6,11 +6,18 @@
 //! kubeconfig for it is written beside the logs, so a failed run can be inspected with kubectl
 //! while the test is stopped in a debugger. No controller-manager or scheduler runs: pods are
 //! stored and stay Pending, which is all admission tests need.
+//!
+//! The API server also authenticates to webhooks, as `--client-ca` asks of a deployment: an
+//! AdmissionConfiguration gives the MutatingAdmissionWebhook plugin a kubeconfig whose `"*"`
+//! user (any webhook host) holds a client certificate from a CA made for this run. The API
+//! server presents it only when a webhook's server asks for one, so webhooks without
+//! `--client-ca` are called as before.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use rcgen::KeyPair;
+use sidecar_injector::certs::CertBundle;
 
 use crate::check::poll;
 use crate::loopback_http;
@@ -45,6 +52,7 @@ pub struct ControlPlane {
     apiserver: ChildProcess,
     etcd: ChildProcess,
     kubeconfig: PathBuf,
+    webhook_client: CertBundle,
 }
 
 // === impl ControlPlane ===
@@ -66,6 +74,12 @@ impl ControlPlane {
     /// A kubeconfig for the API server, with the admin token.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The client certificate the API server presents to webhooks that ask for one, and the
+    /// CA that issued it (what a webhook's `--client-ca` names).
+    pub fn webhook_client(&self) -> &CertBundle {
+        &self.webhook_client
     }
 
     /// Fails with the log tail if either process has stopped.
@@ -106,6 +120,7 @@ async fn start_once(etcd_bin: &Path, apiserver_bin: &Path, dir: &Path) -> Result
     let key = KeyPair::generate().map_err(|e| format!("cannot make the service account key: {e}"))?;
     write(&dir.join("sa.key"), &key.serialize_pem())?;
     write(&dir.join("sa.pub"), &key.public_key_pem())?;
+    let (webhook_client, admission_configuration) = write_webhook_client(dir)?;
 
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -170,6 +185,8 @@ async fn start_once(etcd_bin: &Path, apiserver_bin: &Path, dir: &Path) -> Result
             "10.0.0.0/24",
             "--endpoint-reconciler-type",
             "none",
+            "--admission-control-config-file",
+            &admission_configuration.display().to_string(),
         ]),
         dir.join("kube-apiserver.log"),
     )?;
@@ -199,7 +216,66 @@ async fn start_once(etcd_bin: &Path, apiserver_bin: &Path, dir: &Path) -> Result
         apiserver,
         etcd,
         kubeconfig,
+        webhook_client,
     })
+}
+
+/// Makes a CA and a client certificate for the API server's webhook calls, and writes them
+/// with the webhook kubeconfig and the AdmissionConfiguration naming it; returns the
+/// certificates and the AdmissionConfiguration's path.
+fn write_webhook_client(dir: &Path) -> Result<(CertBundle, PathBuf), String> {
+    // Absolute: the API server refuses a relative kubeConfigFile.
+    let dir = std::path::absolute(dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+    // CertBundle's leaf certificate is good for client authentication as well as serving.
+    let client = CertBundle::generate(&["kube-apiserver".to_string()])
+        .map_err(|e| format!("cannot make the webhook client certificate: {e}"))?;
+    let (ca, cert, key) = (
+        dir.join("webhook-client-ca.crt"),
+        dir.join("webhook-client.crt"),
+        dir.join("webhook-client.key"),
+    );
+    write(&ca, &client.ca_pem)?;
+    write(&cert, &client.cert_pem)?;
+    write(&key, &client.key_pem)?;
+    let kubeconfig = dir.join("webhook-kubeconfig.yaml");
+    write(&kubeconfig, &webhook_kubeconfig_yaml(&cert, &key))?;
+    let admission_configuration = dir.join("admission-configuration.yaml");
+    write(&admission_configuration, &admission_configuration_yaml(&kubeconfig))?;
+    Ok((client, admission_configuration))
+}
+
+/// The kubeconfig the API server reads its webhook credentials from: users are matched by
+/// the webhook's `host:port`, and `"*"` matches every webhook.
+fn webhook_kubeconfig_yaml(cert: &Path, key: &Path) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+users:
+  - name: \"*\"
+    user:
+      client-certificate: {cert}
+      client-key: {key}
+",
+        cert = cert.display(),
+        key = key.display()
+    )
+}
+
+/// The `--admission-control-config-file`: the MutatingAdmissionWebhook plugin reads
+/// `kubeconfig`.
+fn admission_configuration_yaml(kubeconfig: &Path) -> String {
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: MutatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: {kubeconfig}
+",
+        kubeconfig = kubeconfig.display()
+    )
 }
 
 /// Three distinct free loopback ports (all held open together while they are picked).

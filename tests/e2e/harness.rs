@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
+use sidecar_injector::certs::CertBundle;
 
 use crate::check::{Context, eventually};
 use crate::cluster::{self, Cluster};
@@ -160,6 +161,12 @@ impl Harness {
         let mut all = vec![INJECTION_ENABLED];
         all.extend_from_slice(labels);
         self.cluster.create_namespace(name, &all).await
+    }
+
+    /// The client certificate (and its CA) the API server presents to webhooks that ask for
+    /// one; `None` on an existing cluster, whose API server the test does not configure.
+    pub fn webhook_client(&self) -> Option<&CertBundle> {
+        self.control_plane.as_ref().map(ControlPlane::webhook_client)
     }
 
     /// Keeps the scratch folder with the logs after the run.

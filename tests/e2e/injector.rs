@@ -5,6 +5,7 @@
 //! by [`CertBundle`], the code behind the `certs` command. The API server reaches it at
 //! `https://127.0.0.1:PORT/inject` and trusts it through the caBundle. The harness's injector
 //! also reads namespace annotations and LimitRanges from the cluster, as a deployed one does.
+//! One started with a client CA requires client certificates, as `serve --client-ca` does.
 
 use std::net::SocketAddr;
 
@@ -12,7 +13,7 @@ use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
-use sidecar_injector::server::tls::server_config;
+use sidecar_injector::server::tls::server_config_with_client_ca;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -25,6 +26,8 @@ pub const REQUESTS: &str = "sidecar_injection_requests_total";
 pub const SKIPPED_ALREADY_INJECTED: &str = "sidecar_injection_skip_total{reason=\"already-injected\"}";
 /// 1 once the namespace and LimitRange reflectors have listed once.
 pub const CACHE_SYNCED: &str = "sidecar_injector_cache_synced";
+/// TLS handshakes that failed (not timed out): a refused client certificate is one.
+pub const HANDSHAKE_FAILURES: &str = "sidecar_injector_tls_handshake_failures_total{reason=\"error\"}";
 
 /// A running webhook server; stopped (and drained) by [`RunningInjector::stop`].
 pub struct RunningInjector {
@@ -41,21 +44,32 @@ impl RunningInjector {
     /// Starts the server with `config` on 127.0.0.1 ephemeral ports, without namespace or
     /// LimitRange caches: pods get the config's sizing only.
     pub async fn start(config: InjectConfig) -> Result<Self, String> {
-        Self::start_with(config, None).await
+        Self::start_with(config, None, None).await
     }
 
     /// Like [`RunningInjector::start`], reading namespace annotations and LimitRanges through
     /// `client`, as `serve` does in a cluster; see [`RunningInjector::wait_synced`].
     pub async fn start_with_cluster(config: InjectConfig, client: kube::Client) -> Result<Self, String> {
-        Self::start_with(config, Some(client)).await
+        Self::start_with(config, Some(client), None).await
     }
 
-    async fn start_with(config: InjectConfig, client: Option<kube::Client>) -> Result<Self, String> {
+    /// Like [`RunningInjector::start`], requiring every client to present a certificate
+    /// issued by `client_ca_pem`, as `serve --client-ca` does.
+    pub async fn start_with_client_ca(config: InjectConfig, client_ca_pem: &str) -> Result<Self, String> {
+        Self::start_with(config, None, Some(client_ca_pem)).await
+    }
+
+    async fn start_with(
+        config: InjectConfig,
+        client: Option<kube::Client>,
+        client_ca_pem: Option<&str>,
+    ) -> Result<Self, String> {
         let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
         let bundle = CertBundle::generate(&hosts).context("making webhook certificates")?;
-        let tls = server_config(
+        let tls = server_config_with_client_ca(
             bundle.cert_pem.as_bytes(),
             bundle.key_pem.as_bytes(),
+            client_ca_pem.map(|pem| (pem.as_bytes(), "the e2e client CA")),
             ("generated", "generated"),
         )
         .context("loading webhook certificates")?;

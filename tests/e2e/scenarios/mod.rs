@@ -1,5 +1,6 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
-//! webhook), 11 to 13 from issue 4 (resource tuning) and 14 from issue 7 (Pod Security).
+//! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
+//! mTLS from the API server).
 
 mod corpus_pods;
 mod denials;
@@ -8,6 +9,7 @@ mod failure_policy;
 mod injection;
 mod limit_ranges;
 mod manifests;
+mod mtls;
 mod namespace_tuning;
 mod pod_security;
 mod qos;
@@ -67,5 +69,6 @@ pub async fn run_all(harness: &Harness) -> Report {
     report
         .run(14, "Pod Security restricted, CNI + native", restricted::run(harness))
         .await;
+    report.run(15, "mTLS: API server client cert", mtls::run(harness)).await;
     report
 }
