@@ -88,6 +88,30 @@ pub enum ResourceMerge {
     Istio,
 }
 
+/// Which CNI plugin chain Istio CNI runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum CniProvider {
+    /// Chained into the node's CNI config.
+    #[default]
+    Default,
+    /// Run by Multus: pods name the `istio-cni` NetworkAttachmentDefinition of their
+    /// namespace in `k8s.v1.cni.cncf.io/networks`.
+    Multus,
+}
+
+/// Where the proxy sends inbound traffic (MeshConfig `inboundTrafficPolicy.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum InboundTrafficPolicy {
+    /// To the pod IP.
+    #[default]
+    Passthrough,
+    /// To localhost, as before Istio 1.10; probes are told so with
+    /// `REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION`.
+    Localhost,
+}
+
 /// How inbound and outbound traffic is captured into the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum InterceptionMode {
@@ -184,11 +208,14 @@ pub enum OnViolation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ConcurrencyFrom {
-    /// The CPU limit (istiod's behaviour).
+    /// The CPU limit, rounded up to whole cores (what pilot-agent itself does).
     #[default]
     Limit,
     /// The CPU request (istio#61683).
     Request,
+    /// No `--concurrency` argument: pilot-agent sizes Envoy from `ISTIO_CPU_LIMIT` itself, as
+    /// with istiod's template. `proxy.istio.io/config` `concurrency` still applies.
+    Agent,
 }
 
 /// A min and max for one field.
@@ -258,8 +285,15 @@ pub struct InjectConfig {
     pub preserve_guaranteed_qos: bool,
     /// How Envoy's worker count is derived.
     pub concurrency: ConcurrencyConfig,
-    /// `GOMEMLIMIT` as a percentage of the memory limit (1-100).
+    /// `GOMEMLIMIT` as a percentage of the memory limit (1-100). At 100 it is istiod's
+    /// `resourceFieldRef` to `limits.memory`, which the kubelet resolves.
     pub go_mem_limit_percent: u8,
+    /// Record where each proxy resource value came from in the `sidecar-injector.io/resources`
+    /// annotation.
+    pub provenance_annotation: bool,
+    /// Istio's `compliancePolicy` (e.g. `fips-140-3`), passed to the proxy as
+    /// `COMPLIANCE_POLICY`; empty for none.
+    pub compliance_policy: String,
     /// Largest AdmissionReview body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The Istio revision written to `istio.io/rev` and the status annotation.
@@ -292,6 +326,10 @@ pub struct InjectConfig {
     pub status_port: u16,
     /// Istio CNI is installed: use `istio-validation` instead of `istio-init`.
     pub cni_enabled: bool,
+    /// How Istio CNI is run, when enabled.
+    pub cni_provider: CniProvider,
+    /// Where the proxy sends inbound traffic.
+    pub inbound_traffic_policy: InboundTrafficPolicy,
     /// Proxy readiness probe `initialDelaySeconds` (0 leaves it out).
     pub readiness_initial_delay_seconds: u32,
     /// Proxy readiness probe `periodSeconds`.
@@ -332,6 +370,8 @@ impl Default for InjectConfig {
             preserve_guaranteed_qos: true,
             concurrency: ConcurrencyConfig::default(),
             go_mem_limit_percent: 90,
+            provenance_annotation: true,
+            compliance_policy: String::new(),
             max_body_bytes: 4 * 1024 * 1024,
             revision: "default".into(),
             cluster_domain: "cluster.local".into(),
@@ -347,6 +387,8 @@ impl Default for InjectConfig {
             exclude_outbound_ports: String::new(),
             status_port: 15020,
             cni_enabled: false,
+            cni_provider: CniProvider::Default,
+            inbound_traffic_policy: InboundTrafficPolicy::Passthrough,
             readiness_initial_delay_seconds: 0,
             readiness_period_seconds: 15,
             readiness_failure_threshold: 4,

@@ -121,7 +121,7 @@ pub fn explain(
             explanation.decision = outcome.decision.as_str().to_string();
             explanation.warnings = outcome.warnings;
             if let Some(resources) = outcome.resources {
-                explanation.concurrency = Some(resources.concurrency(injector.concurrency()));
+                explanation.concurrency = resources.concurrency(injector.concurrency());
                 explanation.resources = FieldKey::ALL
                     .into_iter()
                     .map(|key| {

@@ -73,7 +73,11 @@ pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, extra: Vec<(String,
     let first_app = pod
         .spec
         .as_ref()
-        .and_then(|spec| spec.containers.first())
+        .and_then(|spec| {
+            spec.containers
+                .iter()
+                .find(|c| c.name != super::decision::PROXY_CONTAINER)
+        })
         .map(|c| c.name.clone());
     if let Some(first_app) = first_app {
         for key in [DEFAULT_CONTAINER, DEFAULT_LOGS_CONTAINER] {

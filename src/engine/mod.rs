@@ -34,7 +34,7 @@ use self::sidecar::{
 };
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
-use crate::config::{ConfigError, InjectConfig, InterceptionMode};
+use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode};
 
 /// Annotation that turns native sidecar mode on or off for one pod.
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
@@ -159,7 +159,7 @@ impl Injector {
             Ok(user_volumes) => user_volumes,
             Err(error) => return Err(deny(error, warnings)),
         };
-        let prometheus = prometheus::plan_merge(annotations, traffic.status_port, self.config.enable_prometheus_merge);
+        let prometheus = prometheus::plan_merge(annotations, self.config.enable_prometheus_merge);
         let readiness_probe = match sidecar::readiness_probe(annotations, &self.config, traffic.status_port) {
             Ok(probe) => probe,
             Err(error) => return Err(deny(error, warnings)),
@@ -317,7 +317,8 @@ impl Injector {
             builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
             added_containers.push(PROXY_CONTAINER.to_string());
         }
-        builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), None, volumes);
+        // istiod puts its volumes ahead of the pod's own.
+        builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), Some(0), volumes);
         let status = SidecarStatus {
             init_containers: (!added_init.is_empty()).then_some(added_init),
             containers: (!added_containers.is_empty()).then_some(added_containers),
@@ -331,12 +332,27 @@ impl Injector {
             labels_to_add(pod, workload, &self.config.network),
         );
         let mut extra = prometheus.annotations;
+        if let Some(recorded) = overrides.annotation(native) {
+            extra.push((overrides::OVERRIDES_ANNOTATION.to_string(), recorded));
+        }
         if self.config.cni_enabled && with_init {
             extra.extend(traffic.cni_annotations());
         }
+        if self.config.cni_enabled && self.config.cni_provider == CniProvider::Multus {
+            let existing = annotations.and_then(|map| map.get(traffic::MULTUS_NETWORKS));
+            extra.push((
+                traffic::MULTUS_NETWORKS.to_string(),
+                traffic::multus_networks(existing.map(String::as_str), request.namespace),
+            ));
+        }
         let mut added_annotations = annotations_to_add(pod, &status, extra);
-        added_annotations.push((PROVENANCE.to_string(), proxy_resources.provenance()));
+        if self.config.provenance_annotation {
+            added_annotations.push((PROVENANCE.to_string(), proxy_resources.provenance()));
+        }
         builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);
+        for key in &prometheus.remove {
+            builder.remove(&["metadata", "annotations", key]);
+        }
         Ok(Outcome {
             decision,
             patch: builder.build(),

@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use super::decision::PROXY_CONTAINER;
 
+/// Where istiod records the user's override containers, so re-injection can reapply them.
+pub const OVERRIDES_ANNOTATION: &str = "proxy.istio.io/overrides";
+
 /// Where a user's container stands in the pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -69,6 +72,41 @@ impl Overrides {
             .collect();
         removals.sort_by_key(|removal| std::cmp::Reverse(removal.1));
         removals
+    }
+
+    /// istiod's `proxy.istio.io/overrides` annotation: the user's containers, each under the
+    /// list the injected container takes (`initContainers` for native sidecars). `None`
+    /// when there are no overrides.
+    pub fn annotation(&self, native: bool) -> Option<String> {
+        let recorded = |user: &Override| {
+            let mut container = user.container.clone();
+            if let Some(fields) = container.as_object_mut()
+                && fields.get("image").is_some_and(|image| image == "auto")
+            {
+                fields.remove("image");
+            }
+            container
+        };
+        let mut init_containers = Vec::new();
+        let mut containers = Vec::new();
+        if let Some(init) = &self.init {
+            init_containers.push(recorded(init));
+        }
+        if let Some(proxy) = &self.proxy {
+            if native {
+                init_containers.push(recorded(proxy));
+            } else {
+                containers.push(recorded(proxy));
+            }
+        }
+        let mut lists = serde_json::Map::new();
+        if !init_containers.is_empty() {
+            lists.insert("initContainers".into(), Value::Array(init_containers));
+        }
+        if !containers.is_empty() {
+            lists.insert("containers".into(), Value::Array(containers));
+        }
+        (!lists.is_empty()).then(|| Value::Object(lists).to_string())
     }
 
     /// How many items each list loses.

@@ -20,6 +20,10 @@ pub const PATH: &str = "prometheus.io/path";
 pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 /// Per-pod switch for merging.
 pub const MERGE_METRICS: &str = "prometheus.istio.io/merge-metrics";
+/// The dotted spelling of [`SCRAPE`] some charts write; `"false"` opts out as istiod reads it.
+const SCRAPE_DOTTED: &str = "prometheus.io.scrape";
+/// Where the agent serves merged metrics. istiod writes this port whatever the status port.
+const AGENT_METRICS_PORT: &str = "15020";
 
 /// What merging changes: annotations to set and the env value for the agent.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,14 +32,17 @@ pub struct PrometheusMerge {
     pub annotations: Vec<(String, String)>,
     /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings.
     pub original: Option<String>,
+    /// Annotations to remove: the targets move into `original`.
+    pub remove: Vec<String>,
 }
 
 /// Plans the merge for a pod's annotations; nothing when disabled or opted out.
-pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, status_port: u16, enabled: bool) -> PrometheusMerge {
+pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, enabled: bool) -> PrometheusMerge {
     let get = |key: &str| annotations.and_then(|map| map.get(key)).map(String::as_str);
-    let opted_out = get(SCRAPE).is_some_and(|v| v.eq_ignore_ascii_case("false"))
-        || get(MERGE_METRICS).is_some_and(|v| v.eq_ignore_ascii_case("false"));
-    if !enabled || status_port == 0 || opted_out {
+    let opted_out = [SCRAPE, SCRAPE_DOTTED, MERGE_METRICS]
+        .into_iter()
+        .any(|key| get(key).is_some_and(|v| v.eq_ignore_ascii_case("false")));
+    if !enabled || opted_out {
         return PrometheusMerge::default();
     }
     let targets: Vec<(String, String)> = get(SCRAPE_TARGETS)
@@ -49,12 +56,9 @@ pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, status_port: u
         })
         .unwrap_or_default();
     // Annotations that already point at the agent are ours from an earlier injection.
-    let ours = get(PORT) == Some(status_port.to_string().as_str()) && get(PATH) == Some("/stats/prometheus");
+    let ours = get(PORT) == Some(AGENT_METRICS_PORT) && get(PATH) == Some("/stats/prometheus");
     if ours {
-        return PrometheusMerge {
-            annotations: Vec::new(),
-            original: None,
-        };
+        return PrometheusMerge::default();
     }
     let mut original = Map::new();
     if let Some(scrape) = get(SCRAPE) {
@@ -83,10 +87,14 @@ pub fn plan_merge(annotations: Option<&BTreeMap<String, String>>, status_port: u
     PrometheusMerge {
         annotations: vec![
             (PATH.to_string(), "/stats/prometheus".to_string()),
-            (PORT.to_string(), status_port.to_string()),
+            (PORT.to_string(), AGENT_METRICS_PORT.to_string()),
             (SCRAPE.to_string(), "true".to_string()),
         ],
         original: (!original.is_empty()).then(|| Value::Object(original).to_string()),
+        remove: get(SCRAPE_TARGETS)
+            .map(|_| SCRAPE_TARGETS.to_string())
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -100,27 +108,28 @@ mod tests {
 
     #[test]
     fn merges_and_records_the_originals() {
-        let plain = plan_merge(None, 15020, true);
+        let plain = plan_merge(None, true);
         assert_eq!(plain.annotations.len(), 3);
         assert_eq!(plain.original, None);
         let own = annotations(&[(SCRAPE, "true"), (SCRAPE_TARGETS, "8080:/metrics,9100:/custom-metrics")]);
-        let merged = plan_merge(Some(&own), 15020, true);
+        let merged = plan_merge(Some(&own), true);
         let original: Value = serde_json::from_str(&merged.original.unwrap()).unwrap();
         assert_eq!(
             original,
             json!({"scrape":"true","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/custom-metrics"}]})
         );
+        assert_eq!(merged.remove, vec![SCRAPE_TARGETS.to_string()]);
     }
 
     #[test]
     fn opt_outs_leave_the_pod_alone() {
-        for pairs in [&[(SCRAPE, "false")][..], &[(MERGE_METRICS, "false")][..]] {
-            assert_eq!(
-                plan_merge(Some(&annotations(pairs)), 15020, true),
-                PrometheusMerge::default()
-            );
+        for pairs in [
+            &[(SCRAPE, "false")][..],
+            &[(SCRAPE_DOTTED, "false")][..],
+            &[(MERGE_METRICS, "false")][..],
+        ] {
+            assert_eq!(plan_merge(Some(&annotations(pairs)), true), PrometheusMerge::default());
         }
-        assert_eq!(plan_merge(None, 0, true), PrometheusMerge::default());
-        assert_eq!(plan_merge(None, 15020, false), PrometheusMerge::default());
+        assert_eq!(plan_merge(None, false), PrometheusMerge::default());
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::resources::{ConcurrencyPolicy, ProxyResources};
 use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
-use crate::config::{InjectConfig, InterceptionMode};
+use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
 
 /// Name of the init container that installs iptables rules.
 pub const INIT_CONTAINER: &str = "istio-init";
@@ -66,24 +66,26 @@ pub struct SidecarInputs<'a> {
 pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
     let config = inputs.config;
     let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
+    let mut args = vec![
+        "proxy".to_string(),
+        "sidecar".to_string(),
+        "--domain".to_string(),
+        format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
+        format!("--proxyLogLevel={}", config.proxy_log_level),
+        format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
+        "--log_output_level=default:info".to_string(),
+    ];
+    let concurrency = inputs
+        .proxy_config
+        .concurrency
+        .or_else(|| inputs.resources.concurrency(inputs.concurrency));
+    if let Some(workers) = concurrency {
+        args.extend(["--concurrency".to_string(), workers.to_string()]);
+    }
     let mut container = json!({
         "name": super::decision::PROXY_CONTAINER,
         "image": inputs.proxy_image,
-        "args": [
-            "proxy",
-            "sidecar",
-            "--domain",
-            format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
-            format!("--proxyLogLevel={}", config.proxy_log_level),
-            format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
-            "--log_output_level=default:info",
-            "--concurrency",
-            inputs
-                .proxy_config
-                .concurrency
-                .unwrap_or_else(|| inputs.resources.concurrency(inputs.concurrency))
-                .to_string(),
-        ],
+        "args": args,
         "env": proxy_env(inputs),
         "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
         "resources": inputs.resources.to_requirements(),
@@ -95,12 +97,6 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             "runAsGroup": PROXY_UID,
             "runAsNonRoot": !tproxy,
             "runAsUser": if tproxy { 0 } else { PROXY_UID },
-        },
-        "startupProbe": {
-            "failureThreshold": 600,
-            "httpGet": {"path": "/healthz/ready", "port": 15021},
-            "periodSeconds": 1,
-            "timeoutSeconds": 3,
         },
         "volumeMounts": [
             {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
@@ -119,6 +115,17 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
         if let Some(probe) = &inputs.readiness_probe {
             object.insert("readinessProbe".into(), probe.clone());
         }
+        if inputs.traffic.status_port != 0 {
+            object.insert(
+                "startupProbe".into(),
+                json!({
+                    "failureThreshold": 600,
+                    "httpGet": {"path": "/healthz/ready", "port": 15021},
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 3,
+                }),
+            );
+        }
         if inputs.hold && !inputs.native {
             object.insert(
                 "lifecycle".into(),
@@ -129,7 +136,13 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             object.insert("restartPolicy".into(), json!("Always"));
             object.insert(
                 "lifecycle".into(),
-                json!({"preStop": {"exec": {"command": ["pilot-agent", "request", "--debug-port=15020", "POST", "drain"]}}}),
+                json!({"preStop": {"exec": {"command": [
+                    "pilot-agent",
+                    "request",
+                    format!("--debug-port={}", inputs.traffic.status_port),
+                    "POST",
+                    "drain",
+                ]}}}),
             );
         }
         if let Some(policy) = &config.image_pull_policy {
@@ -147,17 +160,33 @@ fn resource_env(name: &str, resource: &str) -> Value {
     json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": resource}}})
 }
 
+/// An env var with a literal value; an empty value is left out, as the API server stores it.
 fn value_env(name: &str, value: impl Into<String>) -> Value {
-    json!({"name": name, "value": value.into()})
+    let value = value.into();
+    if value.is_empty() {
+        json!({ "name": name })
+    } else {
+        json!({"name": name, "value": value})
+    }
 }
 
 fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     let config = inputs.config;
     let spec = inputs.pod.spec.as_ref();
     let app_containers: Vec<&str> = spec
-        .map(|spec| spec.containers.iter().map(|c| c.name.as_str()).collect())
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|name| *name != super::decision::PROXY_CONTAINER)
+                .collect()
+        })
         .unwrap_or_default();
-    let mut env = vec![
+    let mut env = Vec::with_capacity(24);
+    if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
+        env.push(value_env("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
+    }
+    env.extend([
         value_env("PILOT_CERT_PROVIDER", "istiod"),
         value_env("CA_ADDR", config.ca_address.clone()),
         field_env("POD_NAME", "metadata.name"),
@@ -170,24 +199,34 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
             "PROXY_CONFIG",
             inputs.proxy_config.agent_json(&mesh_proxy_config(config)),
         ),
-    ];
-    if let Some(ports) = pod_ports_json(inputs.pod) {
-        env.push(value_env("ISTIO_META_POD_PORTS", ports));
+    ]);
+    env.push(value_env("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
+    env.push(value_env("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
+    if config.go_mem_limit_percent >= 100 {
+        env.push(resource_env("GOMEMLIMIT", "limits.memory"));
+    } else if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
+        env.push(value_env("GOMEMLIMIT", bytes.to_string()));
+    }
+    if !config.compliance_policy.is_empty() {
+        env.push(value_env("COMPLIANCE_POLICY", config.compliance_policy.clone()));
+        if config.compliance_policy == "fips-140-3" {
+            env.push(value_env("GODEBUG", "fips140=only"));
+        }
     }
     env.extend([
-        value_env("ISTIO_META_APP_CONTAINERS", app_containers.join(",")),
         value_env("ISTIO_META_CLUSTER_ID", config.cluster_id.clone()),
         field_env("ISTIO_META_NODE_NAME", "spec.nodeName"),
         value_env("ISTIO_META_INTERCEPTION_MODE", inputs.traffic.mode.as_str()),
     ]);
-    if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
-        env.push(value_env("GOMEMLIMIT", bytes.to_string()));
-    }
-    if !config.network.is_empty() {
-        env.push(value_env("ISTIO_META_NETWORK", config.network.clone()));
-    }
     if !inputs.workload.name.is_empty() {
-        env.push(value_env("ISTIO_META_WORKLOAD_NAME", inputs.workload.name.clone()));
+        let labelled = inputs
+            .pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(WORKLOAD_NAME_LABEL));
+        let name = labelled.unwrap_or(&inputs.workload.name);
+        env.push(value_env("ISTIO_META_WORKLOAD_NAME", name.clone()));
         env.push(value_env(
             "ISTIO_META_OWNER",
             inputs.workload.owner_uri(inputs.namespace),
@@ -195,12 +234,35 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     }
     env.push(value_env("ISTIO_META_MESH_ID", config.mesh_id.clone()));
     env.push(value_env("TRUST_DOMAIN", config.trust_domain.clone()));
+    if !config.network.is_empty() {
+        env.push(value_env("ISTIO_META_NETWORK", config.network.clone()));
+    }
+    if let Some(attributes) = otel_resource_attributes(inputs, &app_containers) {
+        env.push(value_env("OTEL_RESOURCE_ATTRIBUTES", attributes));
+    }
     if let Some(original) = inputs.prometheus_original {
         env.push(value_env("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
     env.extend(metadata_env(inputs));
     env
 }
+
+/// OpenTelemetry's Kubernetes service attributes, for pods labelled with
+/// `app.kubernetes.io/version`: namespace, version and `<namespace>.<pod>.<container>`.
+fn otel_resource_attributes(inputs: &SidecarInputs<'_>, app_containers: &[&str]) -> Option<String> {
+    let version = inputs.pod.metadata.labels.as_ref()?.get(APP_VERSION_LABEL)?;
+    let namespace = inputs.namespace;
+    let container = app_containers.first().copied().unwrap_or_default();
+    Some(format!(
+        "service.namespace={namespace},service.version={version},service.instance.id={namespace}.$(POD_NAME).{container}"
+    ))
+}
+
+/// A label naming the workload for telemetry in place of its controller's name.
+const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
+
+/// The label OpenTelemetry reads `service.version` from.
+const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 /// The mesh-wide ProxyConfig settings the config changes from Istio's defaults.
 fn mesh_proxy_config(config: &InjectConfig) -> serde_json::Map<String, Value> {
@@ -220,8 +282,8 @@ fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item = Value> +
         .map(|(name, value)| value_env(name, value.clone()))
 }
 
-/// The app containers' ports as Istio's agent reads them; `None` when there are none.
-fn pod_ports_json(pod: &Pod) -> Option<String> {
+/// The app containers' ports as Istio's agent reads them (an empty list when there are none).
+fn pod_ports_json(pod: &Pod) -> String {
     let entries: Vec<String> = pod
         .spec
         .iter()
@@ -242,7 +304,11 @@ fn pod_ports_json(pod: &Pod) -> Option<String> {
             format!("    {{{}}}", fields.join(","))
         })
         .collect();
-    (!entries.is_empty()).then(|| format!("[\n{}\n]", entries.join(",\n")))
+    if entries.is_empty() {
+        "[\n]".to_string()
+    } else {
+        format!("[\n{}\n]", entries.join(",\n"))
+    }
 }
 
 /// Annotation overriding the proxy image.

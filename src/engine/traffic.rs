@@ -330,6 +330,34 @@ pub fn validate_config(config: &InjectConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Multus' network list annotation.
+pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// `k8s.v1.cni.cncf.io/networks` with Istio CNI's attachment in `namespace` added to the
+/// pod's own list, flat (`a, b`) or JSON, whichever the pod used.
+pub fn multus_networks(existing: Option<&str>, namespace: &str) -> String {
+    let ours = format!("{namespace}/istio-cni");
+    let existing = existing.map(str::trim).unwrap_or_default();
+    if existing.is_empty() {
+        return ours;
+    }
+    if let Ok(mut list) = serde_json::from_str::<Vec<serde_json::Value>>(existing) {
+        if !list.iter().any(|network| network["name"] == "istio-cni") {
+            list.push(serde_json::json!({"name": "istio-cni", "namespace": namespace}));
+        }
+        return serde_json::Value::Array(list).to_string();
+    }
+    let present = existing
+        .split(',')
+        .map(str::trim)
+        .any(|network| network == "istio-cni" || network == ours);
+    if present {
+        existing.to_string()
+    } else {
+        format!("{existing}, {ours}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -346,22 +346,24 @@ impl ProxyResources {
     }
 
     /// Envoy worker threads: the chosen CPU field rounded up to whole cores, within the
-    /// policy's floor and ceiling; 2 when that field is unset.
-    pub fn concurrency(&self, policy: &ConcurrencyPolicy) -> i64 {
+    /// policy's floor and ceiling; 2 when that field is unset. `None` when the policy leaves
+    /// the choice to pilot-agent.
+    pub fn concurrency(&self, policy: &ConcurrencyPolicy) -> Option<i64> {
         let side = match policy.from {
             ConcurrencyFrom::Limit => Side::Limit,
             ConcurrencyFrom::Request => Side::Request,
+            ConcurrencyFrom::Agent => return None,
         };
         let workers = match self.value(FieldKey::new(Resource::Cpu, side)) {
             Some(cpu) => (cpu.units() + 999) / 1000,
             None => 2,
         };
         let workers = workers.max(policy.floor.max(1));
-        if policy.ceiling > 0 {
+        Some(if policy.ceiling > 0 {
             workers.min(policy.ceiling)
         } else {
             workers
-        }
+        })
     }
 
     /// `GOMEMLIMIT` in bytes: `percent` of the memory limit, when there is one.

@@ -343,19 +343,24 @@ fn concurrency_and_memory_hint_follow_policy() {
     )
     .unwrap()
     .resources;
-    assert_eq!(resources.concurrency(&ConcurrencyPolicy::default()), 4);
+    assert_eq!(resources.concurrency(&ConcurrencyPolicy::default()), Some(4));
     let from_request = ConcurrencyPolicy {
         from: ConcurrencyFrom::Request,
         floor: 1,
         ceiling: 0,
     };
-    assert_eq!(resources.concurrency(&from_request), 2);
+    assert_eq!(resources.concurrency(&from_request), Some(2));
     let capped = ConcurrencyPolicy {
         from: ConcurrencyFrom::Limit,
         floor: 1,
         ceiling: 3,
     };
-    assert_eq!(resources.concurrency(&capped), 3);
+    assert_eq!(resources.concurrency(&capped), Some(3));
+    let agent = ConcurrencyPolicy {
+        from: ConcurrencyFrom::Agent,
+        ..ConcurrencyPolicy::default()
+    };
+    assert_eq!(resources.concurrency(&agent), None);
     assert_eq!(resources.go_memory_limit(90), Some((1i64 << 30) * 9 / 10));
 }
 
