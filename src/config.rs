@@ -294,6 +294,15 @@ pub struct InjectConfig {
     /// Istio's `compliancePolicy` (e.g. `fips-140-3`), passed to the proxy as
     /// `COMPLIANCE_POLICY`; empty for none.
     pub compliance_policy: String,
+    /// Image pull secrets added to every injected pod (istiod's `global.imagePullSecrets`).
+    pub image_pull_secrets: Vec<String>,
+    /// Mount the `istio.<service account>` Secret at `/etc/certs/` in the proxy (istiod's
+    /// `global.mountMtlsCerts`).
+    pub mount_mtls_certs: bool,
+    /// Mesh-wide ProxyConfig (MeshConfig `defaultConfig`) passed to the agent in
+    /// `PROXY_CONFIG`, under each pod's `proxy.istio.io/config`. `interceptionMode` comes from
+    /// its own setting.
+    pub mesh_default_config: serde_json::Map<String, serde_json::Value>,
     /// Largest AdmissionReview body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The Istio revision written to `istio.io/rev` and the status annotation.
@@ -372,6 +381,9 @@ impl Default for InjectConfig {
             go_mem_limit_percent: 90,
             provenance_annotation: true,
             compliance_policy: String::new(),
+            image_pull_secrets: Vec::new(),
+            mount_mtls_certs: false,
+            mesh_default_config: serde_json::Map::new(),
             max_body_bytes: 4 * 1024 * 1024,
             revision: "default".into(),
             cluster_domain: "cluster.local".into(),

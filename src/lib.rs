@@ -12,5 +12,6 @@ pub mod engine;
 pub mod explain;
 pub mod offline;
 pub mod quantity;
+pub mod reinject;
 pub mod review;
 pub mod server;

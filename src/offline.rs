@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::engine::workload::Workload;
 use crate::engine::{Injector, PodRequest};
+pub use crate::reinject::strip_injection;
 
 /// Why offline injection failed.
 #[derive(Debug, thiserror::Error)]
@@ -156,48 +157,6 @@ pub fn inject_document(
         &label,
     )?;
     Ok(document)
-}
-
-/// Removes a previous injection, as `istioctl kube-inject` does before injecting again:
-/// the containers, init containers and volumes the status annotation lists, and the
-/// annotation itself.
-pub fn strip_injection(template: &mut Value) {
-    let Some(status) = template
-        .pointer("/metadata/annotations/sidecar.istio.io~1status")
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-    else {
-        return;
-    };
-    let listed = |key: &str| -> Vec<String> {
-        status[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|name| name.as_str().map(str::to_string))
-            .collect()
-    };
-    let strip = |template: &mut Value, list: &str, names: &[String]| {
-        if let Some(items) = template
-            .pointer_mut(&format!("/spec/{list}"))
-            .and_then(Value::as_array_mut)
-        {
-            items.retain(|item| {
-                !item["name"]
-                    .as_str()
-                    .is_some_and(|name| names.iter().any(|n| n == name))
-            });
-        }
-    };
-    strip(template, "containers", &listed("containers"));
-    strip(template, "initContainers", &listed("initContainers"));
-    strip(template, "volumes", &listed("volumes"));
-    if let Some(annotations) = template
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.remove("sidecar.istio.io/status");
-    }
 }
 
 /// Runs the engine on one pod (or pod template) in place.

@@ -29,9 +29,7 @@ use self::patch::PatchBuilder;
 use self::resources::{
     ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, Tuning, resolve_proxy_override, resolve_resources,
 };
-use self::sidecar::{
-    SidecarInputs, VOLUME_NAMES, build_init_container, build_proxy_container, build_volumes, init_container_name,
-};
+use self::sidecar::{SidecarInputs, build_init_container, build_proxy_container, build_volumes, init_container_name};
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
 use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode};
@@ -263,15 +261,16 @@ impl Injector {
         }
         let existing_volumes = spec.volumes.as_ref();
         let exists = |name: &str| existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == name));
-        let volumes: Vec<_> = build_volumes()
+        let injected_volumes = build_volumes(&self.config, pod);
+        let volume_names: Vec<String> = injected_volumes.iter().map(|(name, _)| name.to_string()).collect();
+        let volumes: Vec<_> = injected_volumes
             .into_iter()
-            .zip(VOLUME_NAMES)
-            .filter(|(_, name)| !exists(name))
-            .map(|(volume, _)| volume)
+            .filter(|(name, _)| !exists(name))
+            .map(|(_, volume)| volume)
             .chain(user_volumes.volumes.into_iter().filter(|volume| {
                 !volume["name"]
                     .as_str()
-                    .is_some_and(|name| exists(name) || VOLUME_NAMES.contains(&name))
+                    .is_some_and(|name| exists(name) || volume_names.iter().any(|ours| ours == name))
             }))
             .collect();
         for rewrite in probe_plan.rewrites {
@@ -317,13 +316,33 @@ impl Injector {
             builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
             added_containers.push(PROXY_CONTAINER.to_string());
         }
-        // istiod puts its volumes ahead of the pod's own.
+        let pull_secrets: Vec<serde_json::Value> = self
+            .config
+            .image_pull_secrets
+            .iter()
+            .filter(|name| {
+                !spec
+                    .image_pull_secrets
+                    .iter()
+                    .flatten()
+                    .any(|secret| &secret.name == *name)
+            })
+            .map(|name| serde_json::json!({ "name": name }))
+            .collect();
+        builder.insert_items(
+            &["spec", "imagePullSecrets"],
+            spec.image_pull_secrets.as_ref().map(Vec::len),
+            Some(0),
+            pull_secrets,
+        );
+        // istiod puts its volumes and pull secrets ahead of the pod's own.
         builder.insert_items(&["spec", "volumes"], existing_volumes.map(Vec::len), Some(0), volumes);
         let status = SidecarStatus {
             init_containers: (!added_init.is_empty()).then_some(added_init),
             containers: (!added_containers.is_empty()).then_some(added_containers),
-            volumes: Some(VOLUME_NAMES.iter().map(|name| name.to_string()).collect()),
-            image_pull_secrets: None,
+            volumes: Some(volume_names),
+            image_pull_secrets: (!self.config.image_pull_secrets.is_empty())
+                .then(|| self.config.image_pull_secrets.clone()),
             revision: self.config.revision.clone(),
         };
         builder.set_entries(

@@ -17,7 +17,7 @@ pub const INIT_CONTAINER: &str = "istio-init";
 /// Name of the init container that only checks rules installed by Istio CNI.
 pub const VALIDATION_CONTAINER: &str = "istio-validation";
 
-/// The volumes the proxy needs, in Istio's order.
+/// The volumes the proxy always needs, in Istio's order.
 pub const VOLUME_NAMES: [&str; 9] = [
     "workload-socket",
     "credential-socket",
@@ -114,6 +114,16 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
         add_seccomp(object, config);
         if let Some(probe) = &inputs.readiness_probe {
             object.insert("readinessProbe".into(), probe.clone());
+        }
+        if config.mount_mtls_certs
+            && let Some(mounts) = object.get_mut("volumeMounts").and_then(Value::as_array_mut)
+        {
+            // Istio's template mounts it just before the pod info.
+            let before_pod_info = mounts.len().saturating_sub(1);
+            mounts.insert(
+                before_pod_info,
+                json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}),
+            );
         }
         if inputs.traffic.status_port != 0 {
             object.insert(
@@ -266,7 +276,7 @@ const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 /// The mesh-wide ProxyConfig settings the config changes from Istio's defaults.
 fn mesh_proxy_config(config: &InjectConfig) -> serde_json::Map<String, Value> {
-    let mut mesh = serde_json::Map::new();
+    let mut mesh = config.mesh_default_config.clone();
     if config.interception_mode != InterceptionMode::Redirect {
         mesh.insert("interceptionMode".into(), json!(config.interception_mode.as_str()));
     }
@@ -430,8 +440,29 @@ pub fn enforce_tproxy(proxy: &mut Value) {
     capabilities["add"] = json!(["NET_ADMIN"]);
 }
 
-/// The proxy's volumes, in [`VOLUME_NAMES`] order.
-pub fn build_volumes() -> [Value; 9] {
+/// Name of the volume `mountMtlsCerts` adds.
+const MTLS_CERTS_VOLUME: &str = "istio-certs";
+
+/// The proxy's volumes with their names: [`VOLUME_NAMES`] in order, then `istio-certs` when
+/// the config mounts mTLS certificates.
+pub fn build_volumes(config: &InjectConfig, pod: &Pod) -> Vec<(&'static str, Value)> {
+    let mut volumes: Vec<(&'static str, Value)> = VOLUME_NAMES.into_iter().zip(standard_volumes()).collect();
+    if config.mount_mtls_certs {
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.service_account_name.as_deref())
+            .filter(|name| !name.is_empty())
+            .unwrap_or("default");
+        volumes.push((
+            MTLS_CERTS_VOLUME,
+            json!({"name": MTLS_CERTS_VOLUME, "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
+        ));
+    }
+    volumes
+}
+
+fn standard_volumes() -> [Value; 9] {
     [
         json!({"name": "workload-socket", "emptyDir": {}}),
         json!({"name": "credential-socket", "emptyDir": {}}),
