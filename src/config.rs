@@ -88,6 +88,18 @@ pub enum ResourceMerge {
     Istio,
 }
 
+/// The Kubernetes distribution, where it changes what is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Platform {
+    /// Any conformant Kubernetes.
+    #[default]
+    Kubernetes,
+    /// OpenShift: the proxy runs as the last UID of the namespace's
+    /// `openshift.io/sa.scc.uid-range`.
+    Openshift,
+}
+
 /// Which CNI plugin chain Istio CNI runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -337,6 +349,8 @@ pub struct InjectConfig {
     pub cni_enabled: bool,
     /// How Istio CNI is run, when enabled.
     pub cni_provider: CniProvider,
+    /// The Kubernetes distribution.
+    pub platform: Platform,
     /// Where the proxy sends inbound traffic.
     pub inbound_traffic_policy: InboundTrafficPolicy,
     /// Proxy readiness probe `initialDelaySeconds` (0 leaves it out).
@@ -400,6 +414,7 @@ impl Default for InjectConfig {
             status_port: 15020,
             cni_enabled: false,
             cni_provider: CniProvider::Default,
+            platform: Platform::Kubernetes,
             inbound_traffic_policy: InboundTrafficPolicy::Passthrough,
             readiness_initial_delay_seconds: 0,
             readiness_period_seconds: 15,

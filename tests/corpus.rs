@@ -32,17 +32,20 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{TestServer, apply_and_check, check_pod_valid, pod_review};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sidecar_injector::config::{
-    CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, ResourceAmounts, ResourceDefaults,
+    CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, Platform, ResourceAmounts, ResourceDefaults,
 };
 use sidecar_injector::engine::Injector;
+use sidecar_injector::engine::resources::NamespaceContext;
 use sidecar_injector::offline::inject_yaml;
 use sidecar_injector::quantity::{Quantity, ResourceKind};
+use sidecar_injector::review::{answer_review, parse_review};
 
 /// What a case is expected to do.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +56,15 @@ enum Expect {
     Unsupported(&'static str),
     /// Matches through offline `inject`; holds no pod, so the webhook never sees it.
     OfflineOnly,
+    /// Matches through the webhook; not run offline, for the reason given.
+    WebhookOnly(&'static str),
+}
+
+/// Which way a case's pods go through the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Webhook,
+    Offline,
 }
 
 struct Case {
@@ -60,6 +72,8 @@ struct Case {
     expected: &'static str,
     settings: fn(&mut InjectConfig),
     expect: Expect,
+    /// Annotations of the pods' namespace, as the server's namespace cache would give them.
+    namespace_annotations: &'static [(&'static str, &'static str)],
 }
 
 fn defaults(_: &mut InjectConfig) {}
@@ -75,6 +89,16 @@ fn cni_multus(config: &mut InjectConfig) {
 }
 fn inbound_localhost(config: &mut InjectConfig) {
     config.inbound_traffic_policy = InboundTrafficPolicy::Localhost;
+}
+/// The namespace Istio's OpenShift cases run in (`test-ns` in `inject_test.go`).
+const OPENSHIFT_NAMESPACE: &[(&str, &str)] = &[
+    ("openshift.io/sa.scc.uid-range", "1000620000/10000"),
+    ("openshift.io/sa.scc.supplemental-groups", "1000620000/10000"),
+];
+const OPENSHIFT_WEBHOOK_ONLY: &str = "Istio runs its OpenShift cases through the webhook only: offline inject has no namespace to read the UID range from";
+fn openshift(config: &mut InjectConfig) {
+    config.platform = Platform::Openshift;
+    config.cni_enabled = true;
 }
 fn pull_secret(config: &mut InjectConfig) {
     config.image_pull_secrets = vec!["barSecret".into()];
@@ -146,6 +170,7 @@ const fn case(input: &'static str, expected: &'static str, settings: fn(&mut Inj
         expected,
         settings,
         expect: Expect::Match,
+        namespace_annotations: &[],
     }
 }
 
@@ -155,6 +180,7 @@ const fn unsupported(input: &'static str, expected: &'static str, reason: &'stat
         expected,
         settings: defaults,
         expect: Expect::Unsupported(reason),
+        namespace_annotations: &[],
     }
 }
 
@@ -409,16 +435,20 @@ fn cases() -> Vec<Case> {
             defaults,
         ),
         case("enable-core-dump.yaml", "enable-core-dump.yaml.injected", defaults),
-        unsupported(
-            "hello-openshift.yaml",
-            "hello-openshift.yaml.injected",
-            "OpenShift uid ranges from namespace annotations are not supported",
-        ),
-        unsupported(
-            "hello-openshift-tproxy.yaml",
-            "hello-openshift-tproxy.yaml.injected",
-            "OpenShift uid ranges from namespace annotations are not supported",
-        ),
+        Case {
+            expect: Expect::WebhookOnly(OPENSHIFT_WEBHOOK_ONLY),
+            namespace_annotations: OPENSHIFT_NAMESPACE,
+            ..case("hello-openshift.yaml", "hello-openshift.yaml.injected", openshift)
+        },
+        Case {
+            expect: Expect::WebhookOnly(OPENSHIFT_WEBHOOK_ONLY),
+            namespace_annotations: OPENSHIFT_NAMESPACE,
+            ..case(
+                "hello-openshift-tproxy.yaml",
+                "hello-openshift-tproxy.yaml.injected",
+                openshift,
+            )
+        },
         unsupported(
             "hello-openshift-custom-injection.yaml",
             "hello-openshift-custom-injection.yaml.injected",
@@ -704,9 +734,12 @@ async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
         if let Some((api_version, kind, name)) = &template.owner {
             pod["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
         }
-        let response = server
-            .review(&pod_review(&format!("corpus-{index}"), &template.namespace, &pod))
-            .await;
+        let review = pod_review(&format!("corpus-{index}"), &template.namespace, &pod);
+        let response = if case.namespace_annotations.is_empty() {
+            server.review(&review).await
+        } else {
+            review_with_namespace(&corpus_config(case), &review, case.namespace_annotations)
+        };
         if response["response"]["allowed"] != true {
             failures.push(format!(
                 "{}: denied: {}",
@@ -729,6 +762,25 @@ async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
     } else {
         Err(failures.join("\n      "))
     }
+}
+
+/// Answers `review` as the server does when its namespace cache holds `annotations` for the
+/// pod's namespace: the HTTPS test server runs without a cluster, so this calls the
+/// server's own `answer_review` with that namespace context.
+fn review_with_namespace(config: &InjectConfig, review: &Value, annotations: &[(&str, &str)]) -> Value {
+    let injector = Injector::new(config.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let context = NamespaceContext {
+        annotations: Some(&annotations),
+        limit_ranges: &[],
+    };
+    let body = serde_json::to_vec(review).unwrap_or_default();
+    let parsed = parse_review(&body).unwrap_or_else(|e| panic!("{e}"));
+    let answer = answer_review(&injector, parsed, &context, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a case's whole input file through offline `inject` and compares every document,
@@ -819,15 +871,23 @@ impl Table {
         }
     }
 
-    fn record(&mut self, case: &Case, result: Result<usize, String>, unit: &str) {
-        let expect = match (case.expect, unit) {
-            (Expect::OfflineOnly, "documents") => Expect::Match,
+    fn record(&mut self, case: &Case, result: Result<usize, String>, route: Route) {
+        let unit = match route {
+            Route::Webhook => "pod templates",
+            Route::Offline => "documents",
+        };
+        let expect = match (case.expect, route) {
+            (Expect::OfflineOnly, Route::Offline) | (Expect::WebhookOnly(_), Route::Webhook) => Expect::Match,
             (expect, _) => expect,
         };
         let line = match (expect, &result) {
             (Expect::OfflineOnly, _) => {
                 self.not_applicable += 1;
                 format!("N/A          {}: no pod template, offline only", case.expected)
+            }
+            (Expect::WebhookOnly(reason), _) => {
+                self.not_applicable += 1;
+                format!("N/A          {}: {reason}", case.expected)
             }
             (Expect::Match, Ok(count)) => {
                 self.matched += 1;
@@ -874,7 +934,7 @@ async fn istio_corpus_pods_through_the_webhook_match_istio() {
     let mut table = Table::new("Istio corpus through the HTTPS webhook (whole pods, normalised)");
     for case in cases() {
         let result = run_case(&case, &dir).await;
-        table.record(&case, result, "pod templates");
+        table.record(&case, result, Route::Webhook);
     }
     table.finish();
 }
@@ -885,7 +945,7 @@ fn istio_corpus_files_through_offline_inject_match_istio() {
     let mut table = Table::new("Istio corpus through offline inject (whole documents, normalised)");
     for case in cases() {
         let result = run_offline_case(&case, &dir, case.input);
-        table.record(&case, result, "documents");
+        table.record(&case, result, Route::Offline);
     }
     table.finish();
 }
@@ -898,7 +958,7 @@ fn istio_injected_outputs_reinject_to_themselves() {
     let mut table = Table::new("Istio corpus outputs re-injected through offline inject (whole documents, normalised)");
     for case in cases().iter().chain(&reinjection_only_cases()) {
         let result = run_offline_case(case, &dir, case.expected);
-        table.record(case, result, "documents");
+        table.record(case, result, Route::Offline);
     }
     table.finish();
 }

@@ -7,6 +7,7 @@
 pub mod decision;
 pub mod error;
 pub mod metadata;
+pub mod openshift;
 pub mod overrides;
 pub mod patch;
 pub mod probes;
@@ -32,7 +33,7 @@ use self::resources::{
 use self::sidecar::{SidecarInputs, build_init_container, build_proxy_container, build_volumes, init_container_name};
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
-use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode};
+use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode, Platform};
 
 /// Annotation that turns native sidecar mode on or off for one pod.
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
@@ -182,15 +183,23 @@ impl Injector {
             resources.clone()
         };
         let user_security = overrides.proxy_container().and_then(|c| c.security_context);
+        // A TPROXY proxy runs as root, outside any range, so OpenShift's UID is not used.
+        let platform_ids = match self.config.platform {
+            Platform::Openshift if traffic.mode != InterceptionMode::Tproxy => {
+                openshift::proxy_ids(request.namespace_context.annotations)
+            }
+            _ => None,
+        }
+        .unwrap_or((traffic::PROXY_UID, traffic::PROXY_UID));
         let proxy_ids = (
             user_security
                 .as_ref()
                 .and_then(|s| s.run_as_user)
-                .unwrap_or(traffic::PROXY_UID),
+                .unwrap_or(platform_ids.0),
             user_security
                 .as_ref()
                 .and_then(|s| s.run_as_group)
-                .unwrap_or(traffic::PROXY_UID),
+                .unwrap_or(platform_ids.1),
         );
 
         let derived;

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::resources::{ConcurrencyPolicy, ProxyResources};
-use super::traffic::{PROXY_UID, TrafficSettings};
+use super::traffic::TrafficSettings;
 use super::workload::Workload;
 use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
 
@@ -94,9 +94,9 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             "capabilities": if tproxy { json!({"add": ["NET_ADMIN"], "drop": ["ALL"]}) } else { json!({"drop": ["ALL"]}) },
             "privileged": false,
             "readOnlyRootFilesystem": true,
-            "runAsGroup": PROXY_UID,
+            "runAsGroup": inputs.proxy_ids.1,
             "runAsNonRoot": !tproxy,
-            "runAsUser": if tproxy { 0 } else { PROXY_UID },
+            "runAsUser": if tproxy { 0 } else { inputs.proxy_ids.0 },
         },
         "volumeMounts": [
             {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
