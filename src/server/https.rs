@@ -16,16 +16,17 @@ use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::ServeError;
 use super::admin::Readiness;
+use super::idle::Activity;
 use super::metrics::Metrics;
 use super::options::ServeOptions;
 use super::tls::TlsHandle;
@@ -105,7 +106,8 @@ impl HttpsServer {
         }));
         let max_connections = options.max_connections.clamp(1, u32::MAX as usize);
         let permits = Arc::new(Semaphore::new(max_connections));
-        let graceful = GracefulShutdown::new();
+        // Tells every connection to finish its requests and close.
+        let (drain_tx, drain_rx) = watch::channel(false);
         let context = ConnectionContext {
             app,
             options: options.clone(),
@@ -150,13 +152,12 @@ impl HttpsServer {
                         continue;
                     };
                     let acceptor = TlsAcceptor::from(tls.current());
-                    let watcher = graceful.watcher();
                     tokio::spawn(serve_connection(
                         context.clone(),
                         stream,
                         peer,
                         acceptor,
-                        watcher,
+                        drain_rx.clone(),
                         permit,
                     ));
                 }
@@ -166,9 +167,9 @@ impl HttpsServer {
         drop(permit);
         tracing::info!("stopped accepting; draining in-flight requests");
         let all = max_connections as u32;
+        let _ = drain_tx.send(true);
         let drained = tokio::time::timeout(options.drain_timeout, async {
-            graceful.shutdown().await;
-            // Connections still in their TLS handshake hold a permit too.
+            // Every connection task, in its handshake or serving, holds a permit until it ends.
             let _ = permits.acquire_many(all).await;
         })
         .await;
@@ -195,14 +196,15 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Handshakes, then serves HTTP/2 or HTTP/1.1 as ALPN chose, until the client leaves or
-/// the drain ends the connection. The permit is held throughout.
+/// Handshakes, then serves HTTP/2 or HTTP/1.1 as ALPN chose, until the client leaves, the
+/// drain ends the connection, or (HTTP/2) it has no request in flight for the header read
+/// timeout. The permit is held throughout.
 async fn serve_connection(
     context: ConnectionContext,
     stream: TcpStream,
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
-    watcher: Watcher,
+    mut drain: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
     let _permit = permit;
@@ -227,7 +229,8 @@ async fn serve_connection(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(context.options.header_read_timeout);
-    // HTTP/2 has no header timeout in hyper; pings at least find peers that went away.
+    // HTTP/2 has no header timeout in hyper: idle connections are closed below, and pings
+    // find peers that went away.
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -236,9 +239,43 @@ async fn serve_connection(
     // ALPN already chose the protocol; skipping hyper's sniffing also means a connection
     // that finishes its handshake during the drain still gets its first request served.
     let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
-    let service = TowerToHyperService::new(context.app);
-    let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
-    if let Err(error) = watcher.watch(connection.into_owned()).await {
+    let activity = Activity::new();
+    let tracked = activity.clone();
+    let app = context
+        .app
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+            Activity::track(tracked.clone(), request, next)
+        }));
+    let connection = builder.serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(app));
+    // A graceful shutdown of its own, so either the drain or idleness can start it. Its
+    // `shutdown()` would wait for the watcher that `served` keeps until dropped, so the close
+    // is started by dropping it instead.
+    let closing = GracefulShutdown::new();
+    let served = closing.watcher().watch(connection.into_owned());
+    tokio::pin!(served);
+    let idle_limit = context.options.header_read_timeout;
+    let result = loop {
+        tokio::select! {
+            result = &mut served => break Some(result),
+            _ = drain.wait_for(|draining| *draining) => break None,
+            () = tokio::time::sleep(activity.idle_deadline(idle_limit)), if h2 => {
+                if activity.idle_deadline(idle_limit).is_zero() {
+                    tracing::debug!(%peer, "closing an idle HTTP/2 connection");
+                    break None;
+                }
+            }
+        }
+    };
+    let result = match result {
+        Some(result) => result,
+        None => {
+            // Dropping the trigger starts the graceful close (GOAWAY, or close once the
+            // current HTTP/1.1 response is sent); the connection then finishes its requests.
+            drop(closing);
+            served.await
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cluster;
 pub mod deadline;
 pub mod https;
+pub mod idle;
 pub mod metrics;
 pub mod options;
 pub mod reload;

@@ -14,7 +14,8 @@ pub struct ServeOptions {
     /// How long an HTTP/1.1 client may take to send a request's headers. hyper's same timer
     /// also closes a keep-alive connection idle that long, so it must exceed the API server's
     /// 90 s idle timeout: a server that closes first races the client's next POST, which Go
-    /// does not retry.
+    /// does not retry. An HTTP/2 connection with no request in flight for this long is closed
+    /// with GOAWAY (see [`super::idle`]).
     pub header_read_timeout: Duration,
     /// The answer deadline when the API server sends no `?timeout=` hint.
     pub request_timeout: Duration,

@@ -245,3 +245,57 @@ async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_and_busy_ones_are_not() {
+    let setup = Setup {
+        options: ServeOptions {
+            header_read_timeout: Duration::from_millis(600),
+            // One slot: the next connection is served only if closing the idle one freed it.
+            max_connections: 1,
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    };
+    let client = Client::new(&[&setup.bundle.ca_pem], None, &[b"h2"]);
+    let server = setup.start().await;
+    let addr = server.webhook;
+
+    // A client that finishes TLS and the HTTP/2 preface and then sends nothing.
+    let tls = client.connect(addr).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let started = Instant::now();
+    let idle = tokio::spawn(connection);
+    // One request resets the idle clock; the connection stays open while it is used.
+    let request = hyper::Request::post("https://127.0.0.1/inject")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(review_body(
+            "h2-busy",
+        ))))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let ended = tokio::time::timeout(Duration::from_secs(5), idle).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection was still open after 5 s");
+    let lasted = started.elapsed();
+    eprintln!("idle HTTP/2 connection closed after {lasted:?}");
+    assert!(
+        lasted >= Duration::from_millis(600),
+        "closed after {lasted:?}, before the 600 ms idle limit"
+    );
+    // The slot is free again: a new connection is served.
+    let uid = "after-idle";
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.post_h2(addr, "/inject", review_body(uid)),
+    )
+    .await
+    .expect("the idle connection's slot was never released");
+    assert_allowed(&answer.unwrap(), uid);
+    server.stop().await;
+}
