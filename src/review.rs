@@ -1,16 +1,21 @@
 //! The AdmissionReview wire format: bytes in, bytes out, around the pure engine.
 //!
-//! Requests are parsed with kube-core's admission types. Responses are built with
-//! [`AdmissionResponse::from`] (which echoes the uid) and `deny()`, then written in the
-//! form the API server requires: kube-core serialises `patch` as an array of numbers,
-//! but the API wants a base64 string, so [`WireReview`] writes it as one.
+//! Requests are read in one pass into exactly what the engine needs: the envelope's fields,
+//! then (for Pod CREATEs only) the object's metadata fields the engine reads and its spec.
+//! Everything else, such as `managedFields`, `status` or `oldObject`, is skipped without
+//! being allocated. Operation and kind use kube-core's types. Responses are written in the
+//! form the API server requires, with the patch as a base64 string ([`WireReview`]).
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube_core::DynamicObject;
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube_core::GroupVersionKind;
+use kube_core::admission::{AdmissionResponse, Operation};
 use kube_core::response::Status;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::engine::resources::{NamespaceContext, ProxyResources};
 use crate::engine::{Injector, PodRequest};
@@ -102,8 +107,9 @@ struct WireResponse<'a> {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a Status>,
+    /// The base64 patch as a JSON string, written as is: base64 never needs escaping.
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,10 +119,10 @@ struct WireResponse<'a> {
 impl<'a> WireReview<'a> {
     /// Wraps a kube-core response, with the patch as base64.
     pub fn new(api_version: &'a str, response: &'a AdmissionResponse) -> Self {
-        let patch = response
-            .patch
-            .as_ref()
-            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+        let patch = response.patch.as_ref().and_then(|bytes| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+            RawValue::from_string(format!("\"{encoded}\"")).ok()
+        });
         WireReview {
             api_version,
             kind: "AdmissionReview",
@@ -132,12 +138,67 @@ impl<'a> WireReview<'a> {
     }
 }
 
+/// The AdmissionReview envelope as sent (the type name appears in decoding errors).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdmissionReview {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    request: Option<Request>,
+}
+
+/// The request fields the webhook reads; the object is kept raw until it is known to be a
+/// Pod CREATE.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    object: Option<Box<RawValue>>,
+}
+
+/// The parts of a Pod the engine reads.
+#[derive(Deserialize)]
+struct PodObject {
+    #[serde(default)]
+    metadata: Option<PodMetadata>,
+    #[serde(default)]
+    spec: Option<PodSpec>,
+}
+
+/// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMetadata {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
 /// A parsed AdmissionReview, before the engine runs on it.
 #[derive(Debug)]
 pub struct ParsedReview {
     api_version: String,
     namespace: String,
-    request: AdmissionRequest<DynamicObject>,
+    request: Request,
 }
 
 impl ParsedReview {
@@ -165,33 +226,102 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
             error.valid_up_to()
         )));
     }
-    let review: AdmissionReview<DynamicObject> =
+    // A derived struct also reads a JSON array as its fields in order; an AdmissionReview is
+    // only ever an object.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ReviewError::Malformed(
+            "invalid type: sequence, expected struct AdmissionReview".into(),
+        ));
+    }
+    check_nesting(body)?;
+    let review: AdmissionReview =
         serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
-    if !SUPPORTED_VERSIONS.contains(&review.types.api_version.as_str()) {
+    if !SUPPORTED_VERSIONS.contains(&review.api_version.as_str()) {
         return Err(ReviewError::Unsupported {
             field: "apiVersion",
-            value: review.types.api_version,
+            value: review.api_version,
             expected: "admission.k8s.io/v1",
         });
     }
-    if review.types.kind != "AdmissionReview" {
+    if review.kind != "AdmissionReview" {
         return Err(ReviewError::Unsupported {
             field: "kind",
-            value: review.types.kind,
+            value: review.kind,
             expected: "AdmissionReview",
         });
     }
-    let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
-    let namespace = request
-        .namespace
-        .clone()
-        .or_else(|| request.object.as_ref().and_then(|o| o.metadata.namespace.clone()))
-        .unwrap_or_default();
+    let request = review.request.ok_or(ReviewError::MissingRequest)?;
+    let namespace = match &request.namespace {
+        Some(namespace) => namespace.clone(),
+        None => request.object.as_deref().map(object_namespace).unwrap_or_default(),
+    };
     Ok(ParsedReview {
-        api_version: request.types.api_version.clone(),
+        api_version: review.api_version,
         namespace,
         request,
     })
+}
+
+/// serde_json's own depth limit for the values it builds, applied to the whole body: the
+/// fields we skip are skipped without one, and no pod nests anywhere near this deep.
+const MAX_NESTING: usize = 128;
+
+/// Refuses bodies nested deeper than [`MAX_NESTING`] anywhere, with serde_json's wording.
+/// Most of a pod's bytes are inside strings, which are skipped with `memchr`.
+fn check_nesting(body: &[u8]) -> Result<(), ReviewError> {
+    let mut depth = 0usize;
+    let mut offset = 0;
+    while let Some(found) = memchr::memchr3(b'"', b'[', b'{', &body[offset..]) {
+        let at = offset + found;
+        // Closers between the last opener and this one.
+        depth = depth.saturating_sub(memchr::memchr2_iter(b']', b'}', &body[offset..at]).count());
+        if body[at] == b'"' {
+            offset = string_end(body, at + 1);
+            continue;
+        }
+        depth += 1;
+        if depth > MAX_NESTING {
+            return Err(ReviewError::Malformed(format!(
+                "recursion limit exceeded: more than {MAX_NESTING} nested arrays or objects at byte {at}"
+            )));
+        }
+        offset = at + 1;
+    }
+    Ok(())
+}
+
+/// The offset just past the string that starts at `start` (after its opening quote).
+fn string_end(body: &[u8], start: usize) -> usize {
+    let mut offset = start;
+    while let Some(found) = memchr::memchr2(b'"', b'\\', &body[offset..]) {
+        let at = offset + found;
+        if body[at] == b'"' {
+            return at + 1;
+        }
+        offset = at + 2;
+        if offset >= body.len() {
+            break;
+        }
+    }
+    body.len()
+}
+
+/// `metadata.namespace` of a raw object, when it has one.
+fn object_namespace(object: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct Object {
+        #[serde(default)]
+        metadata: Option<Metadata>,
+    }
+    #[derive(Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    serde_json::from_str::<Object>(object.get())
+        .ok()
+        .and_then(|object| object.metadata?.namespace)
+        .unwrap_or_default()
 }
 
 /// Answers one AdmissionReview body with no namespace knowledge.
@@ -221,7 +351,10 @@ pub fn answer_review(
         denial: None,
         resources: None,
     };
-    let mut response = AdmissionResponse::from(&request);
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = request.uid.clone();
+    response.allowed = true;
+    response.result = Status::default();
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
     if !is_pod {
         return Ok(answer(&api_version, &response, summary));
@@ -235,7 +368,7 @@ pub fn answer_review(
         .object
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
     let (pod, has_metadata, has_containers) =
-        into_pod(object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
+        into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
         summary.pod = pod
             .metadata
@@ -296,22 +429,25 @@ fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummar
     ReviewAnswer { body, summary }
 }
 
-/// Reads the object as a Pod; the flags say whether it had a `metadata` object and a
-/// `spec.containers` array (k8s-openapi reads a missing one as empty).
-fn into_pod(object: DynamicObject) -> Result<(Pod, bool, bool), String> {
-    let has_metadata = object.metadata != Default::default();
-    let mut data = object.data;
-    let has_containers = data
-        .pointer("/spec/containers")
-        .is_some_and(serde_json::Value::is_array);
-    let spec = match data.get_mut("spec").map(serde_json::Value::take) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(spec) => Some(serde_json::from_value::<PodSpec>(spec).map_err(|error| format!("spec: {error}"))?),
-    };
+/// Reads the object as a Pod; the flags say whether it had a `metadata` object and any
+/// container in `spec.containers` (k8s-openapi reads a missing or null list as empty).
+fn into_pod(object: &RawValue) -> Result<(Pod, bool, bool), String> {
+    let parsed: PodObject = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
+    let has_metadata = parsed.metadata.is_some();
+    let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
+        name: metadata.name,
+        generate_name: metadata.generate_name,
+        namespace: metadata.namespace,
+        labels: metadata.labels,
+        annotations: metadata.annotations,
+        owner_references: metadata.owner_references,
+        ..ObjectMeta::default()
+    });
+    let has_containers = parsed.spec.as_ref().is_some_and(|spec| !spec.containers.is_empty());
     Ok((
         Pod {
-            metadata: object.metadata,
-            spec,
+            metadata,
+            spec: parsed.spec,
             status: None,
         },
         has_metadata,
@@ -362,6 +498,37 @@ mod tests {
             error.to_string().contains("not UTF-8 (invalid byte at offset 66)"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(check_nesting(deep(MAX_NESTING).as_bytes()).is_ok());
+        let error = check_nesting(deep(MAX_NESTING + 1).as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("recursion limit exceeded"), "{error}");
+        let in_strings = format!(r#"{{"a": "{}", "b": "\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(check_nesting(in_strings.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn only_the_fields_the_engine_reads_are_kept() {
+        let object = json!({
+            "metadata": {
+                "name": "web", "namespace": "apps", "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+                "resourceVersion": "7",
+            },
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Pending"},
+        });
+        let raw = serde_json::value::to_raw_value(&object).unwrap();
+        let (pod, has_metadata, has_containers) = into_pod(&raw).unwrap();
+        assert!(has_metadata && has_containers);
+        assert_eq!(pod.metadata.name.as_deref(), Some("web"));
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+        assert!(pod.metadata.managed_fields.is_none() && pod.metadata.resource_version.is_none());
+        assert!(pod.status.is_none());
+        assert_eq!(pod.spec.unwrap().containers[0].name, "app");
     }
 
     #[test]
