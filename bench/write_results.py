@@ -252,8 +252,8 @@ def main():
             f"({load.get('pod_bytes')} bytes), HTTP/1.1 over TLS 1.3 on loopback, both servers in one process "
             f"(server runtime: 2 threads; client runtime: 2 threads, on the same 2 cores), baseline and "
             f"injector alternated over {load.get('rounds')} rounds per mode. The baseline is the same "
-            "axum + rustls stack (`serve_https`) whose handler parses the AdmissionReview with kube-core "
-            "and answers `allowed: true` with no patch. In handshake mode every request opens a new TCP "
+            "axum + rustls stack (`serve_https`) whose handler parses the AdmissionReview with the webhook's "
+            "own parser and writer and answers `allowed: true` with no engine and no patch. In handshake mode every request opens a new TCP "
             "connection with a full TLS handshake (no resumption). CPU per request is read per thread from "
             "/proc, so server and client work are split."
         )

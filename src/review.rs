@@ -202,6 +202,16 @@ pub struct ParsedReview {
 }
 
 impl ParsedReview {
+    /// The request uid, echoed in the response.
+    pub fn uid(&self) -> &str {
+        &self.request.uid
+    }
+
+    /// The AdmissionReview version, answered in kind.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
     /// The namespace the object is created in.
     pub fn namespace(&self) -> &str {
         &self.namespace

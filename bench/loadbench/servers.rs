@@ -1,7 +1,8 @@
 //! The two servers under load, started in this process on 127.0.0.1 ephemeral ports: the
 //! real webhook (`Server::bind` + `run`) and a baseline that runs the same axum + rustls
-//! stack (`serve_https`) with a handler that only parses the AdmissionReview with
-//! kube-core's types and answers `allowed: true` with no patch. Each has its own rcgen CA.
+//! stack (`serve_https`) with a handler that parses the AdmissionReview with the webhook's
+//! own parser (`parse_review`) and writes `allowed: true` with the webhook's own writer
+//! (`WireReview`), with no engine and no patch. Each has its own rcgen CA.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use kube_core::DynamicObject;
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube_core::admission::AdmissionResponse;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
+use sidecar_injector::review::{WireReview, parse_review};
 use sidecar_injector::server::Server;
 use sidecar_injector::server::https::serve_https;
 use sidecar_injector::server::tls::server_config;
@@ -98,17 +99,17 @@ fn baseline_router(max_body: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
 }
 
-/// Parses the review with kube-core and allows it, echoing the uid, with no patch.
+/// Parses the review as the webhook does and allows it, echoing the uid, with no patch.
 async fn allow(body: Bytes) -> Response {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(review) => review,
+    let parsed = match parse_review(&body) {
+        Ok(parsed) => parsed,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
-    };
-    match serde_json::to_vec(&AdmissionResponse::from(&request).into_review()) {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = parsed.uid().to_string();
+    response.allowed = true;
+    response.result = Default::default();
+    match serde_json::to_vec(&WireReview::new(parsed.api_version(), &response)) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
