@@ -225,6 +225,19 @@ impl Cluster {
             .await
     }
 
+    /// Dry-runs `pod` until its answer carries one proxy: the API server has picked up a newly
+    /// registered webhook (`what` names it in the error) and calls it.
+    pub async fn until_injected(&self, what: &str, namespace: &str, pod: &Pod) -> Result<(), String> {
+        crate::check::eventually(what, || async {
+            let answer = self.dry_run_pod(namespace, pod).await.context("dry-run pod")?;
+            match crate::pods::proxy_count(&answer) {
+                1 => Ok(()),
+                n => Err(format!("dry-run pod has {n} proxies")),
+            }
+        })
+        .await
+    }
+
     /// Reads a pod back; `None` if it was never stored.
     pub async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, String> {
         Api::<Pod>::namespaced(self.client.clone(), namespace)

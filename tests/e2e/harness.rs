@@ -18,7 +18,7 @@ use crate::cluster::{self, Cluster};
 use crate::control_plane::{Binaries, ControlPlane};
 use crate::deploy;
 use crate::injector::RunningInjector;
-use crate::pods::{proxy_count, test_pod};
+use crate::pods::test_pod;
 use crate::process::WorkDir;
 
 /// The namespace label that turns injection on, as Istio spells it.
@@ -137,18 +137,9 @@ impl Harness {
         let namespace = "e2e-ready";
         self.cluster.create_namespace(namespace, &[INJECTION_ENABLED]).await?;
         let probe = test_pod("probe", &[], &[]);
-        eventually("the API server calls the webhook", || async {
-            let pod = self
-                .cluster
-                .dry_run_pod(namespace, &probe)
-                .await
-                .context("dry-run pod")?;
-            match proxy_count(&pod) {
-                1 => Ok(()),
-                n => Err(format!("dry-run pod has {n} proxies")),
-            }
-        })
-        .await
+        self.cluster
+            .until_injected("the API server calls the webhook", namespace, &probe)
+            .await
     }
 
     /// A scratch folder for this run.

@@ -15,11 +15,11 @@
 
 use k8s_openapi::api::core::v1::{Capabilities, Container, Pod, SeccompProfile, SecurityContext};
 
-use crate::check::{Context, Outcome, ensure, eventually};
+use crate::check::{Context, Outcome, ensure};
 use crate::deploy::{self, REVISION_LABEL};
 use crate::harness::Harness;
 use crate::injector::RunningInjector;
-use crate::pods::{INIT, PROXY, VALIDATION, container, layout, proxy_count, test_pod};
+use crate::pods::{INIT, PROXY, VALIDATION, container, layout, test_pod};
 
 const CONFIGURATION: &str = "sidecar-injector-e2e-restricted";
 /// The revision the second injector serves.
@@ -88,18 +88,10 @@ pub async fn run(harness: &Harness) -> Outcome {
 /// layout.
 async fn admitted_when_native_and_cni(harness: &Harness, namespace: &str) -> Result<String, String> {
     let pod = restricted_app("native-cni");
-    eventually("the API server calls the revision's injector", || async {
-        let answer = harness
-            .cluster
-            .dry_run_pod(namespace, &pod)
-            .await
-            .context("dry-run pod")?;
-        match proxy_count(&answer) {
-            1 => Ok(()),
-            n => Err(format!("dry-run pod has {n} proxies")),
-        }
-    })
-    .await?;
+    harness
+        .cluster
+        .until_injected("the API server calls the revision's injector", namespace, &pod)
+        .await?;
     let stored = harness
         .cluster
         .create_pod(namespace, &pod)
