@@ -19,6 +19,8 @@
 mod annotator;
 mod check;
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod control_plane;
 mod corpus;
 mod deploy;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{Value, json};
+use serde_json::json;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
@@ -341,24 +341,7 @@ pub fn review_body(uid: &str) -> Vec<u8> {
         "metadata": {"name": "web", "namespace": "apps"},
         "spec": {"containers": [{"name": "app", "image": "nginx"}]}
     });
-    serde_json::to_vec(&review_of(uid, "apps", &pod)).unwrap()
-}
-
-/// An AdmissionReview v1 CREATE for `pod`.
-pub fn review_of(uid: &str, namespace: &str, pod: &Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "test"},
-            "object": pod,
-        }
-    })
+    serde_json::to_vec(&crate::common::pod_review(uid, "apps", &pod)).unwrap()
 }
 
 /// Checks a 200 AdmissionReview answer for `uid` that allows the pod.

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::binary::Binary;
-use crate::fixture::{Client, admin_get, bundle, eventually, review_of};
+use crate::common::pod_review;
+use crate::fixture::{Client, admin_get, bundle, eventually};
 
 /// A pod that varies with `n`, so the engine takes several paths.
 fn body(n: u64) -> Vec<u8> {
@@ -31,7 +32,7 @@ fn body(n: u64) -> Vec<u8> {
         "metadata": {"name": format!("soak-{n}"), "labels": {"app": "soak"}, "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}
     });
-    serde_json::to_vec(&review_of(&format!("soak-{n}"), "apps", &pod)).unwrap()
+    serde_json::to_vec(&pod_review(&format!("soak-{n}"), "apps", &pod)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,13 +21,14 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::server::tls::parse_pem;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::check::{Context, Outcome, ensure, eventually};
+use crate::common::pod_review;
 use crate::deploy::{self, REVISION_LABEL};
 use crate::harness::Harness;
 use crate::injector::{HANDSHAKE_FAILURES, REQUESTS, RunningInjector};
@@ -77,18 +78,10 @@ async fn check(harness: &Harness, injector: &RunningInjector, identity: &CertBun
 /// injected by that call; returns what was seen.
 async fn injected_through_api_server(harness: &Harness, injector: &RunningInjector) -> Result<String, String> {
     let pod = test_pod("mtls", &[], &[]);
-    eventually("the API server calls the mTLS injector", || async {
-        let answer = harness
-            .cluster
-            .dry_run_pod(NAMESPACE, &pod)
-            .await
-            .context("dry-run pod")?;
-        match proxy_count(&answer) {
-            1 => Ok(()),
-            n => Err(format!("dry-run pod has {n} proxies")),
-        }
-    })
-    .await?;
+    harness
+        .cluster
+        .until_injected("the API server calls the mTLS injector", NAMESPACE, &pod)
+        .await?;
     let before = injector.counter(REQUESTS).await?;
     let stored = harness
         .cluster
@@ -234,20 +227,7 @@ fn client_config(server_ca_pem: &str, identity: Option<&CertBundle>) -> Result<A
 /// An AdmissionReview v1 CREATE of a test pod in this scenario's namespace.
 fn review(uid: &str) -> Result<Vec<u8>, String> {
     let pod = serde_json::to_value(test_pod("direct", &[], &[])).context("serializing the pod")?;
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": NAMESPACE,
-            "operation": "CREATE",
-            "userInfo": {"username": "e2e"},
-            "object": pod,
-        }
-    }))
-    .context("serializing the review")
+    serde_json::to_vec(&pod_review(uid, NAMESPACE, &pod)).context("serializing the review")
 }
 
 /// An error and its sources, joined with `: ` (hyper's own message omits the I/O cause).
