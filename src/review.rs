@@ -361,10 +361,7 @@ pub fn answer_review(
         denial: None,
         resources: None,
     };
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = request.uid.clone();
-    response.allowed = true;
-    response.result = Status::default();
+    let mut response = allowed(&request.uid);
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
     if !is_pod {
         return Ok(answer(&api_version, &response, summary));
@@ -432,6 +429,16 @@ pub fn answer_review(
         }
     }
     Ok(answer(&api_version, &response, summary))
+}
+
+/// A response allowing request `uid`, with no patch yet. (kube-core's `AdmissionResponse::from`
+/// needs its own request type, so this starts from `invalid` and sets the fields.)
+pub fn allowed(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = true;
+    response.result = Status::default();
+    response
 }
 
 fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummary) -> ReviewAnswer {

@@ -554,10 +554,9 @@ fn templates(document: &Value) -> Vec<Template> {
             .flat_map(templates)
             .collect();
     }
-    let Some(path) = sidecar_injector::offline::template_path(kind) else {
+    let Some(pointer) = template_pointer(kind) else {
         return Vec::new();
     };
-    let pointer: String = path.iter().map(|token| format!("/{token}")).collect();
     let Some(template) = document.pointer(&pointer) else {
         return Vec::new();
     };
@@ -844,11 +843,16 @@ fn take_templates(document: &mut Value) -> Vec<Option<Value>> {
             .flat_map(take_templates)
             .collect();
     }
-    let Some(path) = sidecar_injector::offline::template_path(&kind) else {
+    let Some(pointer) = template_pointer(&kind) else {
         return Vec::new();
     };
-    let pointer: String = path.iter().map(|token| format!("/{token}")).collect();
     vec![document.pointer_mut(&pointer).map(Value::take)]
+}
+
+/// The JSON pointer of a workload kind's pod template, as offline `inject` finds it.
+fn template_pointer(kind: &str) -> Option<String> {
+    let path = sidecar_injector::offline::template_path(kind)?;
+    Some(path.iter().map(|token| format!("/{token}")).collect())
 }
 
 /// The per-case table, and the cases expected to match that did not.

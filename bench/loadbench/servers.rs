@@ -13,11 +13,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use kube_core::admission::AdmissionResponse;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
-use sidecar_injector::review::{WireReview, parse_review};
+use sidecar_injector::review::{WireReview, allowed, parse_review};
 use sidecar_injector::server::Server;
 use sidecar_injector::server::https::serve_https;
 use sidecar_injector::server::tls::server_config;
@@ -105,11 +104,7 @@ async fn allow(body: Bytes) -> Response {
         Ok(parsed) => parsed,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = parsed.uid().to_string();
-    response.allowed = true;
-    response.result = Default::default();
-    match serde_json::to_vec(&WireReview::new(parsed.api_version(), &response)) {
+    match serde_json::to_vec(&WireReview::new(parsed.api_version(), &allowed(parsed.uid()))) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }

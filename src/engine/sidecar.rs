@@ -119,7 +119,10 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             && let Some(mounts) = object.get_mut("volumeMounts").and_then(Value::as_array_mut)
         {
             // Istio's template mounts it just before the pod info.
-            let before_pod_info = mounts.len().saturating_sub(1);
+            let before_pod_info = mounts
+                .iter()
+                .position(|mount| mount["name"] == "istio-podinfo")
+                .unwrap_or(mounts.len());
             mounts.insert(
                 before_pod_info,
                 json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}),
