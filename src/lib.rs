@@ -7,11 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
-pub mod config;
-pub mod engine;
 pub mod explain;
 pub mod offline;
-pub mod quantity;
-pub mod reinject;
 pub mod review;
 pub mod server;
+
+/// The engine crate, under the path the adapters and tests have always used.
+pub use sidecar_injector_engine as engine;
+pub use sidecar_injector_engine::{config, quantity, reinject};

@@ -15,7 +15,7 @@ use super::{FieldKey, ProxyResources, Resource, Side, Source};
 pub fn app_is_guaranteed(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else { return false };
     let guaranteed = |container: &Container| {
-        if crate::engine::decision::is_injected_container(&container.name) {
+        if crate::decision::is_injected_container(&container.name) {
             return true;
         }
         let Some(resources) = container.resources.as_ref() else {
@@ -29,7 +29,7 @@ pub fn app_is_guaranteed(pod: &Pod) -> bool {
     };
     spec.containers
         .iter()
-        .any(|c| !crate::engine::decision::is_injected_container(&c.name))
+        .any(|c| !crate::decision::is_injected_container(&c.name))
         && spec.containers.iter().all(guaranteed)
         && spec.init_containers.iter().flatten().all(guaranteed)
 }

@@ -1,9 +1,14 @@
-//! The pure injection engine: decide → resolve resources → build sidecar → build patch.
+//! The pure injection engine of sidecar-injector: decide → resolve resources → build sidecar
+//! → build patch.
 //!
-//! Nothing here does I/O. The webhook server, offline `inject` and the tests all call
+//! Nothing here does I/O, and the crate depends on no async runtime, HTTP, TLS or Kubernetes
+//! client crate, so the compiler keeps it pure. The webhook server, offline `inject` and the tests all call
 //! [`Injector::inject`], so they cannot disagree. The engine reads the pod through
 //! k8s-openapi types and answers with the RFC 6902 patch that adds the sidecar.
 
+#![forbid(unsafe_code)]
+
+pub mod config;
 pub mod decision;
 pub mod error;
 pub mod metadata;
@@ -13,6 +18,8 @@ pub mod patch;
 pub mod probes;
 pub mod prometheus;
 pub mod proxy_config;
+pub mod quantity;
+pub mod reinject;
 pub mod resources;
 pub mod selector;
 pub mod sidecar;

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Container, LimitRange, Pod};
 use super::bounds::FieldBounds;
 use super::ratio::request_or_limit;
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
-use crate::engine::error::InjectError;
+use crate::error::InjectError;
 use crate::quantity::{Quantity, ResourceKind};
 
 /// A constraint value and the LimitRange it came from.
@@ -351,7 +351,7 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
         Side::Limit => amounts.limit,
     };
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
-    let app = |c: &&Container| !crate::engine::decision::is_injected_container(&c.name);
+    let app = |c: &&Container| !crate::decision::is_injected_container(&c.name);
     for container in spec.containers.iter().filter(app) {
         regular.push(pick(container_amounts(container, resource))?);
     }

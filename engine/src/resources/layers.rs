@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::ratio::{RATIO_FORMS, Ratio, app_requests, ratio_annotation};
 use super::{Field, FieldKey, FieldValues, ProxyResources, Resource, Side, Source, Tuning};
 use crate::config::{ConfigError, ResourceDefaults, ResourceMerge, examples_for};
-use crate::engine::error::{InjectError, quoted};
+use crate::error::{InjectError, quoted};
 use crate::quantity::Quantity;
 
 /// Annotation choosing a profile, on the pod or its namespace.
@@ -171,7 +171,7 @@ fn override_resources(pod: &Pod) -> FieldValues {
         .containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == crate::engine::decision::PROXY_CONTAINER);
+        .find(|c| c.name == crate::decision::PROXY_CONTAINER);
     let Some(resources) = proxy.and_then(|c| c.resources.as_ref()) else {
         return values;
     };

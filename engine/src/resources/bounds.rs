@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{FieldKey, ProxyResources, Side};
 use crate::config::{BoundSpec, ConfigError, OnViolation, examples_for};
-use crate::engine::error::{InjectError, quoted};
+use crate::error::{InjectError, quoted};
 use crate::quantity::Quantity;
 
 /// Namespace annotation tightening the bounds.

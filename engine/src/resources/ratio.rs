@@ -71,7 +71,7 @@ pub fn app_requests(pod: &Pod, resource: Resource) -> i64 {
     pod.spec
         .iter()
         .flat_map(|spec| spec.containers.iter())
-        .filter(|container| !crate::engine::decision::is_injected_container(&container.name))
+        .filter(|container| !crate::decision::is_injected_container(&container.name))
         .filter_map(|container| container.resources.as_ref())
         .filter_map(|resources| request_or_limit(resources.requests.as_ref(), resources.limits.as_ref(), resource))
         .fold(0i64, i64::saturating_add)

@@ -458,7 +458,7 @@ impl InjectConfig {
 
     /// Checks values that the schema alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::engine::resources::Tuning::from_config(self)?;
+        crate::resources::Tuning::from_config(self)?;
         if !(1..=100).contains(&self.go_mem_limit_percent) {
             return Err(ConfigError::Invalid {
                 key: "goMemLimitPercent".into(),
@@ -496,7 +496,7 @@ impl InjectConfig {
                 reason: "must be Always, IfNotPresent or Never".into(),
             });
         }
-        crate::engine::traffic::validate_config(self)?;
+        crate::traffic::validate_config(self)?;
         Ok(())
     }
 }
@@ -516,7 +516,7 @@ mod tests {
     #[test]
     fn empty_file_gives_istio_defaults() {
         let config = InjectConfig::from_yaml("", "test").unwrap();
-        let tuning = crate::engine::resources::Tuning::from_config(&config).unwrap();
+        let tuning = crate::resources::Tuning::from_config(&config).unwrap();
         let units: Vec<Option<i64>> = tuning.defaults.iter().map(|q| q.map(|q| q.units())).collect();
         assert_eq!(
             units,
@@ -559,7 +559,7 @@ mod tests {
 
     #[test]
     fn shipped_example_config_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.yaml");
         let config = InjectConfig::load(&path).unwrap();
         assert_eq!(config.resource_merge, ResourceMerge::PerField);
     }

@@ -13,9 +13,9 @@
 
 use serde_json::Value;
 
-use crate::engine::decision::PROXY_CONTAINER;
-use crate::engine::overrides::OVERRIDES_ANNOTATION;
-use crate::engine::prometheus::{PATH, PORT, SCRAPE, SCRAPE_TARGETS};
+use crate::decision::PROXY_CONTAINER;
+use crate::overrides::OVERRIDES_ANNOTATION;
+use crate::prometheus::{PATH, PORT, SCRAPE, SCRAPE_TARGETS};
 
 const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
 
