@@ -16,9 +16,9 @@ use super::selector::selector_matches;
 use crate::config::{InjectConfig, InjectionPolicy};
 
 /// The label, and annotation, through which a pod opts in or out.
-pub const INJECT_KEY: &str = "sidecar.istio.io/inject";
+pub use crate::annotations::INJECT as INJECT_KEY;
 /// The annotation that marks a pod as injected.
-pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+pub use crate::annotations::STATUS as STATUS_ANNOTATION;
 /// The name of the proxy container.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 

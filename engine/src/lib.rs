@@ -8,9 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod annotations;
+mod capture_lists;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod fields;
 pub mod metadata;
 pub mod openshift;
 pub mod overrides;
@@ -43,7 +46,7 @@ use self::workload::Workload;
 use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode, Platform};
 
 /// Annotation that turns native sidecar mode on or off for one pod.
-pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+pub use crate::annotations::NATIVE_SIDECAR;
 
 /// One pod to consider, with what the engine cannot read from the pod itself.
 #[derive(Debug, Clone, Copy)]

@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 
-/// The namespace's UID range.
-pub const UID_RANGE: &str = "openshift.io/sa.scc.uid-range";
 /// The namespace's supplemental group range.
-pub const SUPPLEMENTAL_GROUPS: &str = "openshift.io/sa.scc.supplemental-groups";
+pub use crate::annotations::OPENSHIFT_SUPPLEMENTAL_GROUPS as SUPPLEMENTAL_GROUPS;
+/// The namespace's UID range.
+pub use crate::annotations::OPENSHIFT_UID_RANGE as UID_RANGE;
 
 /// The proxy's UID and GID from the namespace's annotations; `None` when there is no valid
 /// UID range.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::decision::PROXY_CONTAINER;
 
 /// Where istiod records the user's override containers, so re-injection can reapply them.
-pub const OVERRIDES_ANNOTATION: &str = "proxy.istio.io/overrides";
+pub use crate::annotations::OVERRIDES as OVERRIDES_ANNOTATION;
 
 /// Where a user's container stands in the pod.
 #[derive(Debug, Clone, PartialEq)]

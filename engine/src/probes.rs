@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::decision::parse_choice;
 
 /// Annotation turning probe rewriting on or off for one pod.
-pub const REWRITE_PROBES: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+pub use crate::annotations::REWRITE_PROBES;
 
 /// One probe to rewrite.
 #[derive(Debug, Clone, PartialEq)]

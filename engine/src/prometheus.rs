@@ -10,16 +10,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-/// Scrape switch annotation.
-pub const SCRAPE: &str = "prometheus.io/scrape";
-/// Scrape port annotation.
-pub const PORT: &str = "prometheus.io/port";
-/// Scrape path annotation.
-pub const PATH: &str = "prometheus.io/path";
-/// Several `port:path` targets.
-pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 /// Per-pod switch for merging.
-pub const MERGE_METRICS: &str = "prometheus.istio.io/merge-metrics";
+pub use crate::annotations::PROMETHEUS_MERGE_METRICS as MERGE_METRICS;
+/// Scrape path annotation.
+pub use crate::annotations::PROMETHEUS_PATH as PATH;
+/// Scrape port annotation.
+pub use crate::annotations::PROMETHEUS_PORT as PORT;
+/// Scrape switch annotation.
+pub use crate::annotations::PROMETHEUS_SCRAPE as SCRAPE;
+/// Several `port:path` targets.
+pub use crate::annotations::PROMETHEUS_SCRAPE_TARGETS as SCRAPE_TARGETS;
 /// The dotted spelling of [`SCRAPE`] some charts write; `"false"` opts out as istiod reads it.
 const SCRAPE_DOTTED: &str = "prometheus.io.scrape";
 /// Where the agent serves merged metrics. istiod writes this port whatever the status port.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::{InjectError, quoted};
 
 /// Per-pod ProxyConfig annotation.
-pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
+pub use crate::annotations::PROXY_CONFIG;
 
 /// The parsed annotation and the settings read from it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,7 +37,7 @@ impl ProxyConfig {
             annotation: PROXY_CONFIG.into(),
             value: quoted(text),
             reason,
-            accepted: "a ProxyConfig mapping in YAML or JSON, e.g. {\"concurrency\": 2}",
+            accepted: crate::annotations::PROXY_CONFIG_FORMS,
         };
         let value: Value = serde_yaml::from_str(text).map_err(|error| invalid(error.to_string()))?;
         let raw = match value {

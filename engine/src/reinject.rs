@@ -17,7 +17,7 @@ use crate::decision::PROXY_CONTAINER;
 use crate::overrides::OVERRIDES_ANNOTATION;
 use crate::prometheus::{PATH, PORT, SCRAPE, SCRAPE_TARGETS};
 
-const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+use crate::annotations::STATUS as STATUS_ANNOTATION;
 
 /// Removes a previous injection from a pod (or pod template) given as JSON; a template
 /// without the status annotation is left as it is.

@@ -325,10 +325,10 @@ fn pod_ports_json(pod: &Pod) -> String {
 }
 
 /// Annotation overriding the proxy image.
-pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
-const READINESS_INITIAL_DELAY: &str = "readiness.status.sidecar.istio.io/initialDelaySeconds";
-const READINESS_PERIOD: &str = "readiness.status.sidecar.istio.io/periodSeconds";
-const READINESS_FAILURE_THRESHOLD: &str = "readiness.status.sidecar.istio.io/failureThreshold";
+pub use crate::annotations::PROXY_IMAGE;
+use crate::annotations::READINESS_FAILURE_THRESHOLD;
+use crate::annotations::READINESS_INITIAL_DELAY;
+use crate::annotations::READINESS_PERIOD;
 
 /// The proxy's readiness probe from the `readiness.status.sidecar.istio.io/*` annotations
 /// over the config; `None` when the status port is 0.
@@ -350,7 +350,7 @@ pub fn readiness_probe(
                     annotation: key.into(),
                     value: super::error::quoted(text),
                     reason: "it is not a whole number of seconds or tries".into(),
-                    accepted: "a whole number 0 or more, e.g. 10",
+                    accepted: crate::annotations::WHOLE_NUMBER_FORMS,
                 }),
         }
     };

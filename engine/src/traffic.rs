@@ -5,31 +5,31 @@
 //! through as written, so the arguments match istiod's byte for byte.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use super::error::{InjectError, quoted};
-use crate::config::{ConfigError, InjectConfig, InterceptionMode};
+use crate::capture_lists::{ListKind, check_list};
+use crate::config::{InjectConfig, InterceptionMode};
 
-/// Outbound CIDRs to capture (`*` for all).
-pub const INCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
-/// Outbound CIDRs to bypass.
-pub const EXCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
-/// Inbound ports to capture (`*` for all).
-pub const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
 /// Inbound ports to bypass.
-pub const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
-/// Outbound ports to capture.
-pub const INCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeOutboundPorts";
+pub use crate::annotations::EXCLUDE_INBOUND_PORTS;
+/// Outbound CIDRs to bypass.
+pub use crate::annotations::EXCLUDE_OUTBOUND_IP_RANGES;
 /// Outbound ports to bypass.
-pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
-/// KubeVirt interfaces whose traffic is captured.
-pub const KUBEVIRT_INTERFACES: &str = "traffic.sidecar.istio.io/kubevirtInterfaces";
-/// Newer name for the same interface list.
-pub const REROUTE_VIRTUAL_INTERFACES: &str = "istio.io/reroute-virtual-interfaces";
+pub use crate::annotations::EXCLUDE_OUTBOUND_PORTS;
+/// Inbound ports to capture (`*` for all).
+pub use crate::annotations::INCLUDE_INBOUND_PORTS;
+/// Outbound CIDRs to capture (`*` for all).
+pub use crate::annotations::INCLUDE_OUTBOUND_IP_RANGES;
+/// Outbound ports to capture.
+pub use crate::annotations::INCLUDE_OUTBOUND_PORTS;
 /// Interception mode override.
-pub const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
+pub use crate::annotations::INTERCEPTION_MODE;
+/// KubeVirt interfaces whose traffic is captured.
+pub use crate::annotations::KUBEVIRT_INTERFACES;
+/// Newer name for the same interface list.
+pub use crate::annotations::REROUTE_VIRTUAL_INTERFACES;
 /// Status port override.
-pub const STATUS_PORT: &str = "status.sidecar.istio.io/port";
+pub use crate::annotations::STATUS_PORT;
 
 /// Envoy's outbound capture port.
 const PROXY_OUTBOUND_PORT: &str = "15001";
@@ -39,74 +39,6 @@ const PROXY_INBOUND_PORT: &str = "15006";
 const PROXY_OWN_PORTS: &str = "15090,15021";
 /// The proxy's uid, whose traffic is not captured.
 pub const PROXY_UID: i64 = 1337;
-
-/// The form a list annotation takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListKind {
-    /// Ports 1-65535.
-    Ports { wildcard: bool },
-    /// IPv4 or IPv6 CIDRs.
-    Cidrs { wildcard: bool },
-}
-
-impl ListKind {
-    fn accepted(self) -> &'static str {
-        match self {
-            ListKind::Ports { wildcard: true } => "\"*\" or comma-separated ports 1-65535, e.g. 80,8080",
-            ListKind::Ports { wildcard: false } => "comma-separated ports 1-65535, e.g. 80,8080",
-            ListKind::Cidrs { wildcard: true } => "\"*\" or comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8",
-            ListKind::Cidrs { wildcard: false } => "comma-separated CIDRs, e.g. 10.0.0.0/8,fd00::/8",
-        }
-    }
-}
-
-/// Checks one list value, returning the reason it is wrong.
-fn check_list(value: &str, kind: ListKind) -> Result<(), String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Ok(());
-    }
-    let wildcard_allowed = matches!(
-        kind,
-        ListKind::Ports { wildcard: true } | ListKind::Cidrs { wildcard: true }
-    );
-    if trimmed == "*" {
-        return if wildcard_allowed {
-            Ok(())
-        } else {
-            Err("\"*\" is not allowed here".into())
-        };
-    }
-    for item in trimmed.split(',') {
-        let item = item.trim();
-        if item.is_empty() {
-            return Err("it has an empty item".into());
-        }
-        match kind {
-            ListKind::Ports { .. } => check_port(item)?,
-            ListKind::Cidrs { .. } => check_cidr(item)?,
-        }
-    }
-    Ok(())
-}
-
-fn check_port(item: &str) -> Result<(), String> {
-    match item.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(()),
-        _ => Err(format!("{} is not a port 1-65535", quoted(item))),
-    }
-}
-
-fn check_cidr(item: &str) -> Result<(), String> {
-    let invalid = || format!("{} is not a CIDR", quoted(item));
-    let (address, prefix) = item.split_once('/').ok_or_else(invalid)?;
-    let address: IpAddr = address.parse().map_err(|_| invalid())?;
-    let max_prefix = if address.is_ipv4() { 32 } else { 128 };
-    match prefix.parse::<u8>() {
-        Ok(bits) if bits <= max_prefix && !prefix.starts_with('+') => Ok(()),
-        _ => Err(invalid()),
-    }
-}
 
 /// The validated traffic settings for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +86,7 @@ impl TrafficSettings {
             Some(text) => InterceptionMode::parse(text).ok_or_else(|| InjectError::InvalidChoice {
                 annotation: INTERCEPTION_MODE.into(),
                 value: quoted(text),
-                accepted: "REDIRECT, TPROXY or NONE",
+                accepted: crate::annotations::INTERCEPTION_MODE_FORMS,
             })?,
         };
         let status_port = match get(STATUS_PORT) {
@@ -163,7 +95,7 @@ impl TrafficSettings {
                 annotation: STATUS_PORT.into(),
                 value: quoted(text),
                 reason: "it is not a port".into(),
-                accepted: "a port 0-65535 (0 disables the status server)",
+                accepted: crate::annotations::STATUS_PORT_FORMS,
             })?,
         };
         let virtual_interfaces = get(REROUTE_VIRTUAL_INTERFACES)
@@ -296,42 +228,8 @@ impl TrafficSettings {
     }
 }
 
-/// Checks the traffic defaults in the config file with the same rules as annotations.
-pub fn validate_config(config: &InjectConfig) -> Result<(), ConfigError> {
-    let checks = [
-        (
-            "includeOutboundIPRanges",
-            &config.include_outbound_ip_ranges,
-            ListKind::Cidrs { wildcard: true },
-        ),
-        (
-            "excludeOutboundIPRanges",
-            &config.exclude_outbound_ip_ranges,
-            ListKind::Cidrs { wildcard: false },
-        ),
-        (
-            "excludeInboundPorts",
-            &config.exclude_inbound_ports,
-            ListKind::Ports { wildcard: false },
-        ),
-        (
-            "excludeOutboundPorts",
-            &config.exclude_outbound_ports,
-            ListKind::Ports { wildcard: false },
-        ),
-    ];
-    for (key, value, kind) in checks {
-        check_list(value, kind).map_err(|reason| ConfigError::Invalid {
-            key: key.into(),
-            value: value.clone(),
-            reason: format!("{reason} (accepted: {})", kind.accepted()),
-        })?;
-    }
-    Ok(())
-}
-
 /// Multus' network list annotation.
-pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+pub use crate::annotations::MULTUS_NETWORKS;
 
 /// `k8s.v1.cni.cncf.io/networks` with Istio CNI's attachment in `namespace` added to the
 /// pod's own list, flat (`a, b`) or JSON, whichever the pod used.

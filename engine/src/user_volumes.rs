@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use super::error::{InjectError, quoted};
 
 /// Volumes for the proxy, by name.
-pub const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
+pub use crate::annotations::USER_VOLUME;
 /// Mounts for the proxy, by volume name.
-pub const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
+pub use crate::annotations::USER_VOLUME_MOUNT;
 
 /// The volumes and mounts the annotations ask for, as JSON ready for the patch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,15 +28,11 @@ pub struct UserVolumes {
 /// Reads and validates both annotations.
 pub fn user_volumes(annotations: Option<&BTreeMap<String, String>>) -> Result<UserVolumes, InjectError> {
     Ok(UserVolumes {
-        volumes: parse::<Volume>(
-            annotations,
-            USER_VOLUME,
-            "a Kubernetes volume, e.g. {\"certs\":{\"secret\":{\"secretName\":\"x\"}}}",
-        )?,
+        volumes: parse::<Volume>(annotations, USER_VOLUME, crate::annotations::USER_VOLUME_FORMS)?,
         mounts: parse::<VolumeMount>(
             annotations,
             USER_VOLUME_MOUNT,
-            "a volume mount, e.g. {\"certs\":{\"mountPath\":\"/etc/certs\",\"readOnly\":true}}",
+            crate::annotations::USER_VOLUME_MOUNT_FORMS,
         )?,
     })
 }

@@ -1,9 +1,8 @@
-//! Every annotation the engine parses (traffic ports, CIDRs and interfaces, status port,
-//! interception mode, resources, ratios, profile, inject, native sidecar, and the
-//! `proxy.istio.io/config` ProxyConfig), through the full engine: never panics, and an
-//! injected pod's patch applies.
+//! Every pod annotation in the engine's registry (`engine/src/annotations.rs`), through the
+//! full engine: never panics, and an injected pod's patch applies.
 //!
-//! The input is split on NUL bytes; the pieces become the values of the keys below, in order.
+//! The input is split on NUL bytes; the pieces become the values of the registry keys, in
+//! registry order. The `all` seed holds every key's sample value.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -12,30 +11,18 @@ use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use sidecar_injector::config::InjectConfig;
+use sidecar_injector::engine::annotations::{self, REGISTRY, Scope};
 use sidecar_injector::engine::Injector;
 use sidecar_injector::review::review;
 
-const KEYS: &[&str] = &[
-    "traffic.sidecar.istio.io/includeOutboundIPRanges",
-    "traffic.sidecar.istio.io/excludeOutboundIPRanges",
-    "traffic.sidecar.istio.io/includeInboundPorts",
-    "traffic.sidecar.istio.io/excludeInboundPorts",
-    "traffic.sidecar.istio.io/includeOutboundPorts",
-    "traffic.sidecar.istio.io/excludeOutboundPorts",
-    "traffic.sidecar.istio.io/kubevirtInterfaces",
-    "status.sidecar.istio.io/port",
-    "sidecar.istio.io/interceptionMode",
-    "proxy.istio.io/config",
-    "sidecar.istio.io/proxyCPU",
-    "sidecar.istio.io/proxyMemory",
-    "sidecar.istio.io/proxyCPULimit",
-    "sidecar.istio.io/proxyMemoryLimit",
-    "sidecar-injector.io/proxyCPURatio",
-    "sidecar-injector.io/proxyMemoryRatio",
-    "sidecar-injector.io/profile",
-    "sidecar.istio.io/inject",
-    "sidecar.istio.io/nativeSidecar",
-];
+/// Every pod annotation in the registry except the status marker (which only skips).
+static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    REGISTRY
+        .iter()
+        .filter(|row| row.scope != Scope::Namespace && row.key != annotations::STATUS)
+        .map(|row| row.key)
+        .collect()
+});
 
 static INJECTOR: LazyLock<Injector> =
     LazyLock::new(|| Injector::new(InjectConfig::default()).expect("the default config is valid"));

@@ -11,88 +11,13 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{FieldKey, ProxyResources, Side};
-use crate::config::{BoundSpec, ConfigError, OnViolation, examples_for};
+use crate::config::OnViolation;
 use crate::error::{InjectError, quoted};
+use crate::fields::{Bound, FieldBounds};
 use crate::quantity::Quantity;
 
 /// Namespace annotation tightening the bounds.
-pub const BOUNDS_ANNOTATION: &str = "sidecar-injector.io/bounds";
-
-/// One end of a range and who set it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bound {
-    /// The value.
-    pub value: Quantity,
-    /// `cluster` or `namespace`.
-    pub origin: &'static str,
-}
-
-/// A field's allowed range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Range {
-    /// Smallest allowed value.
-    pub min: Option<Bound>,
-    /// Largest allowed value.
-    pub max: Option<Bound>,
-}
-
-/// A range per field.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldBounds {
-    ranges: [Range; 6],
-}
-
-impl FieldBounds {
-    /// The range of one field.
-    pub fn range(&self, key: FieldKey) -> &Range {
-        &self.ranges[key.index()]
-    }
-
-    /// Parses the config's `bounds`.
-    pub fn from_config(specs: &BTreeMap<String, BoundSpec>) -> Result<FieldBounds, ConfigError> {
-        let mut bounds = FieldBounds::default();
-        for (name, spec) in specs {
-            let key = FieldKey::parse(name).ok_or_else(|| ConfigError::Invalid {
-                key: format!("bounds.{name}"),
-                value: name.clone(),
-                reason: "is not a field; use cpu.request, cpu.limit, memory.request, memory.limit, ephemeral-storage.request or ephemeral-storage.limit".into(),
-            })?;
-            let parse = |end: &str, text: &Option<String>| -> Result<Option<Bound>, ConfigError> {
-                text.as_deref()
-                    .map(|text| {
-                        let kind = key.resource.kind();
-                        Quantity::parse(text, kind)
-                            .map(|value| Bound {
-                                value,
-                                origin: "cluster",
-                            })
-                            .map_err(|reason| ConfigError::Quantity {
-                                key: format!("bounds.{name}.{end}"),
-                                value: text.into(),
-                                reason,
-                                examples: examples_for(kind),
-                            })
-                    })
-                    .transpose()
-            };
-            let range = Range {
-                min: parse("min", &spec.min)?,
-                max: parse("max", &spec.max)?,
-            };
-            if let (Some(min), Some(max)) = (&range.min, &range.max)
-                && min.value.units() > max.value.units()
-            {
-                return Err(ConfigError::Invalid {
-                    key: format!("bounds.{name}"),
-                    value: format!("min {} max {}", min.value, max.value),
-                    reason: "min is above max".into(),
-                });
-            }
-            bounds.ranges[key.index()] = range;
-        }
-        Ok(bounds)
-    }
-}
+pub use crate::annotations::BOUNDS as BOUNDS_ANNOTATION;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +38,7 @@ pub fn effective_bounds(
         annotation: format!("{BOUNDS_ANNOTATION} (on the namespace)"),
         value: quoted(text),
         reason,
-        accepted: "JSON like {\"cpu.limit\":{\"max\":\"2\"},\"memory.request\":{\"min\":\"64Mi\"}}",
+        accepted: crate::annotations::BOUNDS_FORMS,
     };
     let parsed: BTreeMap<String, NamespaceBound> =
         serde_json::from_str(text).map_err(|error| invalid(error.to_string()))?;
@@ -127,7 +52,7 @@ pub fn effective_bounds(
             })
             .transpose()
         };
-        let range = &mut bounds.ranges[key.index()];
+        let range = bounds.range_mut(key);
         if let Some(min) = parse(spec.min)?
             && range
                 .min

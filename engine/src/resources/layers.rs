@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::ratio::{RATIO_FORMS, Ratio, app_requests, ratio_annotation};
 use super::{Field, FieldKey, FieldValues, ProxyResources, Resource, Side, Source, Tuning};
-use crate::config::{ConfigError, ResourceDefaults, ResourceMerge, examples_for};
+use crate::config::{ResourceMerge, examples_for};
 use crate::error::{InjectError, quoted};
 use crate::quantity::Quantity;
 
 /// Annotation choosing a profile, on the pod or its namespace.
-pub const PROFILE: &str = "sidecar-injector.io/profile";
+pub use crate::annotations::PROFILE;
 
 /// Which object an annotation is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,32 +40,6 @@ impl Level {
             Level::Namespace => Source::NamespaceAnnotation(annotation),
         }
     }
-}
-
-/// Parses config amounts (`requests`/`limits` maps) into per-field values.
-pub fn parse_amounts(prefix: &str, amounts: &ResourceDefaults) -> Result<FieldValues, ConfigError> {
-    let mut values: FieldValues = [None; 6];
-    for key in FieldKey::ALL {
-        let (side_name, side) = match key.side {
-            Side::Request => ("requests", &amounts.requests),
-            Side::Limit => ("limits", &amounts.limits),
-        };
-        let text = match key.resource {
-            Resource::Cpu => &side.cpu,
-            Resource::Memory => &side.memory,
-            Resource::EphemeralStorage => &side.ephemeral_storage,
-        };
-        if let Some(text) = text {
-            let kind = key.resource.kind();
-            values[key.index()] = Some(Quantity::parse(text, kind).map_err(|reason| ConfigError::Quantity {
-                key: format!("{prefix}.{side_name}.{}", key.resource.name()),
-                value: text.clone(),
-                reason,
-                examples: examples_for(kind),
-            })?);
-        }
-    }
-    Ok(values)
 }
 
 /// Reads one field from one level's annotations: the plain annotation, else the ratio.

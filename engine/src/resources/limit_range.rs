@@ -11,10 +11,10 @@
 
 use k8s_openapi::api::core::v1::{Container, LimitRange, Pod};
 
-use super::bounds::FieldBounds;
 use super::ratio::request_or_limit;
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
 use crate::error::InjectError;
+use crate::fields::FieldBounds;
 use crate::quantity::{Quantity, ResourceKind};
 
 /// A constraint value and the LimitRange it came from.

@@ -28,160 +28,25 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::{Map, Value, json};
 
 use super::error::InjectError;
-use crate::config::{ConcurrencyFrom, ConfigError, InjectConfig, OnViolation, ResourceMerge};
-use crate::quantity::{Quantity, ResourceKind};
+use crate::config::ConcurrencyFrom;
+pub use crate::config::tuning::Tuning;
+pub use crate::fields::{Bound, FieldBounds, FieldKey, FieldValues, Range, Resource, Side};
+use crate::quantity::Quantity;
 
-/// Annotation for the proxy CPU request.
-pub const PROXY_CPU: &str = "sidecar.istio.io/proxyCPU";
-/// Annotation for the proxy memory request.
-pub const PROXY_MEMORY: &str = "sidecar.istio.io/proxyMemory";
-/// Annotation for the proxy CPU limit.
-pub const PROXY_CPU_LIMIT: &str = "sidecar.istio.io/proxyCPULimit";
-/// Annotation for the proxy memory limit.
-pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
-/// Annotation for the proxy ephemeral-storage request.
-pub const PROXY_EPHEMERAL_STORAGE: &str = "sidecar-injector.io/proxyEphemeralStorage";
-/// Annotation for the proxy ephemeral-storage limit.
-pub const PROXY_EPHEMERAL_STORAGE_LIMIT: &str = "sidecar-injector.io/proxyEphemeralStorageLimit";
 /// Annotation recording each field's value and source.
-pub const PROVENANCE: &str = "sidecar-injector.io/resources";
-
-/// A resource the proxy is sized in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Resource {
-    /// CPU.
-    Cpu,
-    /// Memory.
-    Memory,
-    /// Ephemeral storage.
-    EphemeralStorage,
-}
-
-impl Resource {
-    /// All resources, in output order.
-    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::EphemeralStorage];
-
-    /// The Kubernetes resource name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Resource::Cpu => "cpu",
-            Resource::Memory => "memory",
-            Resource::EphemeralStorage => "ephemeral-storage",
-        }
-    }
-
-    /// The name in messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Resource::Cpu => "CPU",
-            Resource::Memory => "memory",
-            Resource::EphemeralStorage => "ephemeral storage",
-        }
-    }
-
-    /// The unit it is held in.
-    pub fn kind(self) -> ResourceKind {
-        match self {
-            Resource::Cpu => ResourceKind::Cpu,
-            Resource::Memory | Resource::EphemeralStorage => ResourceKind::Memory,
-        }
-    }
-
-    /// The resource with this Kubernetes name, if we size it.
-    pub fn from_name(name: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|resource| resource.name() == name)
-    }
-}
-
-/// Request or limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Side {
-    /// The request.
-    Request,
-    /// The limit.
-    Limit,
-}
-
-/// One of the six fields, e.g. `cpu.limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FieldKey {
-    /// The resource.
-    pub resource: Resource,
-    /// Request or limit.
-    pub side: Side,
-}
-
-impl FieldKey {
-    /// All six fields, in output order.
-    pub const ALL: [FieldKey; 6] = [
-        FieldKey::new(Resource::Cpu, Side::Request),
-        FieldKey::new(Resource::Cpu, Side::Limit),
-        FieldKey::new(Resource::Memory, Side::Request),
-        FieldKey::new(Resource::Memory, Side::Limit),
-        FieldKey::new(Resource::EphemeralStorage, Side::Request),
-        FieldKey::new(Resource::EphemeralStorage, Side::Limit),
-    ];
-
-    /// A field.
-    pub const fn new(resource: Resource, side: Side) -> Self {
-        FieldKey { resource, side }
-    }
-
-    /// Position in [`FieldKey::ALL`].
-    pub fn index(self) -> usize {
-        let resource = match self.resource {
-            Resource::Cpu => 0,
-            Resource::Memory => 2,
-            Resource::EphemeralStorage => 4,
-        };
-        resource + usize::from(self.side == Side::Limit)
-    }
-
-    /// The annotation that sets this field on a pod or namespace.
-    pub fn annotation(self) -> &'static str {
-        match (self.resource, self.side) {
-            (Resource::Cpu, Side::Request) => PROXY_CPU,
-            (Resource::Cpu, Side::Limit) => PROXY_CPU_LIMIT,
-            (Resource::Memory, Side::Request) => PROXY_MEMORY,
-            (Resource::Memory, Side::Limit) => PROXY_MEMORY_LIMIT,
-            (Resource::EphemeralStorage, Side::Request) => PROXY_EPHEMERAL_STORAGE,
-            (Resource::EphemeralStorage, Side::Limit) => PROXY_EPHEMERAL_STORAGE_LIMIT,
-        }
-    }
-
-    /// The field with the same resource on the other side.
-    pub fn other_side(self) -> FieldKey {
-        let side = match self.side {
-            Side::Request => Side::Limit,
-            Side::Limit => Side::Request,
-        };
-        FieldKey::new(self.resource, side)
-    }
-
-    /// The key used in config and the provenance annotation, e.g. `cpu.limit`.
-    pub fn parse(text: &str) -> Option<FieldKey> {
-        FieldKey::ALL.into_iter().find(|key| key.to_string() == text)
-    }
-
-    /// "CPU limit", for messages.
-    pub fn describe(self) -> String {
-        let side = match self.side {
-            Side::Request => "request",
-            Side::Limit => "limit",
-        };
-        format!("{} {side}", self.resource.label())
-    }
-}
-
-impl fmt::Display for FieldKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = match self.side {
-            Side::Request => "request",
-            Side::Limit => "limit",
-        };
-        write!(f, "{}.{side}", self.resource.name())
-    }
-}
+pub use crate::annotations::PROVENANCE;
+/// Annotation for the proxy CPU request.
+pub use crate::annotations::PROXY_CPU;
+/// Annotation for the proxy CPU limit.
+pub use crate::annotations::PROXY_CPU_LIMIT;
+/// Annotation for the proxy ephemeral-storage request.
+pub use crate::annotations::PROXY_EPHEMERAL_STORAGE;
+/// Annotation for the proxy ephemeral-storage limit.
+pub use crate::annotations::PROXY_EPHEMERAL_STORAGE_LIMIT;
+/// Annotation for the proxy memory request.
+pub use crate::annotations::PROXY_MEMORY;
+/// Annotation for the proxy memory limit.
+pub use crate::annotations::PROXY_MEMORY_LIMIT;
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,73 +278,6 @@ impl fmt::Display for ProxyResources {
     }
 }
 
-/// A value per field, as parsed from config.
-pub type FieldValues = [Option<Quantity>; 6];
-
-/// The resource policy from config, parsed once at start-up.
-#[derive(Debug, Clone)]
-pub struct Tuning {
-    /// Defaults per field.
-    pub defaults: FieldValues,
-    /// Named profiles.
-    pub profiles: BTreeMap<String, FieldValues>,
-    /// Cluster bounds per field.
-    pub bounds: bounds::FieldBounds,
-    /// What to do with a value out of bounds.
-    pub on_violation: OnViolation,
-    /// How annotations combine with defaults.
-    pub merge: ResourceMerge,
-    /// Keep QoS Guaranteed pods Guaranteed.
-    pub preserve_guaranteed_qos: bool,
-}
-
-impl Tuning {
-    /// Parses the resource policy from config, naming the key of any bad value.
-    pub fn from_config(config: &InjectConfig) -> Result<Tuning, ConfigError> {
-        let defaults = layers::parse_amounts("resources", &config.resources)?;
-        let profiles = config
-            .profiles
-            .iter()
-            .map(|(name, amounts)| {
-                Ok((
-                    name.clone(),
-                    layers::parse_amounts(&format!("profiles.{name}"), amounts)?,
-                ))
-            })
-            .collect::<Result<_, ConfigError>>()?;
-        let bounds = bounds::FieldBounds::from_config(&config.bounds)?;
-        let tuning = Tuning {
-            defaults,
-            profiles,
-            bounds,
-            on_violation: config.on_violation,
-            merge: config.resource_merge,
-            preserve_guaranteed_qos: config.preserve_guaranteed_qos,
-        };
-        for (name, values) in std::iter::once(("resources".to_string(), &tuning.defaults)).chain(
-            tuning
-                .profiles
-                .iter()
-                .map(|(name, values)| (format!("profiles.{name}"), values)),
-        ) {
-            for resource in Resource::ALL {
-                let request = values[FieldKey::new(resource, Side::Request).index()];
-                let limit = values[FieldKey::new(resource, Side::Limit).index()];
-                if let (Some(request), Some(limit)) = (request, limit)
-                    && request.units() > limit.units()
-                {
-                    return Err(ConfigError::RequestAboveLimit {
-                        key: format!("{name}.requests.{}", resource.name()),
-                        request: request.to_string(),
-                        limit: limit.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(tuning)
-    }
-}
-
 /// What the resolution knows about the pod's namespace.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NamespaceContext<'a> {
@@ -560,7 +358,7 @@ fn resolve_for(
 
 /// When a clamp, not the user, put a request above its limit, raises the limit to the
 /// request if its bounds allow, else lowers the request to the limit.
-fn reconcile_adjusted(resources: &mut ProxyResources, bounds: &bounds::FieldBounds) {
+fn reconcile_adjusted(resources: &mut ProxyResources, bounds: &FieldBounds) {
     for resource in Resource::ALL {
         let request_key = FieldKey::new(resource, Side::Request);
         let limit_key = FieldKey::new(resource, Side::Limit);

@@ -8,11 +8,11 @@ use super::Resource;
 use crate::quantity::Quantity;
 
 /// Annotation sizing the proxy CPU request as a fraction of the app's CPU requests.
-pub const PROXY_CPU_RATIO: &str = "sidecar-injector.io/proxyCPURatio";
+pub use crate::annotations::PROXY_CPU_RATIO;
 /// Annotation sizing the proxy memory request as a fraction of the app's memory requests.
-pub const PROXY_MEMORY_RATIO: &str = "sidecar-injector.io/proxyMemoryRatio";
+pub use crate::annotations::PROXY_MEMORY_RATIO;
 /// Accepted forms, for messages.
-pub const RATIO_FORMS: &str = "a fraction above 0 and at most 10, e.g. 0.1, or a percentage, e.g. 10%";
+pub use crate::annotations::RATIO_FORMS;
 
 /// Most decimal places accepted.
 const MAX_DECIMALS: u32 = 6;

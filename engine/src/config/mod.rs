@@ -11,7 +11,12 @@ use std::path::Path;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
+use crate::capture_lists::{ListKind, check_list};
 use crate::quantity::{QuantityError, ResourceKind};
+
+pub mod tuning;
+
+use self::tuning::Tuning;
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -458,7 +463,7 @@ impl InjectConfig {
 
     /// Checks values that the schema alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::resources::Tuning::from_config(self)?;
+        Tuning::from_config(self)?;
         if !(1..=100).contains(&self.go_mem_limit_percent) {
             return Err(ConfigError::Invalid {
                 key: "goMemLimitPercent".into(),
@@ -496,9 +501,43 @@ impl InjectConfig {
                 reason: "must be Always, IfNotPresent or Never".into(),
             });
         }
-        crate::traffic::validate_config(self)?;
+        validate_capture_lists(self)?;
         Ok(())
     }
+}
+
+/// Checks the traffic defaults in the config file with the same rules as annotations.
+fn validate_capture_lists(config: &InjectConfig) -> Result<(), ConfigError> {
+    let checks = [
+        (
+            "includeOutboundIPRanges",
+            &config.include_outbound_ip_ranges,
+            ListKind::Cidrs { wildcard: true },
+        ),
+        (
+            "excludeOutboundIPRanges",
+            &config.exclude_outbound_ip_ranges,
+            ListKind::Cidrs { wildcard: false },
+        ),
+        (
+            "excludeInboundPorts",
+            &config.exclude_inbound_ports,
+            ListKind::Ports { wildcard: false },
+        ),
+        (
+            "excludeOutboundPorts",
+            &config.exclude_outbound_ports,
+            ListKind::Ports { wildcard: false },
+        ),
+    ];
+    for (key, value, kind) in checks {
+        check_list(value, kind).map_err(|reason| ConfigError::Invalid {
+            key: key.into(),
+            value: value.clone(),
+            reason: format!("{reason} (accepted: {})", kind.accepted()),
+        })?;
+    }
+    Ok(())
 }
 
 /// Examples of accepted quantities, for error messages.
@@ -516,7 +555,7 @@ mod tests {
     #[test]
     fn empty_file_gives_istio_defaults() {
         let config = InjectConfig::from_yaml("", "test").unwrap();
-        let tuning = crate::resources::Tuning::from_config(&config).unwrap();
+        let tuning = Tuning::from_config(&config).unwrap();
         let units: Vec<Option<i64>> = tuning.defaults.iter().map(|q| q.map(|q| q.units())).collect();
         assert_eq!(
             units,
