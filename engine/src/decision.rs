@@ -12,8 +12,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::selector::selector_matches;
-use crate::config::{InjectConfig, InjectionPolicy};
+use crate::config::{CompiledConfig, InjectionPolicy};
 
 /// The label, and annotation, through which a pod opts in or out.
 pub use crate::annotations::INJECT as INJECT_KEY;
@@ -80,7 +79,7 @@ impl Decision {
 }
 
 /// Decides whether to inject `pod` in `namespace`, returning warnings for the user.
-pub fn should_inject(pod: &Pod, namespace: &str, config: &InjectConfig) -> (Decision, Vec<String>) {
+pub fn should_inject(pod: &Pod, namespace: &str, compiled: &CompiledConfig) -> (Decision, Vec<String>) {
     let mut warnings = Vec::new();
     let spec = pod.spec.as_ref();
     if spec.and_then(|spec| spec.host_network).unwrap_or(false) {
@@ -115,17 +114,13 @@ pub fn should_inject(pod: &Pod, namespace: &str, config: &InjectConfig) -> (Deci
     }
     let empty = Default::default();
     let labels = metadata.labels.as_ref().unwrap_or(&empty);
-    if config.never_inject_selector.iter().any(|s| selector_matches(s, labels)) {
+    if compiled.never_injects(labels) {
         return (Decision::Skip(SkipReason::NeverInjectSelector), warnings);
     }
-    if config
-        .always_inject_selector
-        .iter()
-        .any(|s| selector_matches(s, labels))
-    {
+    if compiled.always_injects(labels) {
         return (Decision::Inject(InjectReason::AlwaysInjectSelector), warnings);
     }
-    let decision = match config.policy {
+    let decision = match compiled.raw.policy {
         InjectionPolicy::Enabled => Decision::Inject(InjectReason::PolicyEnabled),
         InjectionPolicy::Disabled => Decision::Skip(SkipReason::PolicyDisabled),
     };
@@ -158,6 +153,7 @@ pub fn parse_choice(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::InjectConfig;
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -345,7 +341,8 @@ mod tests {
             },
         ];
         for case in &cases {
-            let (decision, warnings) = should_inject(&pod(case), case.namespace, &config(case.policy));
+            let (decision, warnings) =
+                should_inject(&pod(case), case.namespace, &config(case.policy).compile().unwrap());
             assert_eq!(decision, case.expected, "{}", case.name);
             assert_eq!(!warnings.is_empty(), case.warns, "{}: {warnings:?}", case.name);
         }
@@ -360,7 +357,7 @@ mod tests {
                 ..Default::default()
             }]);
         }
-        let (decision, _) = should_inject(&pod, "default", &InjectConfig::default());
+        let (decision, _) = should_inject(&pod, "default", &InjectConfig::default().compile().unwrap());
         assert_eq!(decision, Decision::Inject(InjectReason::PolicyEnabled));
     }
 }

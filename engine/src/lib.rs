@@ -24,7 +24,6 @@ pub mod proxy_config;
 pub mod quantity;
 pub mod reinject;
 pub mod resources;
-pub mod selector;
 pub mod sidecar;
 pub mod traffic;
 pub mod user_volumes;
@@ -38,12 +37,12 @@ use self::error::{InjectError, quoted};
 use self::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
 use self::patch::PatchBuilder;
 use self::resources::{
-    ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, Tuning, resolve_proxy_override, resolve_resources,
+    ConcurrencyPolicy, NamespaceContext, PROVENANCE, ProxyResources, resolve_proxy_override, resolve_resources,
 };
 use self::sidecar::{SidecarInputs, build_init_container, build_proxy_container, build_volumes, init_container_name};
 use self::traffic::TrafficSettings;
 use self::workload::Workload;
-use crate::config::{CniProvider, ConfigError, InjectConfig, InterceptionMode, Platform};
+use crate::config::{CniProvider, CompiledConfig, ConfigError, InjectConfig, InterceptionMode, Platform};
 
 /// Annotation that turns native sidecar mode on or off for one pod.
 pub use crate::annotations::NATIVE_SIDECAR;
@@ -89,28 +88,23 @@ pub struct Denial {
 /// A validated configuration, ready to inject pods.
 #[derive(Debug, Clone)]
 pub struct Injector {
-    config: InjectConfig,
-    tuning: Tuning,
+    compiled: CompiledConfig,
     concurrency: ConcurrencyPolicy,
 }
 
 // === impl Injector ===
 
 impl Injector {
-    /// Validates `config` once, so requests never meet a bad default.
+    /// Checks and parses `config` once ([`InjectConfig::compile`]), so requests never meet
+    /// a bad default and never parse a config value.
     pub fn new(config: InjectConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let tuning = Tuning::from_config(&config)?;
+        let compiled = config.compile()?;
         let concurrency = ConcurrencyPolicy {
-            from: config.concurrency.from,
-            floor: config.concurrency.min,
-            ceiling: config.concurrency.max,
+            from: compiled.raw.concurrency.from,
+            floor: compiled.raw.concurrency.min,
+            ceiling: compiled.raw.concurrency.max,
         };
-        Ok(Injector {
-            config,
-            tuning,
-            concurrency,
-        })
+        Ok(Injector { compiled, concurrency })
     }
 
     /// How `--concurrency` is derived.
@@ -120,13 +114,13 @@ impl Injector {
 
     /// The configuration in force.
     pub fn config(&self) -> &InjectConfig {
-        &self.config
+        &self.compiled.raw
     }
 
     /// Decides on `request.pod` and, when injecting, builds the patch.
     pub fn inject(&self, request: &PodRequest<'_>) -> Result<Outcome, Denial> {
         let pod = request.pod;
-        let (decision, mut warnings) = should_inject(pod, request.namespace, &self.config);
+        let (decision, mut warnings) = should_inject(pod, request.namespace, &self.compiled);
         let skip = |decision, warnings| Outcome {
             decision,
             patch: Patch(Vec::new()),
@@ -146,14 +140,14 @@ impl Injector {
             warnings,
         };
         let native = self.native_sidecar(annotations, &mut warnings);
-        let resources = match resolve_resources(pod, &request.namespace_context, &self.tuning, native) {
+        let resources = match resolve_resources(pod, &request.namespace_context, &self.compiled.tuning, native) {
             Ok(resolution) => {
                 warnings.extend(resolution.warnings);
                 resolution.resources
             }
             Err(error) => return Err(deny(error, warnings)),
         };
-        let traffic = match TrafficSettings::from_annotations(annotations, &self.config) {
+        let traffic = match TrafficSettings::from_annotations(annotations, &self.compiled.raw) {
             Ok(traffic) => traffic,
             Err(error) => return Err(deny(error, warnings)),
         };
@@ -163,13 +157,13 @@ impl Injector {
         };
         let hold = proxy_config
             .hold_application
-            .unwrap_or(self.config.hold_application_until_proxy_starts);
+            .unwrap_or(self.compiled.raw.hold_application_until_proxy_starts);
         let user_volumes = match user_volumes::user_volumes(annotations) {
             Ok(user_volumes) => user_volumes,
             Err(error) => return Err(deny(error, warnings)),
         };
-        let prometheus = prometheus::plan_merge(annotations, self.config.enable_prometheus_merge);
-        let readiness_probe = match sidecar::readiness_probe(annotations, &self.config, traffic.status_port) {
+        let prometheus = prometheus::plan_merge(annotations, self.compiled.raw.enable_prometheus_merge);
+        let readiness_probe = match sidecar::readiness_probe(annotations, &self.compiled.raw, traffic.status_port) {
             Ok(probe) => probe,
             Err(error) => return Err(deny(error, warnings)),
         };
@@ -177,15 +171,15 @@ impl Injector {
             .and_then(|map| map.get(sidecar::PROXY_IMAGE))
             .map(String::as_str)
             .filter(|image| !image.trim().is_empty())
-            .unwrap_or(&self.config.proxy_image);
+            .unwrap_or(&self.compiled.raw.proxy_image);
         let with_init = traffic.mode != InterceptionMode::None;
-        let init_name = init_container_name(&self.config);
+        let init_name = init_container_name(&self.compiled.raw);
         let overrides = overrides::Overrides::find(spec, init_name);
         let overridden_resources = overrides
             .proxy_container()
             .is_some_and(|c| c.resources.is_some_and(|r| r.requests.is_some() || r.limits.is_some()));
         let proxy_resources = if overridden_resources {
-            match resolve_proxy_override(pod, &request.namespace_context, &self.tuning, native) {
+            match resolve_proxy_override(pod, &request.namespace_context, &self.compiled.tuning, native) {
                 Ok(resolution) => resolution.resources,
                 Err(error) => return Err(deny(error, warnings)),
             }
@@ -194,7 +188,7 @@ impl Injector {
         };
         let user_security = overrides.proxy_container().and_then(|c| c.security_context);
         // A TPROXY proxy runs as root, outside any range, so OpenShift's UID is not used.
-        let platform_ids = match self.config.platform {
+        let platform_ids = match self.compiled.raw.platform {
             Platform::Openshift if traffic.mode != InterceptionMode::Tproxy => {
                 openshift::proxy_ids(request.namespace_context.annotations)
             }
@@ -234,7 +228,7 @@ impl Injector {
             readiness_probe,
             proxy_image,
             proxy_ids,
-            config: &self.config,
+            config: &self.compiled.raw,
         };
         let mut proxy = build_proxy_container(&inputs);
         if let Some(mounts) = proxy.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
@@ -254,7 +248,7 @@ impl Injector {
                 sidecar::enforce_tproxy(&mut proxy);
             }
         }
-        let probe_plan = if probes::rewrite_enabled(pod, self.config.rewrite_app_probes) {
+        let probe_plan = if probes::rewrite_enabled(pod, self.compiled.raw.rewrite_app_probes) {
             probes::plan_probe_rewrites(pod, traffic.status_port)
         } else {
             probes::ProbePlan::default()
@@ -280,7 +274,7 @@ impl Injector {
         }
         let existing_volumes = spec.volumes.as_ref();
         let exists = |name: &str| existing_volumes.is_some_and(|list| list.iter().any(|v| v.name == name));
-        let injected_volumes = build_volumes(&self.config, pod);
+        let injected_volumes = build_volumes(&self.compiled.raw, pod);
         let volume_names: Vec<String> = injected_volumes.iter().map(|(name, _)| name.to_string()).collect();
         let volumes: Vec<_> = injected_volumes
             .into_iter()
@@ -327,7 +321,7 @@ impl Injector {
             builder.insert_items(&["spec", "initContainers"], init_len, Some(0), front);
         } else {
             if let Some(init) = init {
-                let position = if self.config.cni_enabled { Some(0) } else { None };
+                let position = if self.compiled.raw.cni_enabled { Some(0) } else { None };
                 builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
                 added_init.push(init_name.to_string());
             }
@@ -336,7 +330,8 @@ impl Injector {
             added_containers.push(PROXY_CONTAINER.to_string());
         }
         let pull_secrets: Vec<serde_json::Value> = self
-            .config
+            .compiled
+            .raw
             .image_pull_secrets
             .iter()
             .filter(|name| {
@@ -360,23 +355,23 @@ impl Injector {
             init_containers: (!added_init.is_empty()).then_some(added_init),
             containers: (!added_containers.is_empty()).then_some(added_containers),
             volumes: Some(volume_names),
-            image_pull_secrets: (!self.config.image_pull_secrets.is_empty())
-                .then(|| self.config.image_pull_secrets.clone()),
-            revision: self.config.revision.clone(),
+            image_pull_secrets: (!self.compiled.raw.image_pull_secrets.is_empty())
+                .then(|| self.compiled.raw.image_pull_secrets.clone()),
+            revision: self.compiled.raw.revision.clone(),
         };
         builder.set_entries(
             &["metadata", "labels"],
             pod.metadata.labels.as_ref(),
-            labels_to_add(pod, workload, &self.config.network),
+            labels_to_add(pod, workload, &self.compiled.raw.network),
         );
         let mut extra = prometheus.annotations;
         if let Some(recorded) = overrides.annotation(native) {
             extra.push((overrides::OVERRIDES_ANNOTATION.to_string(), recorded));
         }
-        if self.config.cni_enabled && with_init {
+        if self.compiled.raw.cni_enabled && with_init {
             extra.extend(traffic.cni_annotations());
         }
-        if self.config.cni_enabled && self.config.cni_provider == CniProvider::Multus {
+        if self.compiled.raw.cni_enabled && self.compiled.raw.cni_provider == CniProvider::Multus {
             let existing = annotations.and_then(|map| map.get(traffic::MULTUS_NETWORKS));
             extra.push((
                 traffic::MULTUS_NETWORKS.to_string(),
@@ -384,7 +379,7 @@ impl Injector {
             ));
         }
         let mut added_annotations = annotations_to_add(pod, &status, extra);
-        if self.config.provenance_annotation {
+        if self.compiled.raw.provenance_annotation {
             added_annotations.push((PROVENANCE.to_string(), proxy_resources.provenance()));
         }
         builder.set_entries(&["metadata", "annotations"], annotations, added_annotations);
@@ -405,14 +400,14 @@ impl Injector {
         warnings: &mut Vec<String>,
     ) -> bool {
         let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
-            return self.config.native_sidecars;
+            return self.compiled.raw.native_sidecars;
         };
         parse_choice(value).unwrap_or_else(|| {
             warnings.push(format!(
                 "annotation {NATIVE_SIDECAR}={} is not \"true\" or \"false\"; using the default",
                 quoted(value)
             ));
-            self.config.native_sidecars
+            self.compiled.raw.native_sidecars
         })
     }
 }

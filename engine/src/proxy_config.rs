@@ -39,7 +39,7 @@ impl ProxyConfig {
             reason,
             accepted: crate::annotations::PROXY_CONFIG_FORMS,
         };
-        let value: Value = serde_yaml::from_str(text).map_err(|error| invalid(error.to_string()))?;
+        let value: Value = serde_saphyr::from_str(text).map_err(|error| invalid(error.to_string()))?;
         let raw = match value {
             Value::Object(map) => map,
             Value::Null => Map::new(),

@@ -11,12 +11,12 @@ use std::path::Path;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
-use crate::capture_lists::{ListKind, check_list};
 use crate::quantity::{QuantityError, ResourceKind};
 
+mod compiled;
 pub mod tuning;
 
-use self::tuning::Tuning;
+pub use self::compiled::CompiledConfig;
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -437,7 +437,7 @@ impl Default for InjectConfig {
 // === impl InjectConfig ===
 
 impl InjectConfig {
-    /// Reads and validates a config file.
+    /// Reads a config file and checks it against the schema.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -447,97 +447,20 @@ impl InjectConfig {
         Self::from_yaml(&text, &display)
     }
 
-    /// Parses and validates config YAML; `origin` names the source in errors.
+    /// Parses config YAML against the schema (unknown keys and wrong types are refused);
+    /// `origin` names the source in errors. Values are checked, and parsed into typed
+    /// values, once, by [`InjectConfig::compile`].
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: InjectConfig = if text.trim().is_empty() {
             InjectConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|error| ConfigError::Schema {
+            serde_saphyr::from_str(text).map_err(|error| ConfigError::Schema {
                 path: origin.to_string(),
                 message: error.to_string(),
             })?
         };
-        config.validate()?;
         Ok(config)
     }
-
-    /// Checks values that the schema alone cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        Tuning::from_config(self)?;
-        if !(1..=100).contains(&self.go_mem_limit_percent) {
-            return Err(ConfigError::Invalid {
-                key: "goMemLimitPercent".into(),
-                value: self.go_mem_limit_percent.to_string(),
-                reason: "must be 1-100".into(),
-            });
-        }
-        if self.concurrency.min < 1 || (self.concurrency.max != 0 && self.concurrency.max < self.concurrency.min) {
-            return Err(ConfigError::Invalid {
-                key: "concurrency".into(),
-                value: format!("min {} max {}", self.concurrency.min, self.concurrency.max),
-                reason: "min must be at least 1, and max 0 (none) or at least min".into(),
-            });
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid {
-                key: "maxBodyBytes".into(),
-                value: self.max_body_bytes.to_string(),
-                reason: "must be at least 1024 bytes".into(),
-            });
-        }
-        if self.proxy_image.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "proxyImage".into(),
-                value: self.proxy_image.clone(),
-                reason: "must name an image".into(),
-            });
-        }
-        if let Some(policy) = &self.image_pull_policy
-            && !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never")
-        {
-            return Err(ConfigError::Invalid {
-                key: "imagePullPolicy".into(),
-                value: policy.clone(),
-                reason: "must be Always, IfNotPresent or Never".into(),
-            });
-        }
-        validate_capture_lists(self)?;
-        Ok(())
-    }
-}
-
-/// Checks the traffic defaults in the config file with the same rules as annotations.
-fn validate_capture_lists(config: &InjectConfig) -> Result<(), ConfigError> {
-    let checks = [
-        (
-            "includeOutboundIPRanges",
-            &config.include_outbound_ip_ranges,
-            ListKind::Cidrs { wildcard: true },
-        ),
-        (
-            "excludeOutboundIPRanges",
-            &config.exclude_outbound_ip_ranges,
-            ListKind::Cidrs { wildcard: false },
-        ),
-        (
-            "excludeInboundPorts",
-            &config.exclude_inbound_ports,
-            ListKind::Ports { wildcard: false },
-        ),
-        (
-            "excludeOutboundPorts",
-            &config.exclude_outbound_ports,
-            ListKind::Ports { wildcard: false },
-        ),
-    ];
-    for (key, value, kind) in checks {
-        check_list(value, kind).map_err(|reason| ConfigError::Invalid {
-            key: key.into(),
-            value: value.clone(),
-            reason: format!("{reason} (accepted: {})", kind.accepted()),
-        })?;
-    }
-    Ok(())
 }
 
 /// Examples of accepted quantities, for error messages.
@@ -555,7 +478,7 @@ mod tests {
     #[test]
     fn empty_file_gives_istio_defaults() {
         let config = InjectConfig::from_yaml("", "test").unwrap();
-        let tuning = Tuning::from_config(&config).unwrap();
+        let tuning = config.clone().compile().unwrap().tuning;
         let units: Vec<Option<i64>> = tuning.defaults.iter().map(|q| q.map(|q| q.units())).collect();
         assert_eq!(
             units,
@@ -567,13 +490,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let error = InjectConfig::from_yaml("nativeSidecar: true\n", "c.yaml").unwrap_err();
+        let error = InjectConfig::from_yaml("nativeSidecar: true\n", "c.yaml")
+            .and_then(InjectConfig::compile)
+            .unwrap_err();
         assert!(error.to_string().contains("nativeSidecar"), "{error}");
     }
 
     #[test]
     fn bad_quantity_names_the_key() {
-        let error = InjectConfig::from_yaml("resources:\n  limits:\n    cpu: lots\n", "c.yaml").unwrap_err();
+        let error = InjectConfig::from_yaml("resources:\n  limits:\n    cpu: lots\n", "c.yaml")
+            .and_then(InjectConfig::compile)
+            .unwrap_err();
         let message = error.to_string();
         assert!(
             message.contains("resources.limits.cpu") && message.contains("lots"),
@@ -584,15 +511,21 @@ mod tests {
     #[test]
     fn default_request_above_limit_is_refused() {
         let yaml = "resources:\n  requests:\n    cpu: '3'\n  limits:\n    cpu: '2'\n";
-        let error = InjectConfig::from_yaml(yaml, "c.yaml").unwrap_err();
+        let error = InjectConfig::from_yaml(yaml, "c.yaml")
+            .and_then(InjectConfig::compile)
+            .unwrap_err();
         assert!(error.to_string().contains("resources.requests.cpu"), "{error}");
     }
 
     #[test]
     fn bad_enum_value_is_refused() {
-        let error = InjectConfig::from_yaml("policy: sometimes\n", "c.yaml").unwrap_err();
+        let error = InjectConfig::from_yaml("policy: sometimes\n", "c.yaml")
+            .and_then(InjectConfig::compile)
+            .unwrap_err();
         assert!(error.to_string().contains("sometimes"), "{error}");
-        let error = InjectConfig::from_yaml("resourceMerge: mixed\n", "c.yaml").unwrap_err();
+        let error = InjectConfig::from_yaml("resourceMerge: mixed\n", "c.yaml")
+            .and_then(InjectConfig::compile)
+            .unwrap_err();
         assert!(error.to_string().contains("mixed"), "{error}");
     }
 

@@ -50,7 +50,7 @@ fn app() -> Vec<Container> {
 }
 
 fn tuning(yaml: &str) -> Tuning {
-    Tuning::from_config(&InjectConfig::from_yaml(yaml, "test").unwrap()).unwrap()
+    InjectConfig::from_yaml(yaml, "test").unwrap().compile().unwrap().tuning
 }
 
 fn limit_range(name: &str, items: serde_json::Value) -> LimitRange {
