@@ -56,8 +56,14 @@ fn top_level_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, text) in &modules {
         let Some(top) = module.first() else { continue };
-        for (index, _) in text.match_indices("crate::").chain(text.match_indices("super::")) {
-            let path: String = text[index..]
+        // Doc links name modules without importing them; only code counts.
+        let code: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (index, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
+            let path: String = code[index..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
                 .collect();

@@ -1,0 +1,151 @@
+//! Stage 3, `emit`: the RFC 6902 operations that add a [`Rendered`] sidecar to the pod of a
+//! [`Plan`], in istiod's order and layout.
+//!
+//! Operations only ever add to or remove from what the pod has; no existing map or list is
+//! replaced whole (see [`crate::patch::PatchBuilder`]).
+
+use json_patch::Patch;
+
+use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
+use crate::config::{CniProvider, InjectConfig};
+use crate::decision::PROXY_CONTAINER;
+use crate::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
+use crate::patch::PatchBuilder;
+use crate::plan::Plan;
+use crate::render::Rendered;
+use crate::traffic;
+
+/// The patch that adds `rendered` to the pod of `plan`.
+pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered, config: &InjectConfig) -> Patch {
+    let mut builder = PatchBuilder::new();
+    if !plan.has_metadata {
+        builder.add(&["metadata"], serde_json::json!({}));
+    }
+    emit_probe_rewrites(plan, &mut builder);
+    for (list, index) in plan.overrides.removals() {
+        let index = index.to_string();
+        builder.remove(&["spec", list, index.as_str()]);
+    }
+    let Rendered {
+        proxy,
+        init,
+        volumes,
+        volume_names,
+    } = rendered;
+    let (added_init, added_containers) = emit_containers(plan, proxy, init, config, &mut builder);
+    emit_pull_secrets(plan, config, &mut builder);
+    // istiod puts its volumes and pull secrets ahead of the pod's own.
+    builder.insert_items(
+        &["spec", "volumes"],
+        plan.spec.volumes.as_ref().map(Vec::len),
+        Some(0),
+        volumes,
+    );
+    let status = SidecarStatus {
+        init_containers: (!added_init.is_empty()).then_some(added_init),
+        containers: (!added_containers.is_empty()).then_some(added_containers),
+        volumes: Some(volume_names),
+        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| config.image_pull_secrets.clone()),
+        revision: config.revision.clone(),
+    };
+    builder.set_entries(
+        &["metadata", "labels"],
+        plan.pod.metadata.labels.as_ref(),
+        labels_to_add(plan.pod, &plan.workload, &config.network),
+    );
+    emit_annotations(plan, &status, config, &mut builder);
+    builder.build()
+}
+
+/// App probes and lifecycle hooks pointed at the agent.
+fn emit_probe_rewrites(plan: &Plan<'_>, builder: &mut PatchBuilder) {
+    for rewrite in &plan.probe_plan.rewrites {
+        let index = rewrite.container.to_string();
+        let mut path = vec!["spec", rewrite.list, index.as_str()];
+        path.extend_from_slice(rewrite.probe);
+        if rewrite.handler != "httpGet" {
+            path.push(rewrite.handler);
+            builder.remove(&path);
+            path.pop();
+        }
+        path.push("httpGet");
+        builder.add(&path, rewrite.http_get.clone());
+    }
+}
+
+/// The proxy and init container in the classic or native layout; returns the names added to
+/// `initContainers` and to `containers`.
+fn emit_containers(
+    plan: &Plan<'_>,
+    proxy: serde_json::Value,
+    init: Option<serde_json::Value>,
+    config: &InjectConfig,
+    builder: &mut PatchBuilder,
+) -> (Vec<String>, Vec<String>) {
+    let spec = plan.spec;
+    let init_len = spec
+        .init_containers
+        .as_ref()
+        .map(|list| list.len() - plan.overrides.removed_from("initContainers"));
+    let containers_len = spec.containers.len() - plan.overrides.removed_from("containers");
+    let mut added_init = Vec::new();
+    let mut added_containers = Vec::new();
+    if plan.native {
+        let mut front = Vec::with_capacity(2);
+        if let Some(init) = init {
+            front.push(init);
+            added_init.push(plan.init_name.to_string());
+        }
+        front.push(proxy);
+        added_init.push(PROXY_CONTAINER.to_string());
+        builder.insert_items(&["spec", "initContainers"], init_len, Some(0), front);
+    } else {
+        if let Some(init) = init {
+            let position = if config.cni_enabled { Some(0) } else { None };
+            builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
+            added_init.push(plan.init_name.to_string());
+        }
+        let position = if plan.hold { Some(0) } else { None };
+        builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
+        added_containers.push(PROXY_CONTAINER.to_string());
+    }
+    (added_init, added_containers)
+}
+
+/// The config's pull secrets the pod does not already name, first.
+fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut PatchBuilder) {
+    let existing = plan.spec.image_pull_secrets.as_ref();
+    let missing: Vec<serde_json::Value> = config
+        .image_pull_secrets
+        .iter()
+        .filter(|name| !existing.into_iter().flatten().any(|secret| &secret.name == *name))
+        .map(|name| serde_json::json!({ "name": name }))
+        .collect();
+    builder.insert_items(&["spec", "imagePullSecrets"], existing.map(Vec::len), Some(0), missing);
+}
+
+/// Status, revision, container defaults, Prometheus, overrides, CNI and provenance.
+fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConfig, builder: &mut PatchBuilder) {
+    let mut extra = plan.prometheus.annotations.clone();
+    if let Some(recorded) = plan.overrides.annotation(plan.native) {
+        extra.push((OVERRIDES.to_string(), recorded));
+    }
+    if config.cni_enabled && plan.with_init {
+        extra.extend(plan.traffic.cni_annotations());
+    }
+    if config.cni_enabled && config.cni_provider == CniProvider::Multus {
+        let existing = plan.annotations.and_then(|map| map.get(MULTUS_NETWORKS));
+        extra.push((
+            MULTUS_NETWORKS.to_string(),
+            traffic::multus_networks(existing.map(String::as_str), plan.namespace),
+        ));
+    }
+    let mut added = annotations_to_add(plan.pod, status, extra);
+    if config.provenance_annotation {
+        added.push((PROVENANCE.to_string(), plan.proxy_resources.provenance()));
+    }
+    builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
+    for key in &plan.prometheus.remove {
+        builder.remove(&["metadata", "annotations", key]);
+    }
+}

@@ -1,0 +1,260 @@
+//! Stage 1, `plan`: the decision, the validated per-pod settings and the resolved resources.
+//!
+//! Every denial happens here. What comes out is typed and final: [`crate::render`] and
+//! [`crate::emit`] never read an annotation again or return an error.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use serde_json::Value;
+
+use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
+use crate::config::{InterceptionMode, Platform};
+use crate::decision::{Decision, parse_choice, should_inject};
+use crate::error::{InjectError, quoted};
+use crate::overrides::Overrides;
+use crate::probes::ProbePlan;
+use crate::prometheus::PrometheusMerge;
+use crate::proxy_config::ProxyConfig;
+use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
+use crate::sidecar::init_container_name;
+use crate::traffic::TrafficSettings;
+use crate::user_volumes::UserVolumes;
+use crate::workload::Workload;
+use crate::{Denial, Injector, Outcome, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
+
+/// Everything decided about one pod that is injected.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan<'a> {
+    /// Why it is injected.
+    pub decision: Decision,
+    /// Messages for the user so far.
+    pub warnings: Vec<String>,
+    /// The pod.
+    pub pod: &'a Pod,
+    /// The namespace it is created in.
+    pub namespace: &'a str,
+    /// Whether the pod JSON has a `metadata` object at all.
+    pub has_metadata: bool,
+    /// Its spec.
+    pub spec: &'a PodSpec,
+    /// Its annotations.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// The owning workload.
+    pub workload: Cow<'a, Workload>,
+    /// Native sidecar layout.
+    pub native: bool,
+    /// Resources of the init container (the layered resolution).
+    pub init_resources: ProxyResources,
+    /// Resources of the proxy (a user override's own, when it sets any).
+    pub proxy_resources: ProxyResources,
+    /// Capture settings.
+    pub traffic: TrafficSettings,
+    /// The pod's ProxyConfig.
+    pub proxy_config: ProxyConfig,
+    /// Whether the app waits for the proxy.
+    pub hold: bool,
+    /// Volumes and mounts from annotations.
+    pub user_volumes: UserVolumes,
+    /// The Prometheus merge.
+    pub prometheus: PrometheusMerge,
+    /// The proxy's readiness probe.
+    pub readiness_probe: Option<Value>,
+    /// The proxy image.
+    pub proxy_image: &'a str,
+    /// Whether an init container is added.
+    pub with_init: bool,
+    /// Its name.
+    pub init_name: &'static str,
+    /// The user's own proxy and init containers.
+    pub overrides: Overrides,
+    /// The proxy's uid and gid.
+    pub proxy_ids: (i64, i64),
+    /// App probes pointed at the agent.
+    pub probe_plan: ProbePlan,
+}
+
+/// The plan, or the answer for a pod that is not injected.
+#[derive(Debug)]
+pub(crate) enum Planned<'a> {
+    /// Nothing to add.
+    Skip(Outcome),
+    /// Inject with this plan.
+    Inject(Box<Plan<'a>>),
+}
+
+/// Decides on the pod and, when injecting, validates and resolves everything it needs.
+pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Result<Planned<'a>, Denial> {
+    let pod = request.pod;
+    let config = injector.config();
+    let (decision, mut warnings) = should_inject(pod, request.namespace, &injector.compiled);
+    if matches!(decision, Decision::Skip(_)) {
+        return Ok(Planned::Skip(Outcome::skipped(decision, warnings)));
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        warnings.push("the pod has no spec; nothing to inject".into());
+        return Ok(Planned::Skip(Outcome::skipped(decision, warnings)));
+    };
+    let annotations = pod.metadata.annotations.as_ref();
+    let native = native_sidecar(annotations, config.native_sidecars, &mut warnings);
+    // Resources first, then the annotations, then the override: the first bad value found is
+    // the one the denial names.
+    let tuning = &injector.compiled.tuning;
+    let resolution = match resolve_resources(pod, &request.namespace_context, tuning, native) {
+        Ok(resolution) => resolution,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    warnings.extend(resolution.warnings);
+    let settings = match PodSettings::read(injector, annotations) {
+        Ok(settings) => settings,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    let init_name = init_container_name(config);
+    let overrides = Overrides::find(spec, init_name);
+    let init_resources = resolution.resources;
+    let proxy_resources = match override_resources(injector, request, &overrides, native) {
+        Ok(Some(own)) => {
+            for warning in own.warnings {
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+            own.resources
+        }
+        Ok(None) => init_resources.clone(),
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
+    let workload = match request.workload {
+        Some(workload) => Cow::Borrowed(workload),
+        None => Cow::Owned(Workload::of_pod(pod)),
+    };
+    let probe_plan = if probes::rewrite_enabled(pod, config.rewrite_app_probes) {
+        probes::plan_probe_rewrites(pod, settings.traffic.status_port)
+    } else {
+        ProbePlan::default()
+    };
+    let hold = settings
+        .proxy_config
+        .hold_application
+        .unwrap_or(config.hold_application_until_proxy_starts);
+    Ok(Planned::Inject(Box::new(Plan {
+        decision,
+        warnings,
+        pod,
+        namespace: request.namespace,
+        has_metadata: request.has_metadata,
+        spec,
+        annotations,
+        workload,
+        native,
+        init_resources,
+        proxy_resources,
+        with_init: settings.traffic.mode != InterceptionMode::None,
+        traffic: settings.traffic,
+        proxy_config: settings.proxy_config,
+        hold,
+        user_volumes: settings.user_volumes,
+        prometheus: settings.prometheus,
+        readiness_probe: settings.readiness_probe,
+        proxy_image: settings.proxy_image,
+        init_name,
+        overrides,
+        proxy_ids,
+        probe_plan,
+    })))
+}
+
+/// The pod annotations that shape the sidecar, each parsed once.
+struct PodSettings<'a> {
+    traffic: TrafficSettings,
+    proxy_config: ProxyConfig,
+    user_volumes: UserVolumes,
+    prometheus: PrometheusMerge,
+    readiness_probe: Option<Value>,
+    proxy_image: &'a str,
+}
+
+impl<'a> PodSettings<'a> {
+    fn read(injector: &'a Injector, annotations: Option<&'a BTreeMap<String, String>>) -> Result<Self, InjectError> {
+        let config = injector.config();
+        let traffic = TrafficSettings::from_annotations(annotations, config)?;
+        let proxy_config = ProxyConfig::from_annotations(annotations)?;
+        let user_volumes = user_volumes::user_volumes(annotations)?;
+        let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge);
+        let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
+        let proxy_image = annotations
+            .and_then(|map| map.get(PROXY_IMAGE))
+            .map(String::as_str)
+            .filter(|image| !image.trim().is_empty())
+            .unwrap_or(&config.proxy_image);
+        Ok(PodSettings {
+            traffic,
+            proxy_config,
+            user_volumes,
+            prometheus,
+            readiness_probe,
+            proxy_image,
+        })
+    }
+}
+
+/// The proxy's own resolution when the user's `istio-proxy` sets resources, with its warnings.
+fn override_resources(
+    injector: &Injector,
+    request: &PodRequest<'_>,
+    overrides: &Overrides,
+    native: bool,
+) -> Result<Option<Resolution>, InjectError> {
+    let overridden = overrides
+        .proxy_container()
+        .is_some_and(|c| c.resources.is_some_and(|r| r.requests.is_some() || r.limits.is_some()));
+    if !overridden {
+        return Ok(None);
+    }
+    resolve_proxy_override(
+        request.pod,
+        &request.namespace_context,
+        &injector.compiled.tuning,
+        native,
+    )
+    .map(Some)
+}
+
+/// The proxy's uid and gid: a user override's, else OpenShift's range, else 1337. A TPROXY
+/// proxy runs as root, outside any range, so OpenShift's UID is not used for it.
+fn proxy_ids(
+    injector: &Injector,
+    request: &PodRequest<'_>,
+    overrides: &Overrides,
+    mode: InterceptionMode,
+) -> (i64, i64) {
+    let platform_ids = match injector.config().platform {
+        Platform::Openshift if mode != InterceptionMode::Tproxy => {
+            openshift::proxy_ids(request.namespace_context.annotations)
+        }
+        _ => None,
+    }
+    .unwrap_or((traffic::PROXY_UID, traffic::PROXY_UID));
+    let user_security = overrides.proxy_container().and_then(|c| c.security_context);
+    let user_security = user_security.as_ref();
+    (
+        user_security.and_then(|s| s.run_as_user).unwrap_or(platform_ids.0),
+        user_security.and_then(|s| s.run_as_group).unwrap_or(platform_ids.1),
+    )
+}
+
+/// `sidecar.istio.io/nativeSidecar`, else the config; a bad value warns and keeps the default.
+fn native_sidecar(annotations: Option<&BTreeMap<String, String>>, default: bool, warnings: &mut Vec<String>) -> bool {
+    let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
+        return default;
+    };
+    parse_choice(value).unwrap_or_else(|| {
+        warnings.push(format!(
+            "annotation {NATIVE_SIDECAR}={} is not \"true\" or \"false\"; using the default",
+            quoted(value)
+        ));
+        default
+    })
+}

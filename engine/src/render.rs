@@ -1,0 +1,111 @@
+//! Stage 2, `render`: the containers and volumes to add, from a [`Plan`].
+//!
+//! Nothing here fails or reads an annotation: every value was validated by
+//! [`crate::plan`]. The user's own `istio-proxy`/`istio-init` fields are laid over ours here.
+
+use serde_json::Value;
+
+use crate::config::{InjectConfig, InterceptionMode};
+use crate::overrides;
+use crate::plan::Plan;
+use crate::resources::ConcurrencyPolicy;
+use crate::sidecar::{self, SidecarInputs, build_init_container, build_proxy_container, build_volumes};
+
+/// What the sidecar adds to the pod.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    /// The `istio-proxy` container.
+    pub proxy: Value,
+    /// The init container, unless capture is off.
+    pub init: Option<Value>,
+    /// Volumes to add (ours the pod lacks, then the user's that clash with nothing).
+    pub volumes: Vec<Value>,
+    /// The names of our volumes, for the status annotation.
+    pub volume_names: Vec<String>,
+}
+
+/// Renders the sidecar for `plan`.
+pub(crate) fn render(plan: &Plan<'_>, config: &InjectConfig, concurrency: &ConcurrencyPolicy) -> Rendered {
+    let inputs = SidecarInputs {
+        pod: plan.pod,
+        namespace: plan.namespace,
+        workload: &plan.workload,
+        resources: &plan.proxy_resources,
+        concurrency,
+        traffic: &plan.traffic,
+        native: plan.native,
+        hold: plan.hold,
+        proxy_config: &plan.proxy_config,
+        prometheus_original: plan.prometheus.original.as_deref(),
+        readiness_probe: plan.readiness_probe.clone(),
+        proxy_image: plan.proxy_image,
+        proxy_ids: plan.proxy_ids,
+        config,
+    };
+    let init = plan.with_init.then(|| render_init(plan, &inputs));
+    let (volumes, volume_names) = render_volumes(plan, config);
+    Rendered {
+        proxy: render_proxy(plan, &inputs),
+        init,
+        volumes,
+        volume_names,
+    }
+}
+
+/// The proxy: our container, the user's mounts, the user's overrides, the app probers.
+fn render_proxy(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
+    let mut proxy = build_proxy_container(inputs);
+    if let Some(mounts) = proxy.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
+        for mount in &plan.user_volumes.mounts {
+            let clashes = mounts
+                .iter()
+                .any(|ours| ours["mountPath"] == mount["mountPath"] || ours["name"] == mount["name"]);
+            if !clashes {
+                mounts.push(mount.clone());
+            }
+        }
+    }
+    if let Some(user) = &plan.overrides.proxy {
+        overrides::merge_container(&mut proxy, &user.container);
+        proxy["resources"] = serde_json::to_value(plan.proxy_resources.to_requirements()).unwrap_or_default();
+        if plan.traffic.mode == InterceptionMode::Tproxy {
+            sidecar::enforce_tproxy(&mut proxy);
+        }
+    }
+    if let (Some(value), Some(env)) = (
+        &plan.probe_plan.app_probers,
+        proxy.get_mut("env").and_then(|e| e.as_array_mut()),
+    ) {
+        env.push(serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": value}));
+    }
+    proxy
+}
+
+/// The init container, with the user's overrides and the layered resources.
+fn render_init(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
+    let mut init = build_init_container(inputs);
+    if let Some(user) = &plan.overrides.init {
+        overrides::merge_container(&mut init, &user.container);
+    }
+    init["resources"] = serde_json::to_value(plan.init_resources.to_requirements()).unwrap_or_default();
+    init
+}
+
+/// Our volumes the pod lacks, then the user's whose names clash with neither.
+fn render_volumes(plan: &Plan<'_>, config: &InjectConfig) -> (Vec<Value>, Vec<String>) {
+    let existing = plan.spec.volumes.as_ref();
+    let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
+    let ours = build_volumes(config, plan.pod);
+    let names: Vec<String> = ours.iter().map(|(name, _)| name.to_string()).collect();
+    let volumes = ours
+        .into_iter()
+        .filter(|(name, _)| !exists(name))
+        .map(|(_, volume)| volume)
+        .chain(plan.user_volumes.volumes.iter().cloned().filter(|volume| {
+            !volume["name"]
+                .as_str()
+                .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
+        }))
+        .collect();
+    (volumes, names)
+}
