@@ -123,7 +123,7 @@ impl Injector {
     /// denial), then [`render`], then [`emit`].
     pub fn inject(&self, request: &PodRequest<'_>) -> Result<Outcome, Denial> {
         let plan = match plan::plan(self, request)? {
-            Planned::Skip(outcome) => return Ok(outcome),
+            Planned::Skip(decision, warnings) => return Ok(Outcome::skipped(decision, warnings)),
             Planned::Inject(plan) => plan,
         };
         let rendered = render::render(&plan, self.config(), &self.concurrency);

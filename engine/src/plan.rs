@@ -22,7 +22,7 @@ use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
 use crate::user_volumes::UserVolumes;
 use crate::workload::Workload;
-use crate::{Denial, Injector, Outcome, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
+use crate::{Denial, Injector, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
 
 /// Everything decided about one pod that is injected.
 #[derive(Debug, Clone)]
@@ -78,8 +78,8 @@ pub(crate) struct Plan<'a> {
 /// The plan, or the answer for a pod that is not injected.
 #[derive(Debug)]
 pub(crate) enum Planned<'a> {
-    /// Nothing to add.
-    Skip(Outcome),
+    /// Nothing to add, and why, with the warnings so far.
+    Skip(Decision, Vec<String>),
     /// Inject with this plan.
     Inject(Box<Plan<'a>>),
 }
@@ -90,11 +90,11 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     let config = injector.config();
     let (decision, mut warnings) = should_inject(pod, request.namespace, &injector.compiled);
     if matches!(decision, Decision::Skip(_)) {
-        return Ok(Planned::Skip(Outcome::skipped(decision, warnings)));
+        return Ok(Planned::Skip(decision, warnings));
     }
     let Some(spec) = pod.spec.as_ref() else {
         warnings.push("the pod has no spec; nothing to inject".into());
-        return Ok(Planned::Skip(Outcome::skipped(decision, warnings)));
+        return Ok(Planned::Skip(decision, warnings));
     };
     let annotations = pod.metadata.annotations.as_ref();
     let native = native_sidecar(annotations, config.native_sidecars, &mut warnings);

@@ -101,11 +101,17 @@ fn render_volumes(plan: &Plan<'_>, config: &InjectConfig) -> (Vec<Value>, Vec<St
         .into_iter()
         .filter(|(name, _)| !exists(name))
         .map(|(_, volume)| volume)
-        .chain(plan.user_volumes.volumes.iter().cloned().filter(|volume| {
-            !volume["name"]
-                .as_str()
-                .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
-        }))
+        .chain(
+            plan.user_volumes
+                .volumes
+                .iter()
+                .filter(|volume| {
+                    !volume["name"]
+                        .as_str()
+                        .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
+                })
+                .cloned(),
+        )
         .collect();
     (volumes, names)
 }
