@@ -60,6 +60,8 @@ pub const INCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeOutbou
 pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
 /// Virtual interfaces whose traffic is treated as outbound.
 pub const KUBEVIRT_INTERFACES: &str = "traffic.sidecar.istio.io/kubevirtInterfaces";
+/// Interfaces whose traffic is not captured (`istio-iptables -c`).
+pub const EXCLUDE_INTERFACES: &str = "traffic.sidecar.istio.io/excludeInterfaces";
 /// Istio's newer name for [`KUBEVIRT_INTERFACES`].
 pub const REROUTE_VIRTUAL_INTERFACES: &str = "istio.io/reroute-virtual-interfaces";
 /// The agent's status port.
@@ -117,6 +119,9 @@ pub const USER_VOLUME_FORMS: &str = "a Kubernetes volume, e.g. {\"certs\":{\"sec
 pub const USER_VOLUME_MOUNT_FORMS: &str =
     "a volume mount, e.g. {\"certs\":{\"mountPath\":\"/etc/certs\",\"readOnly\":true}}";
 
+/// The accepted form of an interface list.
+pub const INTERFACES_FORMS: &str =
+    "comma-separated Linux interface names (1-15 characters, no '/', ':', ',' or whitespace), e.g. eth1,net1";
 /// The accepted form of a capture list.
 pub const PORTS_OR_ALL_FORMS: &str = "\"*\" or comma-separated ports 1-65535, e.g. 80,8080";
 /// The accepted form of a capture list.
@@ -175,6 +180,8 @@ pub enum Form {
         /// Whether `*` is accepted.
         wildcard: bool,
     },
+    /// Comma-separated Linux interface names.
+    Interfaces,
     /// One port, 0 allowed.
     Port,
     /// A whole number.
@@ -259,6 +266,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(EXCLUDE_OUTBOUND_PORTS, Pod, Ports { wildcard: false }, PORTS_FORMS, "`istio-iptables -o`", Some("excludeOutboundPorts"), "5432"),
     row(KUBEVIRT_INTERFACES, Pod, Text, "comma-separated interface names", "`istio-iptables -k`", None, "net1"),
     row(REROUTE_VIRTUAL_INTERFACES, Pod, Text, "comma-separated interface names", "`istio-iptables -k` (newer name)", None, "net1"),
+    row(EXCLUDE_INTERFACES, Pod, Interfaces, INTERFACES_FORMS, "`istio-iptables -c`: interfaces whose traffic is not captured", None, "eth1"),
     row(STATUS_PORT, Pod, Port, STATUS_PORT_FORMS, "the agent's status port, excluded from capture", Some("statusPort"), "15020"),
     row(READINESS_INITIAL_DELAY, Pod, WholeNumber, WHOLE_NUMBER_FORMS, "the proxy readiness probe's `initialDelaySeconds`", Some("readinessInitialDelaySeconds"), "1"),
     row(READINESS_PERIOD, Pod, WholeNumber, WHOLE_NUMBER_FORMS, "the proxy readiness probe's `periodSeconds`", Some("readinessPeriodSeconds"), "15"),

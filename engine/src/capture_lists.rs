@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::annotations::{CIDRS_FORMS, CIDRS_OR_ALL_FORMS, PORTS_FORMS, PORTS_OR_ALL_FORMS};
+use crate::annotations::{CIDRS_FORMS, CIDRS_OR_ALL_FORMS, INTERFACES_FORMS, PORTS_FORMS, PORTS_OR_ALL_FORMS};
 use crate::error::quoted;
 
 /// The form a list annotation takes.
@@ -13,6 +13,8 @@ pub(crate) enum ListKind {
     Ports { wildcard: bool },
     /// IPv4 or IPv6 CIDRs.
     Cidrs { wildcard: bool },
+    /// Linux interface names.
+    Interfaces,
 }
 
 impl ListKind {
@@ -22,6 +24,7 @@ impl ListKind {
             ListKind::Ports { wildcard: false } => PORTS_FORMS,
             ListKind::Cidrs { wildcard: true } => CIDRS_OR_ALL_FORMS,
             ListKind::Cidrs { wildcard: false } => CIDRS_FORMS,
+            ListKind::Interfaces => INTERFACES_FORMS,
         }
     }
 }
@@ -51,6 +54,7 @@ pub(crate) fn check_list(value: &str, kind: ListKind) -> Result<(), String> {
         match kind {
             ListKind::Ports { .. } => check_port(item)?,
             ListKind::Cidrs { .. } => check_cidr(item)?,
+            ListKind::Interfaces => check_interface(item)?,
         }
     }
     Ok(())
@@ -71,5 +75,21 @@ fn check_cidr(item: &str) -> Result<(), String> {
     match prefix.parse::<u8>() {
         Ok(bits) if bits <= max_prefix && !prefix.starts_with('+') => Ok(()),
         _ => Err(invalid()),
+    }
+}
+
+/// The kernel's rule for a device name (`dev_valid_name`): 1-15 bytes, not `.` or `..`, and
+/// no `/`, `:` or whitespace; a comma would split the list `istio-iptables` reads.
+fn check_interface(item: &str) -> Result<(), String> {
+    let valid = item.len() <= 15
+        && item != "."
+        && item != ".."
+        && !item
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{} is not a Linux interface name", quoted(item)))
     }
 }

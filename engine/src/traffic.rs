@@ -24,12 +24,12 @@ pub use crate::annotations::INCLUDE_OUTBOUND_IP_RANGES;
 pub use crate::annotations::INCLUDE_OUTBOUND_PORTS;
 /// Interception mode override.
 pub use crate::annotations::INTERCEPTION_MODE;
-/// KubeVirt interfaces whose traffic is captured.
-pub use crate::annotations::KUBEVIRT_INTERFACES;
 /// Newer name for the same interface list.
 pub use crate::annotations::REROUTE_VIRTUAL_INTERFACES;
 /// Status port override.
 pub use crate::annotations::STATUS_PORT;
+/// KubeVirt interfaces whose traffic is captured.
+pub use crate::annotations::{EXCLUDE_INTERFACES, KUBEVIRT_INTERFACES};
 
 /// Envoy's outbound capture port.
 const PROXY_OUTBOUND_PORT: &str = "15001";
@@ -52,6 +52,7 @@ pub struct TrafficSettings {
     include_outbound_ports: Option<String>,
     exclude_outbound_ports: Option<String>,
     virtual_interfaces: Option<String>,
+    exclude_interfaces: Option<String>,
     /// The agent's status port (0 when disabled).
     pub status_port: u16,
 }
@@ -127,6 +128,9 @@ impl TrafficSettings {
                 ListKind::Ports { wildcard: false },
             )?,
             virtual_interfaces,
+            exclude_interfaces: get(EXCLUDE_INTERFACES)
+                .map(|_| list(EXCLUDE_INTERFACES, "", ListKind::Interfaces))
+                .transpose()?,
             status_port,
         })
     }
@@ -177,6 +181,7 @@ impl TrafficSettings {
             (INCLUDE_OUTBOUND_PORTS, &self.include_outbound_ports),
             (EXCLUDE_OUTBOUND_PORTS, &self.exclude_outbound_ports),
             (KUBEVIRT_INTERFACES, &self.virtual_interfaces),
+            (EXCLUDE_INTERFACES, &self.exclude_interfaces),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
@@ -219,6 +224,9 @@ impl TrafficSettings {
         }
         if let Some(interfaces) = &self.virtual_interfaces {
             args.extend(["-k".to_string(), interfaces.clone()]);
+        }
+        if let Some(interfaces) = &self.exclude_interfaces {
+            args.extend(["-c".to_string(), interfaces.clone()]);
         }
         args.push("--log_output_level=default:info".into());
         if validation_only {
@@ -286,6 +294,33 @@ mod tests {
         .iptables_args(true, PROXY_UID);
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i 127.0.0.1/24,10.96.0.1/24 -x 10.96.0.2/24,fd00::/8 -b 1,2,3 -d 15090,15021,4,5,6,15020 -q 10 -o 7,8,9 --log_output_level=default:info --run-validation --skip-rule-apply";
         assert_eq!(args.join(" "), expected);
+    }
+
+    #[test]
+    fn excluded_interfaces_follow_virtual_ones_and_bad_names_are_denied() {
+        let args = settings(&[(KUBEVIRT_INTERFACES, "net1"), (EXCLUDE_INTERFACES, "eth1,cali-0.2")])
+            .unwrap()
+            .iptables_args(false, PROXY_UID);
+        let tail = args.join(" ");
+        assert!(
+            tail.ends_with("-k net1 -c eth1,cali-0.2 --log_output_level=default:info"),
+            "{tail}"
+        );
+        let cni = settings(&[(EXCLUDE_INTERFACES, "eth1")]).unwrap().cni_annotations();
+        assert!(cni.contains(&(EXCLUDE_INTERFACES.to_string(), "eth1".to_string())));
+        for bad in ["eth0 -j ACCEPT", "a/b", "averyveryverylongname", "eth0,,eth1", ".."] {
+            let error = settings(&[(EXCLUDE_INTERFACES, bad)]).unwrap_err().to_string();
+            assert!(
+                error.contains(EXCLUDE_INTERFACES) && error.contains("Linux interface names"),
+                "{error}"
+            );
+        }
+        assert!(
+            !settings(&[])
+                .unwrap()
+                .iptables_args(false, PROXY_UID)
+                .contains(&"-c".to_string())
+        );
     }
 
     #[test]
