@@ -186,7 +186,11 @@ fn inject_template(
     for warning in &outcome.warnings {
         tracing::warn!(workload = label, "{warning}");
     }
-    json_patch::patch(template, &outcome.patch).map_err(|error| OfflineError::Patch {
+    let operations = outcome.patch.to_patch().map_err(|error| OfflineError::Patch {
+        workload: label.to_string(),
+        message: error.to_string(),
+    })?;
+    json_patch::patch(template, &operations).map_err(|error| OfflineError::Patch {
         workload: label.to_string(),
         message: error.to_string(),
     })

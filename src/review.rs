@@ -91,50 +91,62 @@ pub struct ReviewAnswer {
     pub summary: ReviewSummary,
 }
 
-/// An AdmissionReview response as the API server reads it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// An AdmissionReview response as the API server reads it, with the patch as base64.
 pub struct WireReview<'a> {
     api_version: &'a str,
-    kind: &'static str,
-    response: WireResponse<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireResponse<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<&'a Status>,
-    /// The base64 patch as a JSON string, written as is: base64 never needs escaping.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warnings: Option<&'a Vec<String>>,
+    response: &'a AdmissionResponse,
 }
 
 impl<'a> WireReview<'a> {
-    /// Wraps a kube-core response, with the patch as base64.
+    /// Wraps a kube-core response (kube-core would write the patch as an array of numbers).
     pub fn new(api_version: &'a str, response: &'a AdmissionResponse) -> Self {
-        let patch = response.patch.as_ref().and_then(|bytes| {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-            RawValue::from_string(format!("\"{encoded}\"")).ok()
+        WireReview { api_version, response }
+    }
+
+    /// The JSON body: `{"apiVersion", "kind", "response": {"uid", "allowed", "status"
+    /// (when denied), "patch" and "patchType" (when patched), "warnings" (when any)}}`.
+    /// Written by hand so the base64 patch is encoded straight into the body: base64 never
+    /// needs JSON escaping.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let response = self.response;
+        let patch = response.patch.as_deref().filter(|patch| !patch.is_empty());
+        let mut out = Vec::with_capacity(256 + patch.map_or(0, |patch| patch.len().div_ceil(3) * 4));
+        out.extend_from_slice(b"{\"apiVersion\":");
+        write_json(&mut out, self.api_version);
+        out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+        write_json(&mut out, &response.uid);
+        out.extend_from_slice(if response.allowed {
+            b",\"allowed\":true"
+        } else {
+            b",\"allowed\":false,\"status\":"
         });
-        WireReview {
-            api_version,
-            kind: "AdmissionReview",
-            response: WireResponse {
-                uid: &response.uid,
-                allowed: response.allowed,
-                status: (!response.allowed).then_some(&response.result),
-                patch_type: patch.as_ref().map(|_| "JSONPatch"),
-                patch,
-                warnings: response.warnings.as_ref().filter(|w| !w.is_empty()),
-            },
+        if !response.allowed {
+            write_json(&mut out, &response.result);
         }
+        if let Some(patch) = patch {
+            out.extend_from_slice(b",\"patch\":\"");
+            let start = out.len();
+            out.resize(start + patch.len().div_ceil(3) * 4, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(patch, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + written);
+            out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
+        }
+        if let Some(warnings) = response.warnings.as_ref().filter(|warnings| !warnings.is_empty()) {
+            out.extend_from_slice(b",\"warnings\":");
+            write_json(&mut out, warnings);
+        }
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+/// Appends `value` as JSON; the values written here (strings, a Status, a list of strings)
+/// always serialize.
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -407,17 +419,10 @@ pub fn answer_review(
             summary.resources = outcome.resources;
             warnings.extend(outcome.warnings);
             response.warnings = Some(warnings);
-            if !outcome.patch.0.is_empty() {
-                let unpatched = response.clone();
-                response = match response.with_patch(outcome.patch) {
-                    Ok(response) => response,
-                    Err(error) => {
-                        let message = format!("cannot serialise patch: {error}");
-                        summary.decision = "deny";
-                        summary.denial = Some(message.clone());
-                        unpatched.deny(message)
-                    }
-                };
+            if !outcome.patch.is_empty() {
+                // The engine serialized the patch as it built it; `WireReview` marks it
+                // JSONPatch and writes it as base64.
+                response.patch = Some(outcome.patch.into_bytes());
             }
         }
         Err(denial) => {
@@ -442,7 +447,7 @@ pub fn allowed(uid: &str) -> AdmissionResponse {
 }
 
 fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummary) -> ReviewAnswer {
-    let body = serde_json::to_vec(&WireReview::new(api_version, response)).unwrap_or_default();
+    let body = WireReview::new(api_version, response).to_bytes();
     ReviewAnswer { body, summary }
 }
 

@@ -104,10 +104,8 @@ async fn allow(body: Bytes) -> Response {
         Ok(parsed) => parsed,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
-    match serde_json::to_vec(&WireReview::new(parsed.api_version(), &allowed(parsed.uid()))) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
-    }
+    let bytes = WireReview::new(parsed.api_version(), &allowed(parsed.uid())).to_bytes();
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 /// A fresh CA and a serving certificate for 127.0.0.1, as a rustls config and the CA PEM.

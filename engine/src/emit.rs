@@ -4,19 +4,17 @@
 //! Operations only ever add to or remove from what the pod has; no existing map or list is
 //! replaced whole (see [`crate::patch::PatchBuilder`]).
 
-use json_patch::Patch;
-
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
 use crate::decision::PROXY_CONTAINER;
 use crate::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
-use crate::patch::PatchBuilder;
+use crate::patch::{PatchBuilder, SerializedPatch};
 use crate::plan::Plan;
 use crate::render::Rendered;
 use crate::traffic;
 
 /// The patch that adds `rendered` to the pod of `plan`.
-pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered, config: &InjectConfig) -> Patch {
+pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered, config: &InjectConfig) -> SerializedPatch {
     let mut builder = PatchBuilder::new();
     if !plan.has_metadata {
         builder.add(&["metadata"], serde_json::json!({}));
@@ -69,7 +67,7 @@ fn emit_probe_rewrites(plan: &Plan<'_>, builder: &mut PatchBuilder) {
             path.pop();
         }
         path.push("httpGet");
-        builder.add(&path, rewrite.http_get.clone());
+        builder.add(&path, &rewrite.http_get);
     }
 }
 

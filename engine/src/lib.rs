@@ -36,11 +36,11 @@ pub mod traffic;
 pub mod user_volumes;
 pub mod workload;
 
-use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 
 use self::decision::Decision;
 use self::error::InjectError;
+use self::patch::SerializedPatch;
 use self::plan::Planned;
 use self::resources::{ConcurrencyPolicy, NamespaceContext, ProxyResources};
 use self::workload::Workload;
@@ -69,8 +69,8 @@ pub struct PodRequest<'a> {
 pub struct Outcome {
     /// What was decided and why.
     pub decision: Decision,
-    /// The patch; empty when skipped.
-    pub patch: Patch,
+    /// The patch, serialized; empty when skipped.
+    pub patch: SerializedPatch,
     /// Messages for the user (AdmissionResponse warnings).
     pub warnings: Vec<String>,
     /// The proxy's resources, when injected.
@@ -145,7 +145,7 @@ impl Outcome {
     pub(crate) fn skipped(decision: Decision, warnings: Vec<String>) -> Self {
         Outcome {
             decision,
-            patch: Patch(Vec::new()),
+            patch: SerializedPatch::default(),
             warnings,
             resources: None,
         }

@@ -1,20 +1,65 @@
-//! RFC 6902 operations built from what the engine adds, never from a diff of whole pods.
+//! RFC 6902 operations built from what the engine adds, never from a diff of whole pods, and
+//! serialized as they are added.
 //!
 //! The engine knows exactly what it adds, so it writes `add` operations directly: one per
 //! container, volume, label and annotation. A map or array that is absent is created in
 //! one operation; one that exists is extended item by item and never replaced, so fields
-//! written by other webhooks survive. Keys are escaped (`/` as `~1`) by `jsonptr`.
+//! written by other webhooks survive. Keys are escaped as JSON Pointer tokens (`~` as `~0`,
+//! `/` as `~1`). Each operation is written to the patch's bytes when it is added, so no
+//! operation tree is built and serialized again.
 
 use std::collections::BTreeMap;
 
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
-use jsonptr::PointerBuf;
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// A JSON Patch document, already serialized.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SerializedPatch {
+    bytes: Vec<u8>,
+    operations: usize,
+}
+
+// === impl SerializedPatch ===
+
+impl SerializedPatch {
+    /// The JSON array of operations (`[]` when empty).
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.bytes.is_empty() { b"[]" } else { &self.bytes }
+    }
+
+    /// The bytes, to send.
+    pub fn into_bytes(self) -> Vec<u8> {
+        if self.bytes.is_empty() {
+            b"[]".to_vec()
+        } else {
+            self.bytes
+        }
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.operations
+    }
+
+    /// Whether there is no operation.
+    pub fn is_empty(&self) -> bool {
+        self.operations == 0
+    }
+
+    /// The operations as `json_patch` values, to apply to a document (offline injection and
+    /// tests).
+    pub fn to_patch(&self) -> Result<json_patch::Patch, serde_json::Error> {
+        serde_json::from_slice(self.as_bytes())
+    }
+}
 
 /// Collects the operations of one patch.
 #[derive(Debug, Default)]
 pub struct PatchBuilder {
-    operations: Vec<PatchOperation>,
+    bytes: Vec<u8>,
+    operations: usize,
+    pointer: String,
 }
 
 // === impl PatchBuilder ===
@@ -22,22 +67,51 @@ pub struct PatchBuilder {
 impl PatchBuilder {
     /// An empty patch.
     pub fn new() -> Self {
-        Self::default()
+        PatchBuilder {
+            bytes: Vec::with_capacity(8 * 1024),
+            operations: 0,
+            pointer: String::with_capacity(128),
+        }
     }
 
     /// Adds `value` at the path made of `tokens` (escaped as needed).
-    pub fn add(&mut self, tokens: &[&str], value: Value) {
-        self.operations.push(PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(tokens.iter().copied()),
-            value,
-        }));
+    pub fn add(&mut self, tokens: &[&str], value: impl Serialize) {
+        self.begin("add", tokens);
+        self.bytes.extend_from_slice(b",\"value\":");
+        if serde_json::to_writer(&mut self.bytes, &value).is_err() {
+            // Serializing a value that has no JSON form: write null rather than a broken
+            // document (serde_json::Value and the engine's own types always serialize).
+            self.bytes.extend_from_slice(b"null");
+        }
+        self.bytes.push(b'}');
     }
 
     /// Removes the value at the path made of `tokens`.
     pub fn remove(&mut self, tokens: &[&str]) {
-        self.operations.push(PatchOperation::Remove(RemoveOperation {
-            path: PointerBuf::from_tokens(tokens.iter().copied()),
-        }));
+        self.begin("remove", tokens);
+        self.bytes.push(b'}');
+    }
+
+    /// Opens an operation object up to and including its `path`.
+    fn begin(&mut self, op: &str, tokens: &[&str]) {
+        self.bytes.push(if self.operations == 0 { b'[' } else { b',' });
+        self.operations += 1;
+        self.bytes.extend_from_slice(b"{\"op\":\"");
+        self.bytes.extend_from_slice(op.as_bytes());
+        self.bytes.extend_from_slice(b"\",\"path\":");
+        self.pointer.clear();
+        for token in tokens {
+            self.pointer.push('/');
+            for c in token.chars() {
+                match c {
+                    '~' => self.pointer.push_str("~0"),
+                    '/' => self.pointer.push_str("~1"),
+                    c => self.pointer.push(c),
+                }
+            }
+        }
+        // A string always serializes.
+        let _ = serde_json::to_writer(&mut self.bytes, self.pointer.as_str());
     }
 
     /// Sets string entries in the map at `map_path`, creating the map when `existing` is `None`.
@@ -59,7 +133,7 @@ impl PatchBuilder {
                 let mut tokens = map_path.to_vec();
                 for (key, value) in &entries {
                     tokens.push(key);
-                    self.add(&tokens, Value::String(value.clone()));
+                    self.add(&tokens, value);
                     tokens.pop();
                 }
             }
@@ -68,18 +142,18 @@ impl PatchBuilder {
 
     /// Inserts `items` into the array at `array_path` starting at `index` (or appends with
     /// `None`), creating the array when `existing_len` is `None`.
-    pub fn insert_items(
+    pub fn insert_items<T: Serialize>(
         &mut self,
         array_path: &[&str],
         existing_len: Option<usize>,
         index: Option<usize>,
-        items: Vec<Value>,
+        items: Vec<T>,
     ) {
         if items.is_empty() {
             return;
         }
         let Some(len) = existing_len else {
-            self.add(array_path, Value::Array(items));
+            self.add(array_path, items);
             return;
         };
         match index {
@@ -103,17 +177,25 @@ impl PatchBuilder {
 
     /// Number of operations so far.
     pub fn len(&self) -> usize {
-        self.operations.len()
+        self.operations
     }
 
     /// Whether no operation was added.
     pub fn is_empty(&self) -> bool {
-        self.operations.is_empty()
+        self.operations == 0
     }
 
     /// The finished patch.
-    pub fn build(self) -> Patch {
-        Patch(self.operations)
+    pub fn build(mut self) -> SerializedPatch {
+        if self.operations > 0 {
+            self.bytes.push(b']');
+        } else {
+            self.bytes.clear();
+        }
+        SerializedPatch {
+            bytes: self.bytes,
+            operations: self.operations,
+        }
     }
 }
 
@@ -123,7 +205,7 @@ mod tests {
     use serde_json::json;
 
     fn apply(mut document: Value, builder: PatchBuilder) -> Value {
-        json_patch::patch(&mut document, &builder.build()).unwrap();
+        json_patch::patch(&mut document, &builder.build().to_patch().unwrap()).unwrap();
         document
     }
 
@@ -141,16 +223,20 @@ mod tests {
         builder.set_entries(
             &["metadata", "labels"],
             Some(&existing),
-            vec![("sidecar.istio.io/status".into(), "{}".into())],
+            vec![
+                ("sidecar.istio.io/status".into(), "{}".into()),
+                ("a~b\"c".into(), "2".into()),
+            ],
         );
-        let PatchOperation::Add(operation) = &builder.operations[0] else {
-            panic!("not an add")
-        };
-        assert_eq!(operation.path.as_str(), "/metadata/labels/sidecar.istio.io~1status");
-        let result = apply(json!({"metadata": {"labels": {"keep": "x"}}}), builder);
+        let patch = builder.build();
+        let operations: Value = serde_json::from_slice(patch.as_bytes()).unwrap();
+        assert_eq!(operations[0]["path"], "/metadata/labels/sidecar.istio.io~1status");
+        assert_eq!(operations[1]["path"], "/metadata/labels/a~0b\"c");
+        let mut result = json!({"metadata": {"labels": {"keep": "x"}}});
+        json_patch::patch(&mut result, &patch.to_patch().unwrap()).unwrap();
         assert_eq!(
             result,
-            json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}"}}})
+            json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}", "a~b\"c": "2"}}})
         );
     }
 
@@ -160,7 +246,17 @@ mod tests {
         builder.insert_items(&["list"], Some(2), Some(0), vec![json!("x"), json!("y")]);
         builder.insert_items(&["list"], Some(4), None, vec![json!("z")]);
         builder.insert_items(&["other"], None, Some(0), vec![json!(1)]);
-        let result = apply(json!({"list": ["a", "b"]}), builder);
+        builder.remove(&["gone"]);
+        assert_eq!(builder.len(), 5);
+        let result = apply(json!({"list": ["a", "b"], "gone": true}), builder);
         assert_eq!(result, json!({"list": ["x", "y", "a", "b", "z"], "other": [1]}));
+    }
+
+    #[test]
+    fn an_empty_patch_is_an_empty_array() {
+        let patch = PatchBuilder::new().build();
+        assert!(patch.is_empty());
+        assert_eq!(patch.as_bytes(), b"[]");
+        assert!(patch.to_patch().unwrap().0.is_empty());
     }
 }

@@ -146,7 +146,7 @@ fn answer(body: &[u8]) -> Result<Vec<u8>, String> {
     let response = AdmissionResponse::from(&request)
         .with_patch(Patch(operations))
         .context("serialising the patch")?;
-    serde_json::to_vec(&WireReview::new(&request.types.api_version, &response)).context("writing the review")
+    Ok(WireReview::new(&request.types.api_version, &response).to_bytes())
 }
 
 /// Adds [`MARK`] to `metadata.<field>`, creating the map when the pod has none.
