@@ -379,13 +379,10 @@ fn read_input(filename: &str) -> Result<String, String> {
 
 /// Every YAML document in `text`, with `List` items flattened.
 fn yaml_documents(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
-    use serde::Deserialize;
     let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_json::Value::deserialize(document).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+    for value in sidecar_injector::manifest::read_documents(text).map_err(|e| format!("{origin}: {e}"))? {
         match value.get("kind").and_then(|k| k.as_str()) {
             Some("List") => documents.extend(value["items"].as_array().cloned().unwrap_or_default()),
-            _ if value.is_null() => {}
             _ => documents.push(value),
         }
     }

@@ -6,24 +6,19 @@
 //! template. Other documents pass through unchanged, in their original order. A template
 //! injected before is stripped of what its status annotation lists and injected again.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::workload::Workload;
 use crate::engine::{Injector, PodRequest};
+use crate::manifest::{self, ManifestError};
 pub use crate::reinject::strip_injection;
 
 /// Why offline injection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    /// The input is not YAML.
-    #[error("document {index}: not valid YAML: {message}")]
-    Yaml {
-        /// 1-based document number.
-        index: usize,
-        /// The parser's message.
-        message: String,
-    },
+    /// The input is not YAML, or the output could not be written as YAML.
+    #[error(transparent)]
+    Yaml(#[from] ManifestError),
     /// A pod template is not a valid pod.
     #[error("{workload}: pod template is not a valid Pod: {message}")]
     InvalidPod {
@@ -52,26 +47,11 @@ pub enum OfflineError {
 
 /// Injects every workload in a multi-document YAML string; returns YAML.
 pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) -> Result<String, OfflineError> {
-    let mut output = String::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let value = Value::deserialize(document).map_err(|error| OfflineError::Yaml {
-            index: index + 1,
-            message: error.to_string(),
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let injected = inject_document(injector, value, default_namespace)?;
-        if !output.is_empty() {
-            output.push_str("---\n");
-        }
-        let text = serde_yaml::to_string(&injected).map_err(|error| OfflineError::Yaml {
-            index: index + 1,
-            message: error.to_string(),
-        })?;
-        output.push_str(&text);
-    }
-    Ok(output)
+    let injected = manifest::read_documents(input)?
+        .into_iter()
+        .map(|document| inject_document(injector, document, default_namespace))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(manifest::write_documents(&injected)?)
 }
 
 /// Where a workload kind keeps its pod template; `None` for kinds without one.
@@ -203,9 +183,7 @@ mod tests {
     fn injects_workloads_passes_other_kinds_and_reinjects_cleanly() {
         let injector = Injector::new(InjectConfig::default()).unwrap();
         let once = inject_yaml(&injector, DEPLOYMENT, "default").unwrap();
-        let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&once)
-            .map(|d| Value::deserialize(d).unwrap())
-            .collect();
+        let documents = manifest::read_documents(&once).unwrap();
         assert_eq!(documents.len(), 2);
         assert_eq!(documents[1]["kind"], "Service");
         let names = |doc: &Value, list: &str| -> Vec<String> {

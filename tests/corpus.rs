@@ -36,13 +36,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{TestServer, apply_and_check, check_pod_valid, pod_review};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sidecar_injector::config::{
     CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, Platform, ResourceAmounts, ResourceDefaults,
 };
 use sidecar_injector::engine::Injector;
 use sidecar_injector::engine::resources::NamespaceContext;
+use sidecar_injector::manifest::read_documents;
 use sidecar_injector::offline::inject_yaml;
 use sidecar_injector::quantity::{Quantity, ResourceKind};
 use sidecar_injector::review::{answer_review, parse_review};
@@ -528,12 +528,9 @@ fn corpus_dir() -> PathBuf {
     dir
 }
 
-fn read_documents(path: &Path) -> Vec<Value> {
+fn read_file_documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document).unwrap())
-        .filter(|value| !value.is_null())
-        .collect()
+    read_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A pod template with the workload it belongs to.
@@ -715,8 +712,8 @@ fn corpus_config(case: &Case) -> InjectConfig {
 /// Runs a case's pod templates through the HTTPS webhook and compares each injected pod
 /// with Istio's.
 async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
-    let inputs = read_documents(&dir.join(case.input));
-    let expected_documents = read_documents(&dir.join(case.expected));
+    let inputs = read_file_documents(&dir.join(case.input));
+    let expected_documents = read_file_documents(&dir.join(case.expected));
     let ours: Vec<Template> = inputs.iter().flat_map(templates).collect();
     let theirs: Vec<Template> = expected_documents.iter().flat_map(templates).collect();
     if ours.len() != theirs.len() || ours.is_empty() {
@@ -788,14 +785,12 @@ fn run_offline_case(case: &Case, dir: &Path, input_file: &str) -> Result<usize, 
     let input = std::fs::read_to_string(dir.join(input_file)).map_err(|e| e.to_string())?;
     let injector = Injector::new(corpus_config(case)).map_err(|e| e.to_string())?;
     let output = inject_yaml(&injector, &input, "default").map_err(|e| format!("inject failed: {e}"))?;
-    let ours: Vec<Value> = serde_yaml::Deserializer::from_str(&output)
-        .map(|document| Value::deserialize(document).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    let theirs = read_documents(&dir.join(case.expected));
+    let ours = read_documents(&output).map_err(|e| e.to_string())?;
+    let theirs = read_file_documents(&dir.join(case.expected));
     if ours.len() != theirs.len() {
         return Err(format!("{} documents out, Istio has {}", ours.len(), theirs.len()));
     }
-    let inputs = read_documents(&dir.join(input_file));
+    let inputs = read_file_documents(&dir.join(input_file));
     let mut failures = Vec::new();
     for (index, ((mut got, mut want), mut input)) in ours.into_iter().zip(theirs).zip(inputs.clone()).enumerate() {
         let label = format!("document {}", index + 1);

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
 use serde_json::{Value, json};
+use sidecar_injector::manifest::read_documents;
 
 use crate::check::Context;
 
@@ -57,8 +57,7 @@ pub fn pods_in(path: &Path) -> Result<Vec<CorpusPod>, String> {
         .to_string();
     let text = std::fs::read_to_string(path).context(format!("reading {}", path.display()))?;
     let mut templates = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let object = Value::deserialize(document).context(format!("parsing {file}"))?;
+    for object in read_documents(&text).context(format!("parsing {file}"))? {
         collect_templates(&object, &mut templates);
     }
     let stem = dns_label(file.trim_end_matches(".yaml"));
