@@ -12,7 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -149,7 +150,7 @@ impl LoadResult {
 pub fn connector(ca_pems: &[String]) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     for pem in ca_pems {
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
             roots.add(cert).map_err(|e| format!("CA certificate: {e}"))?;
         }
