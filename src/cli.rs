@@ -377,26 +377,19 @@ fn read_input(filename: &str) -> Result<String, String> {
     }
 }
 
-/// Every YAML document in `text`, with `List` items flattened.
-fn yaml_documents(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
-    let mut documents = Vec::new();
-    for value in sidecar_injector::manifest::read_documents(text).map_err(|e| format!("{origin}: {e}"))? {
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("List") => documents.extend(value["items"].as_array().cloned().unwrap_or_default()),
-            _ => documents.push(value),
-        }
-    }
-    Ok(documents)
+/// Every object in `text` (`List` items in their place); `origin` names it in errors.
+fn read_objects(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
+    sidecar_injector::manifest::read_objects(text).map_err(|e| format!("{origin}: {e}"))
 }
 
 fn explain(args: ExplainArgs) -> Result<(), String> {
     let injector = args.config.injector()?;
-    let documents = yaml_documents(&read_input(&args.filename)?, &args.filename)?;
+    let documents = read_objects(&read_input(&args.filename)?, &args.filename)?;
     let namespace: Option<k8s_openapi::api::core::v1::Namespace> = match &args.namespace {
         Some(path) => {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            let document = yaml_documents(&text, &origin)?
+            let document = read_objects(&text, &origin)?
                 .into_iter()
                 .next()
                 .ok_or(format!("{origin} is empty"))?;
@@ -408,7 +401,7 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         Some(path) => {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            yaml_documents(&text, &origin)?
+            read_objects(&text, &origin)?
                 .into_iter()
                 .map(|document| {
                     serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}"))

@@ -42,7 +42,8 @@ use sidecar_injector::config::{
 };
 use sidecar_injector::engine::Injector;
 use sidecar_injector::engine::resources::NamespaceContext;
-use sidecar_injector::manifest::read_documents;
+use sidecar_injector::engine::workload::Workload;
+use sidecar_injector::manifest::{pod_templates, pod_templates_mut, read_documents, template_as_pod};
 use sidecar_injector::offline::inject_yaml;
 use sidecar_injector::quantity::{Quantity, ResourceKind};
 use sidecar_injector::review::{answer_review, parse_review};
@@ -537,40 +538,21 @@ fn read_file_documents(path: &Path) -> Vec<Value> {
 struct Template {
     label: String,
     namespace: String,
-    owner: Option<(String, String, String)>,
+    /// The workload holding the template; `None` for a bare Pod.
+    owner: Option<Workload>,
     pod: Value,
 }
 
 fn templates(document: &Value) -> Vec<Template> {
-    let kind = document["kind"].as_str().unwrap_or_default();
-    if kind == "List" {
-        return document["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(templates)
-            .collect();
-    }
-    let Some(pointer) = template_pointer(kind) else {
-        return Vec::new();
-    };
-    let Some(template) = document.pointer(&pointer) else {
-        return Vec::new();
-    };
-    let name = document["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    let owner = (kind != "Pod").then(|| {
-        let api_version = document["apiVersion"].as_str().unwrap_or("v1").to_string();
-        (api_version, kind.to_string(), name.clone())
-    });
-    vec![Template {
-        label: format!("{kind}/{name}"),
-        namespace: document["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string(),
-        owner,
-        pod: json!({"apiVersion": "v1", "kind": "Pod", "metadata": template.get("metadata").cloned().unwrap_or(json!({})), "spec": template["spec"].clone()}),
-    }]
+    pod_templates(document)
+        .into_iter()
+        .map(|found| Template {
+            label: found.label(),
+            namespace: found.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            owner: found.workload().cloned(),
+            pod: template_as_pod(found.template),
+        })
+        .collect()
 }
 
 /// The normalisation applied to both sides before comparing; see the module docs.
@@ -727,8 +709,8 @@ async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
     let mut failures = Vec::new();
     for (index, (template, expected)) in ours.iter().zip(&theirs).enumerate() {
         let mut pod = template.pod.clone();
-        if let Some((api_version, kind, name)) = &template.owner {
-            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
+        if let Some(owner) = &template.owner {
+            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name, "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
         }
         let review = pod_review(&format!("corpus-{index}"), &template.namespace, &pod);
         let response = if case.namespace_annotations.is_empty() {
@@ -794,20 +776,21 @@ fn run_offline_case(case: &Case, dir: &Path, input_file: &str) -> Result<usize, 
     let mut failures = Vec::new();
     for (index, ((mut got, mut want), mut input)) in ours.into_iter().zip(theirs).zip(inputs.clone()).enumerate() {
         let label = format!("document {}", index + 1);
-        for ((ours, theirs), given) in take_templates(&mut got)
-            .into_iter()
-            .zip(take_templates(&mut want))
-            .zip(take_templates(&mut input))
-        {
-            if given.is_none() {
-                failures.push(format!("{label}: a pod template the input does not have"));
-            }
-            compare(
-                ours.unwrap_or_default(),
-                theirs.unwrap_or_default(),
-                &label,
-                &mut failures,
-            );
+        let (ours, theirs, given) = (
+            take_templates(&mut got),
+            take_templates(&mut want),
+            take_templates(&mut input),
+        );
+        if ours.len() != given.len() || ours.len() != theirs.len() {
+            failures.push(format!(
+                "{label}: {} pod templates out, {} in the input, {} in Istio's file",
+                ours.len(),
+                given.len(),
+                theirs.len()
+            ));
+        }
+        for (ours, theirs) in ours.into_iter().zip(theirs) {
+            compare(ours, theirs, &label, &mut failures);
         }
         // Outside pod templates Istio's file holds its Go round trip of the input (`status: {}`,
         // typed zero values); we must pass the input through as given.
@@ -828,26 +811,11 @@ fn run_offline_case(case: &Case, dir: &Path, input_file: &str) -> Result<usize, 
 }
 
 /// Takes the pod templates out of a document (one per `List` item), leaving `null` behind.
-fn take_templates(document: &mut Value) -> Vec<Option<Value>> {
-    let kind = document["kind"].as_str().unwrap_or_default().to_string();
-    if kind == "List" {
-        return document["items"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-            .flat_map(take_templates)
-            .collect();
-    }
-    let Some(pointer) = template_pointer(&kind) else {
-        return Vec::new();
-    };
-    vec![document.pointer_mut(&pointer).map(Value::take)]
-}
-
-/// The JSON pointer of a workload kind's pod template, as offline `inject` finds it.
-fn template_pointer(kind: &str) -> Option<String> {
-    let path = sidecar_injector::offline::template_path(kind)?;
-    Some(path.iter().map(|token| format!("/{token}")).collect())
+fn take_templates(document: &mut Value) -> Vec<Value> {
+    pod_templates_mut(document)
+        .into_iter()
+        .map(|found| found.template.take())
+        .collect()
 }
 
 /// The per-case table, and the cases expected to match that did not.

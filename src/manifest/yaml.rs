@@ -1,10 +1,9 @@
-//! Kubernetes manifests as YAML text: one or many documents in, JSON values out, and back.
+//! YAML text to JSON values and back.
 //!
-//! Offline `inject`, `explain` and the tests read YAML through here, so every adapter
-//! reads a manifest the same way. Reading follows the YAML 1.2 core schema, as the
-//! crate did before (`yes`, `on`, `0644` and `1_000` stay strings; a repeated key keeps
-//! its last value, as the API server does), and expands `<<` merge keys as `kubectl` does.
-//! Writing quotes every string a YAML 1.1 reader would take for something else.
+//! Reading follows the YAML 1.2 core schema (`yes`, `on`, `0644` and `1_000` stay strings),
+//! keeps the last of repeated keys, as the API server does, and expands `<<` merge keys, as
+//! `kubectl` does. Writing quotes every string a YAML 1.1 reader would take for something
+//! else.
 
 use serde_json::Value;
 
