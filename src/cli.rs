@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
-use sidecar_injector::server::options::{ServeOptions, parse_flag_duration};
+use sidecar_injector::server::options::{
+    DEFAULT_BLOCKING_THRESHOLD_BYTES, ServeOptions, default_blocking_permits, parse_flag_duration,
+};
 use sidecar_injector::server::tls::{self, TlsFiles, TlsSource};
 
 /// A Kubernetes mutating admission webhook that injects Istio's sidecar proxy, with CPU and
@@ -188,6 +191,19 @@ struct ServeArgs {
     /// ready without them (pods then get config defaults and a warning).
     #[arg(long, env = "SIDECAR_INJECTOR_CACHE_SYNC_TIMEOUT", default_value = "30s", value_parser = parse_flag_duration, value_name = "DURATION")]
     cache_sync_timeout: Duration,
+    /// Reviews with a body larger than this many bytes are parsed, injected and answered on
+    /// a blocking thread pool, so they do not hold up small reviews on the async workers.
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_BLOCKING_THRESHOLD_BYTES",
+        default_value_t = DEFAULT_BLOCKING_THRESHOLD_BYTES,
+        value_name = "BYTES"
+    )]
+    blocking_threshold_bytes: usize,
+    /// How many large reviews are processed at once; more wait for a turn. Default: the
+    /// number of CPUs.
+    #[arg(long, env = "SIDECAR_INJECTOR_BLOCKING_PERMITS", value_name = "N")]
+    blocking_permits: Option<NonZeroUsize>,
 }
 
 impl ServeArgs {
@@ -199,6 +215,10 @@ impl ServeArgs {
             max_connections: self.max_connections,
             drain_delay: self.drain_delay,
             drain_timeout: self.drain_timeout,
+            blocking_threshold_bytes: self.blocking_threshold_bytes,
+            blocking_permits: self
+                .blocking_permits
+                .map_or_else(default_blocking_permits, NonZeroUsize::get),
             ..ServeOptions::default()
         }
     }

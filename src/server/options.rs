@@ -29,6 +29,19 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// How long in-flight requests may take to finish once accepting stops.
     pub drain_timeout: Duration,
+    /// Reviews whose body is larger than this many bytes are parsed, injected and answered on
+    /// tokio's blocking pool, so they do not stall the async workers ([`super::blocking`]).
+    pub blocking_threshold_bytes: usize,
+    /// How many such reviews run on the blocking pool at once; more wait for a turn.
+    pub blocking_permits: usize,
+}
+
+/// The default [`ServeOptions::blocking_threshold_bytes`]: 256 KiB, above any everyday pod.
+pub const DEFAULT_BLOCKING_THRESHOLD_BYTES: usize = 256 * 1024;
+
+/// The default [`ServeOptions::blocking_permits`]: one per CPU this process may use.
+pub fn default_blocking_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for ServeOptions {
@@ -42,6 +55,8 @@ impl Default for ServeOptions {
             max_connections: 1024,
             drain_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(20),
+            blocking_threshold_bytes: DEFAULT_BLOCKING_THRESHOLD_BYTES,
+            blocking_permits: default_blocking_permits(),
         }
     }
 }
