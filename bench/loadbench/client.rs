@@ -126,7 +126,8 @@ impl LoadResult {
         self.add_errors(1, vec![message]);
     }
 
-    fn record(&mut self, latency: Duration) {
+    /// Counts one successful request that took `latency`.
+    pub fn record(&mut self, latency: Duration) {
         self.requests += 1;
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
@@ -242,7 +243,7 @@ async fn handshake_worker(target: &Target, stop: &StopRule) -> LoadResult {
 }
 
 /// Opens a TCP connection, completes the TLS handshake and the HTTP/1.1 handshake.
-async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+pub async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -261,7 +262,12 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
 }
 
 /// Posts the review and reads the whole answer; `check` also parses and checks it.
-async fn post(sender: &mut SendRequest<Full<Bytes>>, target: &Target, check: bool, close: bool) -> Result<(), String> {
+pub async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    target: &Target,
+    check: bool,
+    close: bool,
+) -> Result<(), String> {
     sender.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
     let mut request = hyper::Request::post("/inject")
         .header("host", target.addr.to_string())
