@@ -4,7 +4,8 @@
 #      and instruction counts per review under callgrind when valgrind is installed
 #      (these do not depend on the machine's load, so they also judge linearity);
 #   2. Istio's injector on the same pods (bench/istio-peer, built once and cached);
-#   3. the load benchmark: injector vs baseline server, keep-alive and handshake modes;
+#   3. the load benchmark: injector vs baseline server, keep-alive and handshake modes, and
+#      typical reviews' p99 with and without 3 MiB reviews arriving at 10/s (large-mix);
 #   4. the resource figures of the release binary (RSS, CPU per 1,000 reviews, ready time).
 # Environment: BENCH_OUT (raw outputs, default target/bench-results), LOAD_DURATION
 # (default 10s), MEASUREMENT_TIME (criterion seconds, default 3), SKIP_ISTIO=1, SKIP_CALLGRIND=1.
@@ -114,6 +115,10 @@ fi
 step "load benchmark (in-process: injector vs baseline)"
 "$TARGET_DIR/release/examples/loadbench" --connections 16 --duration "$LOAD_DURATION" --mode both \
   --json "$OUT/load.json" 2>&1 | tee "$OUT/load.log"
+
+step "load benchmark (typical reviews beside 3 MiB reviews at 10/s)"
+"$TARGET_DIR/release/examples/loadbench" --mode large-mix --connections 16 --duration "$LOAD_DURATION" \
+  --large-pod max-3MiB --large-rate 10 --json "$OUT/large-mix.json" 2>&1 | tee "$OUT/large-mix.log"
 
 step "resource figures (release binary as a child process)"
 "$TARGET_DIR/release/examples/loadbench" --resources --connections 16 --duration "$LOAD_DURATION" \

@@ -4,7 +4,7 @@
 Usage: write_results.py OUT_DIR CRITERION_DIR
 
 OUT_DIR holds machine.json, alloc.jsonl, istio.jsonl (or istio.error), load.json,
-resources.json and optionally instructions.jsonl; CRITERION_DIR is target/criterion.
+large-mix.json, resources.json and optionally instructions.jsonl; CRITERION_DIR is target/criterion.
 Only the standard library is used.
 """
 
@@ -79,6 +79,7 @@ def main():
     istio = read_lines(os.path.join(out_dir, "istio.jsonl"))
     instructions = read_lines(os.path.join(out_dir, "instructions.jsonl"))
     load = read_json(os.path.join(out_dir, "load.json"), {})
+    large_mix = read_json(os.path.join(out_dir, "large-mix.json"), {})
     resources = read_json(os.path.join(out_dir, "resources.json"), {}).get("resources", {})
     istio_error = None
     try:
@@ -282,6 +283,38 @@ def main():
         p()
     else:
         p("The load benchmark did not run.")
+        p()
+
+    p("## Large reviews beside typical ones")
+    p()
+    mix = large_mix.get("large_mix")
+    setting = large_mix.get("setting", {})
+    if mix:
+        p(
+            f"`loadbench --mode large-mix`: pod `{setting.get('pod')}` ({setting.get('pod_bytes')} bytes) on "
+            f"{setting.get('connections')} keep-alive connections to the real webhook, alone (quiet) and while "
+            f"`{setting.get('large_pod')}` reviews ({setting.get('large_pod_bytes')} bytes) arrive at "
+            f"{setting.get('large_rate'):g}/s on a timer, on pooled keep-alive connections; quiet and mixed runs "
+            f"alternated over {setting.get('rounds')} rounds. Reviews over {setting.get('blocking_threshold_bytes')} "
+            "bytes run on the blocking pool (`--blocking-threshold-bytes`)."
+        )
+        p()
+        p("| reviews | requests | errors | req/s | p50 | p90 | p99 | p99.9 | max |")
+        p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label, key in [("typical, quiet", "quiet"), ("typical, with large", "mixed"), ("large", "large")]:
+            r = mix[key]
+            p(
+                f"| {label} | {r['requests']} | {r['errors']} | {r['throughput']:.1f} | {r['p50_ms']:.2f} ms "
+                f"| {r['p90_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['p999_ms']:.2f} ms | {r['max_ms']:.2f} ms |"
+            )
+        p()
+        p(
+            f"Typical reviews' p99 with the large reviews = **{mix['p99_ratio']:.2f}×** the quiet p99 "
+            f"(p50: {mix['p50_ratio']:.2f}×)."
+        )
+        p()
+    else:
+        p("The large-mix benchmark did not run.")
         p()
 
     p("## Resources of the real binary")

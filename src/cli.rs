@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
-use sidecar_injector::server::options::{ServeOptions, parse_flag_duration};
+use sidecar_injector::server::options::{
+    DEFAULT_BLOCKING_THRESHOLD_BYTES, ServeOptions, default_blocking_permits, parse_flag_duration,
+};
 use sidecar_injector::server::tls::{self, TlsFiles, TlsSource};
 
 /// A Kubernetes mutating admission webhook that injects Istio's sidecar proxy, with CPU and
@@ -188,6 +191,19 @@ struct ServeArgs {
     /// ready without them (pods then get config defaults and a warning).
     #[arg(long, env = "SIDECAR_INJECTOR_CACHE_SYNC_TIMEOUT", default_value = "30s", value_parser = parse_flag_duration, value_name = "DURATION")]
     cache_sync_timeout: Duration,
+    /// Reviews with a body larger than this many bytes are parsed, injected and answered on
+    /// a blocking thread pool, so they do not hold up small reviews on the async workers.
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_BLOCKING_THRESHOLD_BYTES",
+        default_value_t = DEFAULT_BLOCKING_THRESHOLD_BYTES,
+        value_name = "BYTES"
+    )]
+    blocking_threshold_bytes: usize,
+    /// How many large reviews are processed at once; more wait for a turn. Default: the
+    /// number of CPUs.
+    #[arg(long, env = "SIDECAR_INJECTOR_BLOCKING_PERMITS", value_name = "N")]
+    blocking_permits: Option<NonZeroUsize>,
 }
 
 impl ServeArgs {
@@ -199,6 +215,10 @@ impl ServeArgs {
             max_connections: self.max_connections,
             drain_delay: self.drain_delay,
             drain_timeout: self.drain_timeout,
+            blocking_threshold_bytes: self.blocking_threshold_bytes,
+            blocking_permits: self
+                .blocking_permits
+                .map_or_else(default_blocking_permits, NonZeroUsize::get),
             ..ServeOptions::default()
         }
     }
@@ -377,29 +397,19 @@ fn read_input(filename: &str) -> Result<String, String> {
     }
 }
 
-/// Every YAML document in `text`, with `List` items flattened.
-fn yaml_documents(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
-    use serde::Deserialize;
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_json::Value::deserialize(document).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("List") => documents.extend(value["items"].as_array().cloned().unwrap_or_default()),
-            _ if value.is_null() => {}
-            _ => documents.push(value),
-        }
-    }
-    Ok(documents)
+/// Every object in `text` (`List` items in their place); `origin` names it in errors.
+fn read_objects(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, String> {
+    sidecar_injector::manifest::read_objects(text).map_err(|e| format!("{origin}: {e}"))
 }
 
 fn explain(args: ExplainArgs) -> Result<(), String> {
     let injector = args.config.injector()?;
-    let documents = yaml_documents(&read_input(&args.filename)?, &args.filename)?;
+    let documents = read_objects(&read_input(&args.filename)?, &args.filename)?;
     let namespace: Option<k8s_openapi::api::core::v1::Namespace> = match &args.namespace {
         Some(path) => {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            let document = yaml_documents(&text, &origin)?
+            let document = read_objects(&text, &origin)?
                 .into_iter()
                 .next()
                 .ok_or(format!("{origin} is empty"))?;
@@ -411,7 +421,7 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         Some(path) => {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            yaml_documents(&text, &origin)?
+            read_objects(&text, &origin)?
                 .into_iter()
                 .map(|document| {
                     serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}"))

@@ -11,15 +11,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::resources::{FieldKey, NamespaceContext};
-use crate::engine::workload::Workload;
 use crate::engine::{Injector, PodRequest};
-use crate::offline::{pod_from_template, template_path};
+use crate::manifest::{self, PodTemplate};
 
 /// Why a pod cannot be explained.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
     /// The document has no pod template.
-    #[error("{0} has no pod template (expected a Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob)")]
+    #[error("{0} has no pod template (expected one of: {kinds})", kinds = manifest::workload_kinds().collect::<Vec<_>>().join(", "))]
     NoPodTemplate(String),
     /// The template is not a valid Pod.
     #[error("the pod template is not a valid Pod: {0}")]
@@ -67,40 +66,22 @@ pub fn explain(
     namespace: Option<&Namespace>,
     limit_ranges: &[LimitRange],
 ) -> Result<Explanation, ExplainError> {
+    // A document without a kind is read as a Pod.
     let kind = document.get("kind").and_then(Value::as_str).unwrap_or("Pod");
-    let name = document
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let label = format!("{kind}/{name}");
-    let path = template_path(kind).ok_or_else(|| ExplainError::NoPodTemplate(label.clone()))?;
-    let template = path
-        .iter()
-        .try_fold(document, |value, key| value.get(*key))
-        .ok_or_else(|| ExplainError::NoPodTemplate(label.clone()))?;
-    let (pod, has_metadata) = pod_from_template(template).map_err(|e| ExplainError::InvalidPod(e.to_string()))?;
+    let found = PodTemplate::of_kind(document, kind).ok_or_else(|| {
+        let name = document.pointer("/metadata/name").and_then(Value::as_str);
+        ExplainError::NoPodTemplate(format!("{kind}/{}", name.unwrap_or_default()))
+    })?;
+    let (pod, has_metadata) =
+        manifest::pod_from_template(found.template).map_err(|e| ExplainError::InvalidPod(e.to_string()))?;
     let namespace_name = namespace
         .and_then(|ns| ns.metadata.name.clone())
-        .or_else(|| {
-            document
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+        .or_else(|| found.namespace.clone())
         .unwrap_or_else(|| "default".to_string());
-    let workload = Workload {
-        name: name.to_string(),
-        kind: kind.to_string(),
-        api_version: document
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("v1")
-            .to_string(),
-    };
     let request = PodRequest {
         pod: &pod,
         namespace: &namespace_name,
-        workload: (kind != "Pod").then_some(&workload),
+        workload: found.workload(),
         has_metadata,
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
@@ -108,7 +89,7 @@ pub fn explain(
         },
     };
     let mut explanation = Explanation {
-        workload: label,
+        workload: found.label(),
         namespace: namespace_name.clone(),
         decision: String::new(),
         denied: None,
@@ -213,5 +194,14 @@ mod tests {
         let explanation = explain(&injector, &denied, None, &[]).unwrap();
         assert_eq!(explanation.decision, "deny");
         assert!(explanation.denied.unwrap().contains("sidecar.istio.io/proxyCPU"));
+
+        let kindless = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        assert_eq!(explain(&injector, &kindless, None, &[]).unwrap().workload, "Pod/p");
+        let service = json!({"kind": "Service", "metadata": {"name": "web"}});
+        let error = explain(&injector, &service, None, &[]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("Service/web has no pod template (expected one of: Pod, Deployment,"),
+            "{error}"
+        );
     }
 }

@@ -2,12 +2,13 @@
 //! with CPU and memory resolved field by field and checked before the API server sees them.
 //!
 //! The crate is a pure engine ([`engine`]) with thin layers around it: the AdmissionReview
-//! wire format ([`review`]), the HTTPS server ([`server`]), offline injection
-//! ([`offline`]) and certificate generation ([`certs`]).
+//! wire format ([`review`]), the HTTPS server ([`server`]), manifests as YAML
+//! ([`manifest`]), offline injection ([`offline`]) and certificate generation ([`certs`]).
 #![forbid(unsafe_code)]
 
 pub mod certs;
 pub mod explain;
+pub mod manifest;
 pub mod offline;
 pub mod review;
 pub mod server;

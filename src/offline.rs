@@ -6,24 +6,18 @@
 //! template. Other documents pass through unchanged, in their original order. A template
 //! injected before is stripped of what its status annotation lists and injected again.
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::workload::Workload;
 use crate::engine::{Injector, PodRequest};
+use crate::manifest::{self, ManifestError, PodTemplate};
 pub use crate::reinject::strip_injection;
 
 /// Why offline injection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    /// The input is not YAML.
-    #[error("document {index}: not valid YAML: {message}")]
-    Yaml {
-        /// 1-based document number.
-        index: usize,
-        /// The parser's message.
-        message: String,
-    },
+    /// The input is not YAML, or the output could not be written as YAML.
+    #[error(transparent)]
+    Yaml(#[from] ManifestError),
     /// A pod template is not a valid pod.
     #[error("{workload}: pod template is not a valid Pod: {message}")]
     InvalidPod {
@@ -52,146 +46,57 @@ pub enum OfflineError {
 
 /// Injects every workload in a multi-document YAML string; returns YAML.
 pub fn inject_yaml(injector: &Injector, input: &str, default_namespace: &str) -> Result<String, OfflineError> {
-    let mut output = String::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let value = Value::deserialize(document).map_err(|error| OfflineError::Yaml {
-            index: index + 1,
-            message: error.to_string(),
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let injected = inject_document(injector, value, default_namespace)?;
-        if !output.is_empty() {
-            output.push_str("---\n");
-        }
-        let text = serde_yaml::to_string(&injected).map_err(|error| OfflineError::Yaml {
-            index: index + 1,
-            message: error.to_string(),
-        })?;
-        output.push_str(&text);
-    }
-    Ok(output)
+    let injected = manifest::read_documents(input)?
+        .into_iter()
+        .map(|document| inject_document(injector, document, default_namespace))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(manifest::write_documents(&injected)?)
 }
 
-/// Where a workload kind keeps its pod template; `None` for kinds without one.
-pub fn template_path(kind: &str) -> Option<&'static [&'static str]> {
-    match kind {
-        "Pod" => Some(&[]),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job"
-        | "DeploymentConfig" => Some(&["spec", "template"]),
-        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
-        _ => None,
+/// Injects the pod templates of one parsed document in place (a `List`'s, item by item).
+fn inject_document(injector: &Injector, mut document: Value, default_namespace: &str) -> Result<Value, OfflineError> {
+    for found in manifest::pod_templates_mut(&mut document) {
+        inject_template(injector, found, default_namespace)?;
     }
-}
-
-/// Reads a pod template (`metadata` and `spec`) as a Pod; the flag says whether it had metadata.
-pub fn pod_from_template(template: &Value) -> Result<(k8s_openapi::api::core::v1::Pod, bool), serde_json::Error> {
-    let has_metadata = template.get("metadata").is_some_and(Value::is_object);
-    let pod = serde_json::from_value(serde_json::json!({
-        "metadata": template.get("metadata").cloned().unwrap_or(Value::Null),
-        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
-    }))?;
-    Ok((pod, has_metadata))
-}
-
-/// Injects the pod templates of one parsed document.
-pub fn inject_document(
-    injector: &Injector,
-    mut document: Value,
-    default_namespace: &str,
-) -> Result<Value, OfflineError> {
-    let kind = document
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if kind == "List" {
-        if let Some(items) = document.get_mut("items").and_then(Value::as_array_mut) {
-            for item in items.iter_mut() {
-                *item = inject_document(injector, item.take(), default_namespace)?;
-            }
-        }
-        return Ok(document);
-    }
-    let Some(template_path) = template_path(&kind) else {
-        return Ok(document);
-    };
-    let name = document
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let namespace = document
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or(default_namespace)
-        .to_string();
-    let workload = Workload {
-        name: name.clone(),
-        kind: kind.clone(),
-        api_version: document
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("v1")
-            .to_string(),
-    };
-    let label = format!("{kind}/{name}");
-    let mut template = &mut document;
-    for key in template_path {
-        match template.get_mut(*key) {
-            Some(next) => template = next,
-            None => return Ok(document),
-        }
-    }
-    inject_template(
-        injector,
-        template,
-        &namespace,
-        (kind != "Pod").then_some(&workload),
-        &label,
-    )?;
     Ok(document)
 }
 
-/// Runs the engine on one pod (or pod template) in place.
+/// Runs the engine on one pod (or pod template) in place; `default_namespace` serves when
+/// its object names none.
 fn inject_template(
     injector: &Injector,
-    template: &mut Value,
-    namespace: &str,
-    workload: Option<&Workload>,
-    label: &str,
+    found: PodTemplate<&mut Value>,
+    default_namespace: &str,
 ) -> Result<(), OfflineError> {
+    let label = found.label();
+    let workload = found.workload().cloned();
+    let namespace = found.namespace.as_deref().unwrap_or(default_namespace);
+    let template = found.template;
     strip_injection(template);
-    let (pod, has_metadata) = pod_from_template(template).map_err(|error| OfflineError::InvalidPod {
-        workload: label.to_string(),
+    let (pod, has_metadata) = manifest::pod_from_template(template).map_err(|error| OfflineError::InvalidPod {
+        workload: label.clone(),
         message: error.to_string(),
     })?;
     let request = PodRequest {
         pod: &pod,
         namespace,
-        workload,
+        workload: workload.as_ref(),
         has_metadata,
         namespace_context: crate::engine::resources::NamespaceContext::default(),
     };
     let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {
-        workload: label.to_string(),
+        workload: label.clone(),
         message: denial.error.to_string(),
     })?;
     for warning in &outcome.warnings {
         tracing::warn!(workload = label, "{warning}");
     }
     let operations = outcome.patch.to_patch().map_err(|error| OfflineError::Patch {
-        workload: label.to_string(),
+        workload: label.clone(),
         message: error.to_string(),
     })?;
     json_patch::patch(template, &operations).map_err(|error| OfflineError::Patch {
-        workload: label.to_string(),
+        workload: label,
         message: error.to_string(),
     })
 }
@@ -207,9 +112,7 @@ mod tests {
     fn injects_workloads_passes_other_kinds_and_reinjects_cleanly() {
         let injector = Injector::new(InjectConfig::default()).unwrap();
         let once = inject_yaml(&injector, DEPLOYMENT, "default").unwrap();
-        let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&once)
-            .map(|d| Value::deserialize(d).unwrap())
-            .collect();
+        let documents = manifest::read_documents(&once).unwrap();
         assert_eq!(documents.len(), 2);
         assert_eq!(documents[1]["kind"], "Service");
         let names = |doc: &Value, list: &str| -> Vec<String> {

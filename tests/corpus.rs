@@ -36,13 +36,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{TestServer, apply_and_check, check_pod_valid, pod_review};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sidecar_injector::config::{
     CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, Platform, ResourceAmounts, ResourceDefaults,
 };
 use sidecar_injector::engine::Injector;
 use sidecar_injector::engine::resources::NamespaceContext;
+use sidecar_injector::engine::workload::Workload;
+use sidecar_injector::manifest::{pod_templates, pod_templates_mut, read_documents, template_as_pod};
 use sidecar_injector::offline::inject_yaml;
 use sidecar_injector::quantity::{Quantity, ResourceKind};
 use sidecar_injector::review::{answer_review, parse_review};
@@ -528,52 +529,30 @@ fn corpus_dir() -> PathBuf {
     dir
 }
 
-fn read_documents(path: &Path) -> Vec<Value> {
+fn read_file_documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document).unwrap())
-        .filter(|value| !value.is_null())
-        .collect()
+    read_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A pod template with the workload it belongs to.
 struct Template {
     label: String,
     namespace: String,
-    owner: Option<(String, String, String)>,
+    /// The workload holding the template; `None` for a bare Pod.
+    owner: Option<Workload>,
     pod: Value,
 }
 
 fn templates(document: &Value) -> Vec<Template> {
-    let kind = document["kind"].as_str().unwrap_or_default();
-    if kind == "List" {
-        return document["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(templates)
-            .collect();
-    }
-    let Some(pointer) = template_pointer(kind) else {
-        return Vec::new();
-    };
-    let Some(template) = document.pointer(&pointer) else {
-        return Vec::new();
-    };
-    let name = document["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    let owner = (kind != "Pod").then(|| {
-        let api_version = document["apiVersion"].as_str().unwrap_or("v1").to_string();
-        (api_version, kind.to_string(), name.clone())
-    });
-    vec![Template {
-        label: format!("{kind}/{name}"),
-        namespace: document["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string(),
-        owner,
-        pod: json!({"apiVersion": "v1", "kind": "Pod", "metadata": template.get("metadata").cloned().unwrap_or(json!({})), "spec": template["spec"].clone()}),
-    }]
+    pod_templates(document)
+        .into_iter()
+        .map(|found| Template {
+            label: found.label(),
+            namespace: found.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            owner: found.workload().cloned(),
+            pod: template_as_pod(found.template),
+        })
+        .collect()
 }
 
 /// The normalisation applied to both sides before comparing; see the module docs.
@@ -715,8 +694,8 @@ fn corpus_config(case: &Case) -> InjectConfig {
 /// Runs a case's pod templates through the HTTPS webhook and compares each injected pod
 /// with Istio's.
 async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
-    let inputs = read_documents(&dir.join(case.input));
-    let expected_documents = read_documents(&dir.join(case.expected));
+    let inputs = read_file_documents(&dir.join(case.input));
+    let expected_documents = read_file_documents(&dir.join(case.expected));
     let ours: Vec<Template> = inputs.iter().flat_map(templates).collect();
     let theirs: Vec<Template> = expected_documents.iter().flat_map(templates).collect();
     if ours.len() != theirs.len() || ours.is_empty() {
@@ -730,8 +709,8 @@ async fn run_case(case: &Case, dir: &Path) -> Result<usize, String> {
     let mut failures = Vec::new();
     for (index, (template, expected)) in ours.iter().zip(&theirs).enumerate() {
         let mut pod = template.pod.clone();
-        if let Some((api_version, kind, name)) = &template.owner {
-            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
+        if let Some(owner) = &template.owner {
+            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name, "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
         }
         let review = pod_review(&format!("corpus-{index}"), &template.namespace, &pod);
         let response = if case.namespace_annotations.is_empty() {
@@ -788,31 +767,30 @@ fn run_offline_case(case: &Case, dir: &Path, input_file: &str) -> Result<usize, 
     let input = std::fs::read_to_string(dir.join(input_file)).map_err(|e| e.to_string())?;
     let injector = Injector::new(corpus_config(case)).map_err(|e| e.to_string())?;
     let output = inject_yaml(&injector, &input, "default").map_err(|e| format!("inject failed: {e}"))?;
-    let ours: Vec<Value> = serde_yaml::Deserializer::from_str(&output)
-        .map(|document| Value::deserialize(document).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    let theirs = read_documents(&dir.join(case.expected));
+    let ours = read_documents(&output).map_err(|e| e.to_string())?;
+    let theirs = read_file_documents(&dir.join(case.expected));
     if ours.len() != theirs.len() {
         return Err(format!("{} documents out, Istio has {}", ours.len(), theirs.len()));
     }
-    let inputs = read_documents(&dir.join(input_file));
+    let inputs = read_file_documents(&dir.join(input_file));
     let mut failures = Vec::new();
     for (index, ((mut got, mut want), mut input)) in ours.into_iter().zip(theirs).zip(inputs.clone()).enumerate() {
         let label = format!("document {}", index + 1);
-        for ((ours, theirs), given) in take_templates(&mut got)
-            .into_iter()
-            .zip(take_templates(&mut want))
-            .zip(take_templates(&mut input))
-        {
-            if given.is_none() {
-                failures.push(format!("{label}: a pod template the input does not have"));
-            }
-            compare(
-                ours.unwrap_or_default(),
-                theirs.unwrap_or_default(),
-                &label,
-                &mut failures,
-            );
+        let (ours, theirs, given) = (
+            take_templates(&mut got),
+            take_templates(&mut want),
+            take_templates(&mut input),
+        );
+        if ours.len() != given.len() || ours.len() != theirs.len() {
+            failures.push(format!(
+                "{label}: {} pod templates out, {} in the input, {} in Istio's file",
+                ours.len(),
+                given.len(),
+                theirs.len()
+            ));
+        }
+        for (ours, theirs) in ours.into_iter().zip(theirs) {
+            compare(ours, theirs, &label, &mut failures);
         }
         // Outside pod templates Istio's file holds its Go round trip of the input (`status: {}`,
         // typed zero values); we must pass the input through as given.
@@ -833,26 +811,11 @@ fn run_offline_case(case: &Case, dir: &Path, input_file: &str) -> Result<usize, 
 }
 
 /// Takes the pod templates out of a document (one per `List` item), leaving `null` behind.
-fn take_templates(document: &mut Value) -> Vec<Option<Value>> {
-    let kind = document["kind"].as_str().unwrap_or_default().to_string();
-    if kind == "List" {
-        return document["items"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-            .flat_map(take_templates)
-            .collect();
-    }
-    let Some(pointer) = template_pointer(&kind) else {
-        return Vec::new();
-    };
-    vec![document.pointer_mut(&pointer).map(Value::take)]
-}
-
-/// The JSON pointer of a workload kind's pod template, as offline `inject` finds it.
-fn template_pointer(kind: &str) -> Option<String> {
-    let path = sidecar_injector::offline::template_path(kind)?;
-    Some(path.iter().map(|token| format!("/{token}")).collect())
+fn take_templates(document: &mut Value) -> Vec<Value> {
+    pod_templates_mut(document)
+        .into_iter()
+        .map(|found| found.template.take())
+        .collect()
 }
 
 /// The per-case table, and the cases expected to match that did not.

@@ -12,7 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -125,7 +126,8 @@ impl LoadResult {
         self.add_errors(1, vec![message]);
     }
 
-    fn record(&mut self, latency: Duration) {
+    /// Counts one successful request that took `latency`.
+    pub fn record(&mut self, latency: Duration) {
         self.requests += 1;
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
@@ -149,7 +151,7 @@ impl LoadResult {
 pub fn connector(ca_pems: &[String]) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     for pem in ca_pems {
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
             roots.add(cert).map_err(|e| format!("CA certificate: {e}"))?;
         }
@@ -241,7 +243,7 @@ async fn handshake_worker(target: &Target, stop: &StopRule) -> LoadResult {
 }
 
 /// Opens a TCP connection, completes the TLS handshake and the HTTP/1.1 handshake.
-async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+pub async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -260,7 +262,12 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
 }
 
 /// Posts the review and reads the whole answer; `check` also parses and checks it.
-async fn post(sender: &mut SendRequest<Full<Bytes>>, target: &Target, check: bool, close: bool) -> Result<(), String> {
+pub async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    target: &Target,
+    check: bool,
+    close: bool,
+) -> Result<(), String> {
     sender.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
     let mut request = hyper::Request::post("/inject")
         .header("host", target.addr.to_string())

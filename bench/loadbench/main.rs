@@ -7,12 +7,17 @@
 //! Runs alternate baseline and injector `--rounds` times per mode so that noise from other
 //! work on the machine falls on both alike.
 //!
+//! `--mode large-mix` measures the webhook alone: the p99 of typical reviews on N keep-alive
+//! connections, quiet and while large reviews arrive at `--large-rate` per second.
+//!
 //! Examples:
 //!   cargo run --release --example loadbench -- --connections 16 --duration 10s --mode both
+//!   cargo run --release --example loadbench -- --mode large-mix --duration 10s
 //!   cargo run --release --example loadbench -- --smoke
 //!   cargo build --release && cargo run --release --example loadbench -- --resources
 
 mod client;
+mod large_mix;
 mod procfs;
 mod report;
 mod resources;
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use hyper::body::Bytes;
 use sidecar_injector::config::InjectConfig;
+use sidecar_injector::server::options::ServeOptions;
 
 use self::client::{LoadResult, Mode, StopRule, Target};
 use self::report::Row;
@@ -52,9 +58,21 @@ struct Args {
     /// Requests per server and mode, instead of a duration.
     #[arg(long)]
     requests: Option<u64>,
-    /// Keep-alive connections, a TLS handshake per request, or both.
+    /// Keep-alive connections, a TLS handshake per request, or both (injector vs baseline);
+    /// or large-mix: typical reviews on keep-alive connections, quiet and while large
+    /// reviews arrive (injector only).
     #[arg(long, value_enum, default_value = "both")]
     mode: ModeArg,
+    /// With --mode large-mix: the large pod shape.
+    #[arg(long, default_value = "max-3MiB")]
+    large_pod: String,
+    /// With --mode large-mix: large reviews per second.
+    #[arg(long, default_value_t = 10.0)]
+    large_rate: f64,
+    /// The webhook's --blocking-threshold-bytes [default: the server's default]; a huge value
+    /// keeps every review on the async workers, for comparison.
+    #[arg(long)]
+    blocking_threshold_bytes: Option<usize>,
     /// Times to alternate baseline and injector per mode; figures are summed over rounds.
     #[arg(long)]
     rounds: Option<u32>,
@@ -86,6 +104,7 @@ enum ModeArg {
     Keepalive,
     Handshake,
     Both,
+    LargeMix,
 }
 
 impl ModeArg {
@@ -94,6 +113,7 @@ impl ModeArg {
             ModeArg::Keepalive => vec![Mode::Keepalive],
             ModeArg::Handshake => vec![Mode::Handshake],
             ModeArg::Both => vec![Mode::Keepalive, Mode::Handshake],
+            ModeArg::LargeMix => Vec::new(),
         }
     }
 }
@@ -149,9 +169,57 @@ fn run(args: Args) -> Result<bool, String> {
     } else {
         Duration::from_secs(1)
     });
+    let mut options = ServeOptions::default();
+    if let Some(threshold) = args.blocking_threshold_bytes {
+        options.blocking_threshold_bytes = threshold;
+    }
     let server_runtime = runtime(SERVER_THREADS)?;
-    let servers = server_runtime.block_on(Servers::start(InjectConfig::default()))?;
+    let servers = server_runtime.block_on(Servers::start(InjectConfig::default(), options.clone()))?;
     let connector = client::connector(&servers.ca_pems)?;
+    if args.mode == ModeArg::LargeMix {
+        let large = pods::shape(&args.large_pod).ok_or_else(|| format!("unknown pod shape {:?}", args.large_pod))?;
+        let target = |body: Bytes| {
+            Arc::new(Target {
+                addr: servers.ours,
+                connector: connector.clone(),
+                body,
+                expect_patch: true,
+            })
+        };
+        let mix = large_mix::LargeMixOptions {
+            typical: target(body),
+            connections: args.connections,
+            large: target(Bytes::from(large.review_bytes())),
+            large_rate: args.large_rate,
+            duration,
+            rounds,
+            warmup,
+        };
+        let figures = client_runtime.block_on(large_mix::measure(&mix));
+        server_runtime.block_on(servers.stop());
+        let setting = report::LargeMixSetting {
+            connections: args.connections,
+            pod: &args.pod,
+            pod_bytes,
+            large_pod: &args.large_pod,
+            large_pod_bytes: large.pod_bytes(),
+            large_rate: args.large_rate,
+            blocking_threshold_bytes: options.blocking_threshold_bytes,
+            rounds,
+        };
+        report::print_large_mix(&setting, &figures);
+        write_json(
+            args.json.as_ref(),
+            &serde_json::json!({"setting": setting, "large_mix": figures}),
+        )?;
+        let ok = [&figures.quiet, &figures.mixed, &figures.large]
+            .iter()
+            .all(|phase| phase.errors == 0 && phase.requests > 0);
+        if args.smoke {
+            println!("smoke: {}", if ok { "ok" } else { "FAILED" });
+        }
+        return Ok(ok);
+    }
     let targets = [
         (
             "baseline",

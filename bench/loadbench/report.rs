@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::client::{LoadResult, Mode};
+use crate::large_mix::{LargeMixFigures, Latencies};
 use crate::resources::ResourceFigures;
 
 /// Target from issue 6: our throughput at least this share of the baseline's.
@@ -16,6 +17,29 @@ const P99_TARGET_MS: f64 = 5.0;
 const RSS_TARGET_MIB: f64 = 30.0;
 /// Target from issue 6: ready within this many milliseconds of start.
 const READY_TARGET_MS: f64 = 100.0;
+
+/// Latency quantiles and maximum of a run, milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Quantiles {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Quantiles {
+    /// The quantiles of a run's histogram.
+    pub fn of(result: &LoadResult) -> Self {
+        Quantiles {
+            p50_ms: result.quantile_ms(0.50),
+            p90_ms: result.quantile_ms(0.90),
+            p99_ms: result.quantile_ms(0.99),
+            p999_ms: result.quantile_ms(0.999),
+            max_ms: result.histogram.max() as f64 / 1000.0,
+        }
+    }
+}
 
 /// One server under one mode.
 #[derive(Debug, Serialize)]
@@ -32,12 +56,9 @@ pub struct Row {
     pub seconds: f64,
     /// Successful requests per second.
     pub throughput: f64,
-    /// Latency quantiles and maximum, milliseconds.
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
+    /// Latency quantiles and maximum.
+    #[serde(flatten)]
+    pub latency: Quantiles,
     /// CPU time of the server runtime's threads per request, microseconds.
     pub server_cpu_us_per_request: f64,
     /// CPU time of the client runtime's threads per request, microseconds.
@@ -63,11 +84,7 @@ impl Row {
             errors: result.errors,
             seconds: result.elapsed.as_secs_f64(),
             throughput: result.throughput(),
-            p50_ms: result.quantile_ms(0.50),
-            p90_ms: result.quantile_ms(0.90),
-            p99_ms: result.quantile_ms(0.99),
-            p999_ms: result.quantile_ms(0.999),
-            max_ms: result.histogram.max() as f64 / 1000.0,
+            latency: Quantiles::of(result),
             server_cpu_us_per_request: per_request(server_cpu),
             client_cpu_us_per_request: per_request(client_cpu),
         }
@@ -112,11 +129,11 @@ pub fn print_comparison(rows: &[Row], connections: usize, pod: &str, pod_bytes: 
             row.requests,
             row.errors,
             row.throughput,
-            row.p50_ms,
-            row.p90_ms,
-            row.p99_ms,
-            row.p999_ms,
-            row.max_ms,
+            row.latency.p50_ms,
+            row.latency.p90_ms,
+            row.latency.p99_ms,
+            row.latency.p999_ms,
+            row.latency.max_ms,
             row.server_cpu_us_per_request,
             row.client_cpu_us_per_request
         );
@@ -148,13 +165,80 @@ pub fn print_comparison(rows: &[Row], connections: usize, pod: &str, pod_bytes: 
         if judge && mode == Mode::Keepalive {
             println!(
                 "keepalive: injector p99 = {:.3} ms (target < {P99_TARGET_MS} ms: {})",
-                ours.p99_ms,
-                verdict(ours.p99_ms < P99_TARGET_MS)
+                ours.latency.p99_ms,
+                verdict(ours.latency.p99_ms < P99_TARGET_MS)
             );
         }
         ratios.push(ratio);
     }
     ratios
+}
+
+/// How a large-mix run was set up, for the table and the JSON file.
+#[derive(Debug, Serialize)]
+pub struct LargeMixSetting<'a> {
+    /// Keep-alive connections sending typical reviews.
+    pub connections: usize,
+    /// The typical pod shape and its size.
+    pub pod: &'a str,
+    pub pod_bytes: usize,
+    /// The large pod shape and its size.
+    pub large_pod: &'a str,
+    pub large_pod_bytes: usize,
+    /// Large reviews per second.
+    pub large_rate: f64,
+    /// The webhook's blocking threshold in this run.
+    pub blocking_threshold_bytes: usize,
+    /// Quiet/mixed alternations.
+    pub rounds: u32,
+}
+
+/// Prints the typical reviews' latencies, quiet and mixed, the large ones', and the ratio.
+pub fn print_large_mix(setting: &LargeMixSetting<'_>, figures: &LargeMixFigures) {
+    println!(
+        "\nlarge-mix: pod {} ({} bytes) on {} keep-alive connections; {} ({} bytes) at {}/s; blocking threshold {} bytes; {} rounds",
+        setting.pod,
+        setting.pod_bytes,
+        setting.connections,
+        setting.large_pod,
+        setting.large_pod_bytes,
+        setting.large_rate,
+        setting.blocking_threshold_bytes,
+        setting.rounds
+    );
+    println!(
+        "{:<22} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "reviews", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for (name, phase) in [
+        ("typical, quiet", &figures.quiet),
+        ("typical, with large", &figures.mixed),
+        ("large", &figures.large),
+    ] {
+        print_latencies(name, phase);
+    }
+    println!(
+        "typical p99 with large reviews = {:.2}× quiet ({:.3} ms vs {:.3} ms); p50 = {:.2}×",
+        figures.p99_ratio, figures.mixed.latency.p99_ms, figures.quiet.latency.p99_ms, figures.p50_ratio
+    );
+}
+
+fn print_latencies(name: &str, phase: &Latencies) {
+    println!(
+        "{:<22} {:>9} {:>6} {:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+        name,
+        phase.requests,
+        phase.errors,
+        phase.throughput,
+        phase.latency.p50_ms,
+        phase.latency.p90_ms,
+        phase.latency.p99_ms,
+        phase.latency.p999_ms,
+        phase.latency.max_ms
+    );
+    for sample in &phase.error_samples {
+        eprintln!("{name}: error: {sample}");
+    }
 }
 
 /// Prints the child-process figures against their targets.

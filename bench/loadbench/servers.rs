@@ -19,6 +19,7 @@ use sidecar_injector::engine::Injector;
 use sidecar_injector::review::{WireReview, allowed, parse_review};
 use sidecar_injector::server::Server;
 use sidecar_injector::server::https::serve_https;
+use sidecar_injector::server::options::ServeOptions;
 use sidecar_injector::server::tls::server_config;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -39,8 +40,8 @@ pub struct Servers {
 // === impl Servers ===
 
 impl Servers {
-    /// Starts both servers on the current runtime.
-    pub async fn start(config: InjectConfig) -> Result<Servers, String> {
+    /// Starts both servers on the current runtime; `options` are the real webhook's.
+    pub async fn start(config: InjectConfig, options: ServeOptions) -> Result<Servers, String> {
         let max_body = config.max_body_bytes;
         let injector = Injector::new(config).map_err(|e| format!("config: {e}"))?;
         let mut servers = Servers {
@@ -55,7 +56,7 @@ impl Servers {
         servers.ca_pems.push(ca);
         let webhook = bind().await?;
         let admin = bind().await?;
-        let server = Server::bind(webhook, admin, tls, injector);
+        let server = Server::bind(webhook, admin, tls, injector).with_options(options);
         servers.ours = server.webhook_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = oneshot::channel::<()>();
         servers.stops.push(stop);

@@ -48,6 +48,7 @@ pub struct Metrics {
     config_reloads: Counter,
     config_reload_failures: Counter,
     request_timeouts: Counter,
+    blocking_reviews: Counter,
     connections_open: Gauge,
     handshake_failures: Family<ReasonLabel, Counter>,
     cache_synced: Gauge,
@@ -134,6 +135,11 @@ impl Metrics {
             "sidecar_injector_request_timeouts",
             "Requests answered 503 because they were not done before their deadline",
         );
+        let blocking_reviews = counter(
+            &mut registry,
+            "sidecar_injector_blocking_reviews",
+            "Reviews processed on the blocking thread pool because of their size",
+        );
         let connections_open = Gauge::default();
         registry.register(
             "sidecar_injector_connections_open",
@@ -165,6 +171,7 @@ impl Metrics {
             config_reloads,
             config_reload_failures,
             request_timeouts,
+            blocking_reviews,
             connections_open,
             handshake_failures,
             cache_synced,
@@ -190,6 +197,11 @@ impl Metrics {
     /// Counts a request cut off at its deadline.
     pub fn request_timed_out(&self) {
         self.request_timeouts.inc();
+    }
+
+    /// Counts a review sent to the blocking pool for its size.
+    pub fn blocking_review(&self) {
+        self.blocking_reviews.inc();
     }
 
     /// Tracks a connection from accept to close.

@@ -7,6 +7,7 @@
 //! the config file can be polled and reloaded while it runs ([`reload`]).
 
 pub mod admin;
+pub(crate) mod blocking;
 pub mod cluster;
 pub mod deadline;
 pub mod https;
@@ -27,6 +28,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use self::admin::{AdminState, Readiness};
+use self::blocking::BlockingLane;
 use self::cluster::ClusterCache;
 use self::https::HttpsServer;
 use self::metrics::{Metrics, ReloadKind};
@@ -229,6 +231,7 @@ impl Server {
             injector,
             metrics: metrics.clone(),
             cluster,
+            blocking: BlockingLane::new(&options),
             options: options.clone(),
         }));
         let served = HttpsServer {

@@ -29,6 +29,19 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// How long in-flight requests may take to finish once accepting stops.
     pub drain_timeout: Duration,
+    /// Reviews whose body is larger than this many bytes are parsed, injected and answered on
+    /// tokio's blocking pool, so they do not stall the async workers ([`super::blocking`]).
+    pub blocking_threshold_bytes: usize,
+    /// How many such reviews run on the blocking pool at once; more wait for a turn.
+    pub blocking_permits: usize,
+}
+
+/// The default [`ServeOptions::blocking_threshold_bytes`]: 256 KiB, above any everyday pod.
+pub const DEFAULT_BLOCKING_THRESHOLD_BYTES: usize = 256 * 1024;
+
+/// The default [`ServeOptions::blocking_permits`]: one per CPU this process may use.
+pub fn default_blocking_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for ServeOptions {
@@ -42,6 +55,8 @@ impl Default for ServeOptions {
             max_connections: 1024,
             drain_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(20),
+            blocking_threshold_bytes: DEFAULT_BLOCKING_THRESHOLD_BYTES,
+            blocking_permits: default_blocking_permits(),
         }
     }
 }
@@ -66,36 +81,28 @@ impl ServeOptions {
     }
 }
 
-/// Parses the Go duration strings the API server writes (`10s`, `1m30s`, `1.5s`, `500ms`);
-/// `None` for anything else, or anything over an hour.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
+/// The longest Go duration text read. It keeps every sum [`kube_core::Duration`] makes far
+/// below `std::time::Duration::MAX` (16 characters are at most 10^15 hours), so its
+/// arithmetic cannot overflow.
+const GO_DURATION_MAX_LEN: usize = 16;
+
+/// Parses the Go duration strings the API server writes (`10s`, `1m30s`, `1.5s`, `500ms`)
+/// with [`kube_core::Duration`]; `None` for anything else, for a negative duration, or for
+/// anything over an hour.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    // kube-core panics on a negative term after the first (`1s-5s`) and on overflow, so
+    // only an optional leading sign, digits, dots and unit letters get through, briefly.
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let plain = unsigned
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '\u{b5}' || c == '\u{3bc}');
+    if text.is_empty() || text.len() > GO_DURATION_MAX_LEN || !plain {
         return None;
     }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds_per_unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds_per_unit;
-    }
-    (total.is_finite() && total <= 3600.0).then(|| Duration::from_secs_f64(total))
+    let parsed: kube_core::Duration = text.parse().ok()?;
+    let duration = Duration::from(parsed);
+    (!parsed.is_negative() && duration <= Duration::from_secs(3600)).then_some(duration)
 }
 
 /// Parses a flag's duration: Go style (`5s`, `100ms`, `1m`) or plain seconds (`5`).
@@ -116,8 +123,35 @@ mod tests {
         assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        for bad in ["", "10", "s", "1e9s", "-1s", "10x", "2h"] {
+        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("2us"), Some(Duration::from_micros(2)));
+        assert_eq!(parse_go_duration("2µs"), Some(Duration::from_micros(2)));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1e9s",
+            "-1s",
+            "10x",
+            "2h",
+            "1s-5s",
+            "1s+5s",
+            "99999999999999999999h",
+            "9999999999999h",
+            "nan",
+            "infs",
+            "1..5s",
+        ] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn go_duration_parsing_never_panics(text in "[-+0-9.eµnsumh ]{0,24}") {
+            if let Some(duration) = parse_go_duration(&text) {
+                proptest::prop_assert!(duration <= Duration::from_secs(3600));
+            }
         }
     }
 
@@ -131,6 +165,8 @@ mod tests {
         );
         assert_eq!(options.request_deadline(Some("timeout=bogus")), Duration::from_secs(8));
         assert_eq!(options.request_deadline(Some("timeout=0s")), Duration::from_secs(8));
+        assert_eq!(options.request_deadline(Some("timeout=-10s")), Duration::from_secs(8));
+        assert_eq!(options.request_deadline(Some("timeout=1s-5s")), Duration::from_secs(8));
         assert_eq!(options.request_deadline(None), Duration::from_secs(8));
     }
 

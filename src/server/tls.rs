@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -37,10 +38,18 @@ pub enum TlsError {
         path: String,
     },
     /// The key file holds no PEM private key.
-    #[error("{path} holds no PEM private key")]
+    #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoKey {
         /// The file.
         path: String,
+    },
+    /// A PEM section is broken (cut short, bad base64, a stray header line).
+    #[error("{path} is not valid PEM: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What the PEM reader found wrong.
+        reason: String,
     },
     /// The client CA file holds no usable CA certificate.
     #[error("client CA {path} holds no usable certificate: {reason}")]
@@ -65,22 +74,34 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Every certificate in PEM bytes; a broken section is an error naming `path`.
+fn certificates(pem_bytes: &[u8], path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_slice_iter(pem_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(path, &error))
+}
+
+fn pem_error(path: &str, error: &pem::Error) -> TlsError {
+    TlsError::Pem {
+        path: path.into(),
+        reason: error.to_string(),
+    }
+}
+
 /// Parses a PEM certificate chain and private key.
 pub fn parse_pem(
     cert_pem: &[u8],
     key_pem: &[u8],
     origin: (&str, &str),
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
-        .filter_map(Result::ok)
-        .collect();
+    let certs = certificates(cert_pem, origin.0)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: origin.0.into() });
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .ok()
-        .flatten()
-        .ok_or_else(|| TlsError::NoKey { path: origin.1.into() })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| match error {
+        pem::Error::NoItemsFound => TlsError::NoKey { path: origin.1.into() },
+        other => pem_error(origin.1, &other),
+    })?;
     Ok((certs, key))
 }
 
@@ -109,7 +130,7 @@ pub fn server_config_with_client_ca(
                 reason,
             };
             let mut roots = RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+            for cert in CertificateDer::pem_slice_iter(ca_pem) {
                 let cert = cert.map_err(|error| client_ca_error(error.to_string()))?;
                 roots.add(cert).map_err(|error| client_ca_error(error.to_string()))?;
             }
@@ -266,7 +287,28 @@ mod tests {
     fn half_written_certificate_is_refused() {
         let bundle = CertBundle::generate(&["a".to_string()]).unwrap();
         let half = &bundle.cert_pem.as_bytes()[..bundle.cert_pem.len() / 2];
-        assert!(server_config(half, bundle.key_pem.as_bytes(), ("c", "k")).is_err());
+        let error = server_config(half, bundle.key_pem.as_bytes(), ("tls.crt", "tls.key")).unwrap_err();
+        assert!(error.to_string().starts_with("tls.crt is not valid PEM: "), "{error}");
+    }
+
+    #[test]
+    fn missing_pieces_name_the_file() {
+        let bundle = CertBundle::generate(&["a".to_string()]).unwrap();
+        let no_cert = server_config(b"", bundle.key_pem.as_bytes(), ("tls.crt", "tls.key")).unwrap_err();
+        assert_eq!(no_cert.to_string(), "tls.crt holds no PEM certificate");
+        let cert_as_key = server_config(
+            bundle.cert_pem.as_bytes(),
+            bundle.cert_pem.as_bytes(),
+            ("tls.crt", "tls.key"),
+        )
+        .unwrap_err();
+        assert!(
+            cert_as_key.to_string().starts_with("tls.key holds no PEM private key"),
+            "{cert_as_key}"
+        );
+        let half_key = &bundle.key_pem.as_bytes()[..bundle.key_pem.len() / 2];
+        let error = server_config(bundle.cert_pem.as_bytes(), half_key, ("tls.crt", "tls.key")).unwrap_err();
+        assert!(error.to_string().starts_with("tls.key is not valid PEM: "), "{error}");
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //!
 //! Status codes: 200 with an AdmissionReview for every request that could be read
 //! (allowed, patched or denied); 400 for a body that is not an AdmissionReview; 413 for a
-//! body over the limit; 415 for a Content-Type other than JSON; 503 for a request not
-//! done by its deadline ([`super::deadline`]).
+//! body over the limit; 415 for a Content-Type other than JSON; 500 when processing a
+//! review failed unexpectedly (a panic on the blocking pool); 503 for a request not done
+//! by its deadline ([`super::deadline`]).
+//!
+//! Small reviews are parsed and answered on the async worker that read them; large ones on
+//! the blocking pool ([`super::blocking`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,13 +21,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::StreamExt;
 
+use super::blocking::{BlockingError, BlockingLane};
 use super::cluster::{ClusterCache, NamespaceSnapshot};
 use super::deadline::{DeadlineState, enforce_deadline};
 use super::metrics::Metrics;
 use super::options::ServeOptions;
 use crate::engine::Injector;
 use crate::engine::resources::NamespaceContext;
-use crate::review::{ReviewAnswer, ReviewError, answer_review, parse_review};
+use crate::review::{ParsedReview, ReviewAnswer, ReviewError, answer_review, parse_review};
 
 /// What every webhook request needs.
 #[derive(Debug)]
@@ -35,6 +40,8 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
     /// Namespace and LimitRange caches, when connected to a cluster.
     pub cluster: Option<ClusterCache>,
+    /// Where large reviews are processed.
+    pub(crate) blocking: BlockingLane,
     /// The request deadline.
     pub options: ServeOptions,
 }
@@ -70,6 +77,16 @@ pub enum ApiError {
     /// The body is not a usable AdmissionReview.
     #[error(transparent)]
     BadReview(#[from] ReviewError),
+    /// Processing failed in a way no request should cause (a bug, answered rather than
+    /// taking the connection or the server down).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<BlockingError> for ApiError {
+    fn from(error: BlockingError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
 }
 
 // === impl ApiError ===
@@ -82,6 +99,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "body-too-large",
             ApiError::BodyRead(_) => "body-read",
             ApiError::BadReview(_) => "bad-request",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
@@ -92,6 +110,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadReview(_) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut line = self.to_string().replace(['\n', '\r'], " ");
         line.push('\n');
@@ -133,30 +152,46 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
     Ok(bytes)
 }
 
-/// Looks up the namespace (for pod creations, when connected) and runs the engine.
-async fn answer(
-    state: &WebhookState,
-    injector: &Injector,
-    parsed: crate::review::ParsedReview,
-) -> Result<ReviewAnswer, ApiError> {
-    let snapshot = match (&state.cluster, parsed.is_pod_create()) {
+/// The namespace's annotations and LimitRanges, for pod creations when connected.
+async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> NamespaceSnapshot {
+    match (&state.cluster, parsed.is_pod_create()) {
         (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
         _ => NamespaceSnapshot::default(),
-    };
+    }
+}
+
+/// Runs the engine on a parsed review and writes the answer.
+fn answer_with(
+    injector: &Injector,
+    parsed: ParsedReview,
+    snapshot: NamespaceSnapshot,
+) -> Result<ReviewAnswer, ReviewError> {
     let context = NamespaceContext {
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
     };
-    Ok(answer_review(injector, parsed, &context, snapshot.warnings.clone())?)
+    answer_review(injector, parsed, &context, snapshot.warnings)
 }
 
-/// Checks the request, reads and parses the body, and answers it.
+/// Checks the request, reads and parses the body, and answers it: inline when the body is
+/// small, else on the blocking pool, with the namespace looked up in between (that lookup
+/// may wait on the API server, which must not hold a blocking thread or a permit).
 async fn handle(state: &WebhookState, headers: &HeaderMap, body: Body) -> Result<ReviewAnswer, ApiError> {
     let injector = state.injector.load_full();
     is_json(headers)?;
     let body = read_body(headers, body, injector.config().max_body_bytes).await?;
-    let parsed = parse_review(&body)?;
-    answer(state, &injector, parsed).await
+    if !state.blocking.takes(body.len()) {
+        let parsed = parse_review(&body)?;
+        let snapshot = namespace_snapshot(state, &parsed).await;
+        return Ok(answer_with(&injector, parsed, snapshot)?);
+    }
+    state.metrics.blocking_review();
+    let parsed = state.blocking.run(move || parse_review(&body)).await??;
+    let snapshot = namespace_snapshot(state, &parsed).await;
+    Ok(state
+        .blocking
+        .run(move || answer_with(&injector, parsed, snapshot))
+        .await??)
 }
 
 async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
@@ -193,4 +228,17 @@ async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Res
     };
     metrics.observe_seconds(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_on_the_blocking_pool_is_a_500() {
+        let error = ApiError::from(BlockingError::Panicked("boom".into()));
+        assert_eq!(error.reason(), "internal");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -10,7 +10,8 @@ use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
@@ -69,7 +70,7 @@ impl TestServer {
                 .unwrap();
         });
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut bundle.ca_pem.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(bundle.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
 use serde_json::{Value, json};
+use sidecar_injector::manifest::{pod_templates, read_documents, template_as_pod};
 
 use crate::check::Context;
 
@@ -56,11 +56,13 @@ pub fn pods_in(path: &Path) -> Result<Vec<CorpusPod>, String> {
         .unwrap_or_default()
         .to_string();
     let text = std::fs::read_to_string(path).context(format!("reading {}", path.display()))?;
-    let mut templates = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let object = Value::deserialize(document).context(format!("parsing {file}"))?;
-        collect_templates(&object, &mut templates);
-    }
+    let documents = read_documents(&text).context(format!("parsing {file}"))?;
+    let templates: Vec<&Value> = documents
+        .iter()
+        .flat_map(pod_templates)
+        .map(|found| found.template)
+        .filter(|template| template.get("spec").is_some())
+        .collect();
     let stem = dns_label(file.trim_end_matches(".yaml"));
     let many = templates.len() > 1;
     templates
@@ -68,13 +70,12 @@ pub fn pods_in(path: &Path) -> Result<Vec<CorpusPod>, String> {
         .enumerate()
         .map(|(index, template)| {
             let name = if many { format!("{stem}-{index}") } else { stem.clone() };
-            let mut metadata = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            if let Some(map) = metadata.as_object_mut() {
+            let mut pod = template_as_pod(template);
+            if let Some(map) = pod["metadata"].as_object_mut() {
                 map.remove("namespace");
                 map.remove("creationTimestamp");
                 map.insert("name".into(), json!(name));
             }
-            let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]});
             let pod = serde_json::from_value(pod).context(format!("{file}: pod template is not a Pod"))?;
             Ok(CorpusPod {
                 file: file.clone(),
@@ -82,24 +83,6 @@ pub fn pods_in(path: &Path) -> Result<Vec<CorpusPod>, String> {
             })
         })
         .collect()
-}
-
-/// Pushes the pod templates of `object` (the object itself for a Pod).
-fn collect_templates(object: &Value, out: &mut Vec<Value>) {
-    let template = match object["kind"].as_str().unwrap_or_default() {
-        "Pod" => Some(object),
-        "List" => {
-            for item in object["items"].as_array().into_iter().flatten() {
-                collect_templates(item, out);
-            }
-            None
-        }
-        "CronJob" => object.pointer("/spec/jobTemplate/spec/template"),
-        _ => object.pointer("/spec/template"),
-    };
-    if let Some(template) = template.filter(|t| t.get("spec").is_some()) {
-        out.push(template.clone());
-    }
 }
 
 /// `name` as a DNS label: lowercase letters, digits and dashes, at most 63 characters.

@@ -12,6 +12,7 @@ use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use serde::Deserialize;
 use sidecar_injector::config::InjectConfig;
+use sidecar_injector::manifest::read_documents;
 
 use crate::check::Context;
 
@@ -35,7 +36,12 @@ impl Kustomization {
     pub fn read(dir: &Path) -> Result<Self, String> {
         let path = dir.join("kustomization.yaml");
         let text = std::fs::read_to_string(&path).context(format!("reading {}", path.display()))?;
-        serde_yaml::from_str(&text).context(format!("parsing {}", path.display()))
+        let document = read_documents(&text)
+            .context(format!("parsing {}", path.display()))?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        serde_json::from_value(document).context(format!("reading {} as a kustomization", path.display()))
     }
 }
 
@@ -62,10 +68,9 @@ pub fn webhook_configuration() -> Result<MutatingWebhookConfiguration, String> {
     for resource in Kustomization::read(&dir)?.resources {
         let path = dir.join(&resource);
         let text = std::fs::read_to_string(&path).context(format!("reading {}", path.display()))?;
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(document).context(format!("parsing {}", path.display()))?;
-            if value.get("kind").and_then(serde_yaml::Value::as_str) == Some("MutatingWebhookConfiguration") {
-                return serde_yaml::from_value(value)
+        for value in read_documents(&text).context(format!("parsing {}", path.display()))? {
+            if value.get("kind").and_then(serde_json::Value::as_str) == Some("MutatingWebhookConfiguration") {
+                return serde_json::from_value(value)
                     .context(format!("reading {} as a webhook configuration", path.display()));
             }
         }

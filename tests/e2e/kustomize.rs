@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize;
 use serde_json::Value;
+use sidecar_injector::manifest::read_documents;
 
 use crate::check::Context;
 
@@ -75,14 +75,7 @@ impl Kustomize {
             ));
         }
         let text = String::from_utf8_lossy(&output.stdout);
-        let mut objects = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let object = Value::deserialize(document).context(format!("parsing the build of {}", dir.display()))?;
-            if !object.is_null() {
-                objects.push(object);
-            }
-        }
-        Ok(objects)
+        read_documents(&text).context(format!("parsing the build of {}", dir.display()))
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
@@ -29,7 +30,7 @@ pub fn bundle() -> CertBundle {
 
 /// The first certificate of a PEM chain, as DER.
 pub fn der(pem: &str) -> CertificateDer<'static> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap()
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
 /// How the server under test is set up.
@@ -228,7 +229,7 @@ impl Client {
     ) -> Client {
         let mut roots = rustls::RootCertStore::empty();
         for ca in cas {
-            for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
                 roots.add(cert.unwrap()).unwrap();
             }
         }
@@ -239,10 +240,10 @@ impl Client {
         let mut config = match identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = rustls_pemfile::certs(&mut cert.as_bytes())
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
                     .collect::<Result<Vec<_>, _>>()
                     .unwrap();
-                let key = rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap();
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
                 builder.with_client_auth_cert(chain, key).unwrap()
             }
         };

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::Value;
 use sidecar_injector::certs::CertBundle;
@@ -197,7 +198,7 @@ async fn post_review(
 /// A TLS client for HTTP/1.1 trusting `server_ca_pem`, with `identity`'s certificate if given.
 fn client_config(server_ca_pem: &str, identity: Option<&CertBundle>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut server_ca_pem.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
         roots
             .add(cert.context("reading the injector's CA")?)
             .context("trusting the injector's CA")?;
