@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::resources::{FieldKey, NamespaceContext};
+use crate::engine::{FieldKey, NamespaceContext};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
 

@@ -15,4 +15,4 @@ pub mod server;
 
 /// The engine crate, under the path the adapters and tests have always used.
 pub use sidecar_injector_engine as engine;
-pub use sidecar_injector_engine::{config, quantity, reinject};
+pub use sidecar_injector_engine::{config, quantity};

@@ -8,9 +8,9 @@
 
 use serde_json::Value;
 
+pub use crate::engine::strip_injection;
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, ManifestError, PodTemplate};
-pub use crate::reinject::strip_injection;
 
 /// Why offline injection failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ fn inject_template(
         namespace,
         workload: workload.as_ref(),
         has_metadata,
-        namespace_context: crate::engine::resources::NamespaceContext::default(),
+        namespace_context: crate::engine::NamespaceContext::default(),
     };
     let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {
         workload: label.clone(),

@@ -17,8 +17,8 @@ use kube_core::response::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::engine::resources::{NamespaceContext, ProxyResources};
 use crate::engine::{Injector, PodRequest};
+use crate::engine::{NamespaceContext, ProxyResources};
 
 /// API versions of AdmissionReview we answer.
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];

@@ -41,8 +41,8 @@ use sidecar_injector::config::{
     CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, Platform, ResourceAmounts, ResourceDefaults,
 };
 use sidecar_injector::engine::Injector;
-use sidecar_injector::engine::resources::NamespaceContext;
-use sidecar_injector::engine::workload::Workload;
+use sidecar_injector::engine::NamespaceContext;
+use sidecar_injector::engine::Workload;
 use sidecar_injector::manifest::{pod_templates, pod_templates_mut, read_documents, template_as_pod};
 use sidecar_injector::offline::inject_yaml;
 use sidecar_injector::quantity::{Quantity, ResourceKind};

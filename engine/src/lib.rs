@@ -15,39 +15,39 @@
 pub mod annotations;
 mod capture_lists;
 pub mod config;
-pub mod decision;
+pub(crate) mod decision;
 mod emit;
-pub mod error;
-pub mod fields;
-pub mod metadata;
-pub mod openshift;
-pub mod overrides;
-pub mod patch;
+pub(crate) mod error;
+pub(crate) mod fields;
+pub(crate) mod metadata;
+pub(crate) mod openshift;
+pub(crate) mod overrides;
+pub(crate) mod patch;
 mod plan;
-pub mod probes;
-pub mod prometheus;
-pub mod proxy_config;
+pub(crate) mod probes;
+pub(crate) mod prometheus;
+pub(crate) mod proxy_config;
 pub mod quantity;
-pub mod reinject;
+pub(crate) mod reinject;
 mod render;
-pub mod resources;
-pub mod sidecar;
-pub mod traffic;
-pub mod user_volumes;
-pub mod workload;
+pub(crate) mod resources;
+pub(crate) mod sidecar;
+pub(crate) mod traffic;
+pub(crate) mod user_volumes;
+pub(crate) mod workload;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use self::decision::Decision;
-use self::error::InjectError;
-use self::patch::SerializedPatch;
 use self::plan::Planned;
-use self::resources::{ConcurrencyPolicy, NamespaceContext, ProxyResources};
-use self::workload::Workload;
 use crate::config::{CompiledConfig, ConfigError, InjectConfig};
 
-/// Annotation that turns native sidecar mode on or off for one pod.
-pub use crate::annotations::NATIVE_SIDECAR;
+pub use self::decision::{Decision, InjectReason, SkipReason};
+pub use self::error::InjectError;
+pub use self::fields::{FieldKey, Resource, Side};
+pub use self::patch::SerializedPatch;
+pub use self::reinject::strip_injection;
+pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Source};
+pub use self::workload::Workload;
 
 /// One pod to consider, with what the engine cannot read from the pod itself.
 #[derive(Debug, Clone, Copy)]

@@ -175,16 +175,6 @@ impl PatchBuilder {
         }
     }
 
-    /// Number of operations so far.
-    pub fn len(&self) -> usize {
-        self.operations
-    }
-
-    /// Whether no operation was added.
-    pub fn is_empty(&self) -> bool {
-        self.operations == 0
-    }
-
     /// The finished patch.
     pub fn build(mut self) -> SerializedPatch {
         if self.operations > 0 {
@@ -247,8 +237,10 @@ mod tests {
         builder.insert_items(&["list"], Some(4), None, vec![json!("z")]);
         builder.insert_items(&["other"], None, Some(0), vec![json!(1)]);
         builder.remove(&["gone"]);
-        assert_eq!(builder.len(), 5);
-        let result = apply(json!({"list": ["a", "b"], "gone": true}), builder);
+        let patch = builder.build();
+        assert_eq!(patch.len(), 5);
+        let mut result = json!({"list": ["a", "b"], "gone": true});
+        json_patch::patch(&mut result, &patch.to_patch().unwrap()).unwrap();
         assert_eq!(result, json!({"list": ["x", "y", "a", "b", "z"], "other": [1]}));
     }
 

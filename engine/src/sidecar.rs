@@ -324,8 +324,6 @@ fn pod_ports_json(pod: &Pod) -> String {
     }
 }
 
-/// Annotation overriding the proxy image.
-pub use crate::annotations::PROXY_IMAGE;
 use crate::annotations::READINESS_FAILURE_THRESHOLD;
 use crate::annotations::READINESS_INITIAL_DELAY;
 use crate::annotations::READINESS_PERIOD;

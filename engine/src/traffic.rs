@@ -236,9 +236,6 @@ impl TrafficSettings {
     }
 }
 
-/// Multus' network list annotation.
-pub use crate::annotations::MULTUS_NETWORKS;
-
 /// `k8s.v1.cni.cncf.io/networks` with Istio CNI's attachment in `namespace` added to the
 /// pod's own list, flat (`a, b`) or JSON, whichever the pod used.
 pub fn multus_networks(existing: Option<&str>, namespace: &str) -> String {

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::is_list;
-use crate::engine::workload::Workload;
+use crate::engine::Workload;
 
 /// The kinds whose objects hold a pod template, and the path to it (empty: the object is one).
 const WORKLOAD_KINDS: &[(&str, &[&str])] = &[

@@ -27,7 +27,7 @@ use super::deadline::{DeadlineState, enforce_deadline};
 use super::metrics::Metrics;
 use super::options::ServeOptions;
 use crate::engine::Injector;
-use crate::engine::resources::NamespaceContext;
+use crate::engine::NamespaceContext;
 use crate::review::{ParsedReview, ReviewAnswer, ReviewError, answer_review, parse_review};
 
 /// What every webhook request needs.

@@ -30,23 +30,8 @@ use serde_json::{Map, Value, json};
 use super::error::InjectError;
 use crate::config::ConcurrencyFrom;
 pub use crate::config::tuning::Tuning;
-pub use crate::fields::{Bound, FieldBounds, FieldKey, FieldValues, Range, Resource, Side};
+pub use crate::fields::{FieldBounds, FieldKey, FieldValues, Resource, Side};
 use crate::quantity::Quantity;
-
-/// Annotation recording each field's value and source.
-pub use crate::annotations::PROVENANCE;
-/// Annotation for the proxy CPU request.
-pub use crate::annotations::PROXY_CPU;
-/// Annotation for the proxy CPU limit.
-pub use crate::annotations::PROXY_CPU_LIMIT;
-/// Annotation for the proxy ephemeral-storage request.
-pub use crate::annotations::PROXY_EPHEMERAL_STORAGE;
-/// Annotation for the proxy ephemeral-storage limit.
-pub use crate::annotations::PROXY_EPHEMERAL_STORAGE_LIMIT;
-/// Annotation for the proxy memory request.
-pub use crate::annotations::PROXY_MEMORY;
-/// Annotation for the proxy memory limit.
-pub use crate::annotations::PROXY_MEMORY_LIMIT;
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

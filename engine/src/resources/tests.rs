@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::annotations::{PROXY_CPU, PROXY_CPU_LIMIT, PROXY_MEMORY};
 use crate::config::InjectConfig;
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
