@@ -2,14 +2,16 @@
 //!
 //! The answer comes from [`Injector::inject`], the same call the webhook makes, so explain
 //! cannot disagree with admission. It shows the decision, each resource field's value,
-//! source and adjustments, the warnings, and the denial message when there is one.
+//! source and adjustments, the warnings, the denial message when there is one, and every
+//! annotation of the engine's registry that the pod or its namespace sets.
 
 use std::fmt::Write as _;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::engine::annotations::{REGISTRY, Scope};
 use crate::engine::{FieldKey, NamespaceContext};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
@@ -38,6 +40,19 @@ pub struct FieldExplanation {
     pub adjustments: Vec<String>,
 }
 
+/// One annotation the injector read, from the registry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnotationExplanation {
+    /// The key.
+    pub key: String,
+    /// `pod`, `pod label` or `namespace`.
+    pub on: &'static str,
+    /// The value as written.
+    pub value: String,
+    /// What it does (the registry's doc).
+    pub effect: &'static str,
+}
+
 /// The whole explanation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -57,6 +72,39 @@ pub struct Explanation {
     pub concurrency: Option<i64>,
     /// Warnings the webhook would return.
     pub warnings: Vec<String>,
+    /// The registry's annotations set on the pod or its namespace.
+    pub annotations: Vec<AnnotationExplanation>,
+}
+
+/// The registry's annotations present on the pod (and its labels, for the inject switch) and,
+/// where the registry allows it, on the namespace.
+fn annotations_read(pod: &Pod, namespace: Option<&Namespace>) -> Vec<AnnotationExplanation> {
+    let pod_annotations = pod.metadata.annotations.as_ref();
+    let pod_labels = pod.metadata.labels.as_ref();
+    let namespace_annotations = namespace.and_then(|ns| ns.metadata.annotations.as_ref());
+    let mut found = Vec::new();
+    for row in REGISTRY {
+        let places = [
+            ("pod label", pod_labels, row.scope == Scope::PodLabelOrAnnotation),
+            ("pod", pod_annotations, row.scope != Scope::Namespace),
+            (
+                "namespace",
+                namespace_annotations,
+                matches!(row.scope, Scope::Namespace | Scope::PodOrNamespace),
+            ),
+        ];
+        for (on, map, read_there) in places {
+            if let Some(value) = map.and_then(|map| map.get(row.key)).filter(|_| read_there) {
+                found.push(AnnotationExplanation {
+                    key: row.key.to_string(),
+                    on,
+                    value: value.clone(),
+                    effect: row.doc,
+                });
+            }
+        }
+    }
+    found
 }
 
 /// Explains one workload document in `namespace` with its LimitRanges.
@@ -87,6 +135,7 @@ pub fn explain(
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges,
         },
+        reinjection: false,
     };
     let mut explanation = Explanation {
         workload: found.label(),
@@ -96,6 +145,7 @@ pub fn explain(
         resources: Vec::new(),
         concurrency: None,
         warnings: Vec::new(),
+        annotations: annotations_read(&pod, namespace),
     };
     match injector.inject(&request) {
         Ok(outcome) => {
@@ -149,6 +199,12 @@ impl Explanation {
         if let Some(concurrency) = self.concurrency {
             let _ = writeln!(text, "\nconcurrency: {concurrency}");
         }
+        if !self.annotations.is_empty() {
+            let _ = writeln!(text, "\nannotations read:");
+            for read in &self.annotations {
+                let _ = writeln!(text, "  {} ({}) = {:?}: {}", read.key, read.on, read.value, read.effect);
+            }
+        }
         for warning in &self.warnings {
             let _ = writeln!(text, "warning: {warning}");
         }
@@ -186,8 +242,20 @@ mod tests {
             "namespace annotation sidecar.istio.io/proxyMemory"
         );
         assert_eq!(explanation.concurrency, Some(1));
+        let read: Vec<(&str, &str)> = explanation.annotations.iter().map(|a| (a.key.as_str(), a.on)).collect();
+        assert_eq!(
+            read,
+            [
+                ("sidecar.istio.io/proxyMemory", "namespace"),
+                ("sidecar.istio.io/proxyCPULimit", "pod")
+            ]
+        );
         let text = explanation.to_text();
         assert!(text.contains("then clamped to 1 (cluster max)"), "{text}");
+        assert!(
+            text.contains("sidecar.istio.io/proxyCPULimit (pod) = \"3\": CPU limit"),
+            "{text}"
+        );
 
         let denied = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});

@@ -72,7 +72,7 @@ fn inject_template(
     let workload = found.workload().cloned();
     let namespace = found.namespace.as_deref().unwrap_or(default_namespace);
     let template = found.template;
-    strip_injection(template);
+    let reinjection = strip_injection(template);
     let (pod, has_metadata) = manifest::pod_from_template(template).map_err(|error| OfflineError::InvalidPod {
         workload: label.clone(),
         message: error.to_string(),
@@ -83,6 +83,7 @@ fn inject_template(
         workload: workload.as_ref(),
         has_metadata,
         namespace_context: crate::engine::NamespaceContext::default(),
+        reinjection,
     };
     let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {
         workload: label.clone(),
@@ -129,5 +130,15 @@ mod tests {
             once, twice,
             "re-injection strips the first injection and gives the same result"
         );
+    }
+
+    #[test]
+    fn a_pod_without_containers_is_left_as_written() {
+        // The engine skips it (the API server refuses it); it used to fail here as "a bug".
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let input = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: empty\nspec: {}\n";
+        let output = inject_yaml(&injector, input, "default").unwrap();
+        let documents = manifest::read_documents(&output).unwrap();
+        assert_eq!(documents[0]["spec"], serde_json::json!({}));
     }
 }

@@ -386,8 +386,7 @@ pub fn answer_review(
     let object = request
         .object
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
-    let (pod, has_metadata, has_containers) =
-        into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
+    let (pod, has_metadata) = into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
         summary.pod = pod
             .metadata
@@ -396,21 +395,13 @@ pub fn answer_review(
             .or_else(|| pod.metadata.generate_name.clone())
             .unwrap_or_default();
     }
-    if pod.spec.is_some() && !has_containers {
-        // The API server refuses such a pod after admission, with a clearer message than a
-        // patch that cannot apply to a missing array would give.
-        summary.decision = "skip:no-containers";
-        let mut warnings = context_warnings;
-        warnings.push("the pod has no spec.containers; nothing to inject".into());
-        response.warnings = Some(warnings);
-        return Ok(answer(&api_version, &response, summary));
-    }
     let pod_request = PodRequest {
         pod: &pod,
         namespace: &namespace,
         workload: None,
         has_metadata,
         namespace_context: *context,
+        reinjection: false,
     };
     let mut warnings = context_warnings;
     match injector.inject(&pod_request) {
@@ -451,9 +442,9 @@ fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummar
     ReviewAnswer { body, summary }
 }
 
-/// Reads the object as a Pod; the flags say whether it had a `metadata` object and any
-/// container in `spec.containers` (k8s-openapi reads a missing or null list as empty).
-fn into_pod(object: &RawValue) -> Result<(Pod, bool, bool), String> {
+/// Reads the object as a Pod; the flag says whether it had a `metadata` object. (A missing
+/// or null `spec.containers` reads as empty; the engine skips such a pod.)
+fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
     let parsed: PodObject = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
     let has_metadata = parsed.metadata.is_some();
     let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
@@ -465,7 +456,6 @@ fn into_pod(object: &RawValue) -> Result<(Pod, bool, bool), String> {
         owner_references: metadata.owner_references,
         ..ObjectMeta::default()
     });
-    let has_containers = parsed.spec.as_ref().is_some_and(|spec| !spec.containers.is_empty());
     Ok((
         Pod {
             metadata,
@@ -473,7 +463,6 @@ fn into_pod(object: &RawValue) -> Result<(Pod, bool, bool), String> {
             status: None,
         },
         has_metadata,
-        has_containers,
     ))
 }
 
@@ -544,8 +533,8 @@ mod tests {
             "status": {"phase": "Pending"},
         });
         let raw = serde_json::value::to_raw_value(&object).unwrap();
-        let (pod, has_metadata, has_containers) = into_pod(&raw).unwrap();
-        assert!(has_metadata && has_containers);
+        let (pod, has_metadata) = into_pod(&raw).unwrap();
+        assert!(has_metadata);
         assert_eq!(pod.metadata.name.as_deref(), Some("web"));
         assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
         assert!(pod.metadata.managed_fields.is_none() && pod.metadata.resource_version.is_none());
@@ -560,6 +549,17 @@ mod tests {
             let response = answer_for(json!({"spec": spec}));
             assert_eq!(response["response"]["allowed"], true);
             assert!(response["response"].get("patch").is_none(), "{response}");
+            let explained = crate::explain::explain(
+                &Injector::new(InjectConfig::default()).unwrap(),
+                &json!({"kind": "Pod", "spec": spec}),
+                None,
+                &[],
+            )
+            .unwrap();
+            assert_eq!(
+                explained.decision, "skip:no-containers",
+                "explain agrees with the webhook"
+            );
             assert!(
                 response["response"]["warnings"][0]
                     .as_str()

@@ -59,6 +59,9 @@ pub enum SkipReason {
     NeverInjectSelector,
     /// The policy is `disabled` and the pod did not opt in.
     PolicyDisabled,
+    /// The pod has no spec or no `spec.containers`: the API server refuses it with a clearer
+    /// message than a patch could give.
+    NoContainers,
 }
 
 impl Decision {
@@ -74,6 +77,7 @@ impl Decision {
             Decision::Skip(SkipReason::PodOptOut) => "skip:pod-opt-out",
             Decision::Skip(SkipReason::NeverInjectSelector) => "skip:never-inject-selector",
             Decision::Skip(SkipReason::PolicyDisabled) => "skip:policy-disabled",
+            Decision::Skip(SkipReason::NoContainers) => "skip:no-containers",
         }
     }
 }

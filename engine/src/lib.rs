@@ -62,6 +62,10 @@ pub struct PodRequest<'a> {
     pub has_metadata: bool,
     /// The namespace's annotations and LimitRanges, as far as they are known.
     pub namespace_context: NamespaceContext<'a>,
+    /// The pod was stripped of a previous injection (offline re-injection). A pod without
+    /// containers is otherwise skipped, since the API server refuses it; one whose only
+    /// containers were injected ones (Istio's `only-proxy-container` case) is injected again.
+    pub reinjection: bool,
 }
 
 /// The engine's answer for a pod it accepts.

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
 use crate::config::{InterceptionMode, Platform};
-use crate::decision::{Decision, parse_choice, should_inject};
+use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
 use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
@@ -94,8 +94,12 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     }
     let Some(spec) = pod.spec.as_ref() else {
         warnings.push("the pod has no spec; nothing to inject".into());
-        return Ok(Planned::Skip(decision, warnings));
+        return Ok(Planned::Skip(Decision::Skip(SkipReason::NoContainers), warnings));
     };
+    if spec.containers.is_empty() && !request.reinjection {
+        warnings.push("the pod has no spec.containers; nothing to inject".into());
+        return Ok(Planned::Skip(Decision::Skip(SkipReason::NoContainers), warnings));
+    }
     let annotations = pod.metadata.annotations.as_ref();
     let native = native_sidecar(annotations, config.native_sidecars, &mut warnings);
     // Resources first, then the annotations, then the override: the first bad value found is

@@ -19,15 +19,15 @@ use crate::prometheus::{PATH, PORT, SCRAPE, SCRAPE_TARGETS};
 
 use crate::annotations::STATUS as STATUS_ANNOTATION;
 
-/// Removes a previous injection from a pod (or pod template) given as JSON; a template
-/// without the status annotation is left as it is.
-pub fn strip_injection(template: &mut Value) {
+/// Removes a previous injection from a pod (or pod template) given as JSON, returning whether
+/// there was one; a template without the status annotation is left as it is.
+pub fn strip_injection(template: &mut Value) -> bool {
     let Some(status) = template
         .pointer("/metadata/annotations/sidecar.istio.io~1status")
         .and_then(Value::as_str)
         .and_then(|text| serde_json::from_str::<Value>(text).ok())
     else {
-        return;
+        return false;
     };
     if let Some(proxy) = find_container(template, PROXY_CONTAINER).cloned() {
         restore_probes(template, &proxy);
@@ -48,6 +48,7 @@ pub fn strip_injection(template: &mut Value) {
     if let Some(overrides) = overrides {
         restore_overrides(template, &overrides);
     }
+    true
 }
 
 /// The names a status annotation lists under `key`.
