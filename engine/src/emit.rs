@@ -14,7 +14,7 @@ use crate::render::Rendered;
 use crate::traffic;
 
 /// The patch that adds `rendered` to the pod of `plan`.
-pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered, config: &InjectConfig) -> SerializedPatch {
+pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfig) -> SerializedPatch {
     let mut builder = PatchBuilder::new();
     if !plan.has_metadata {
         builder.add(&["metadata"], serde_json::json!({}));

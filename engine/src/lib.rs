@@ -32,6 +32,7 @@ pub(crate) mod reinject;
 mod render;
 pub(crate) mod resources;
 pub(crate) mod sidecar;
+mod template;
 pub(crate) mod traffic;
 pub(crate) mod user_volumes;
 pub(crate) mod workload;
@@ -39,6 +40,7 @@ pub(crate) mod workload;
 use k8s_openapi::api::core::v1::Pod;
 
 use self::plan::Planned;
+use self::template::SidecarTemplate;
 use crate::config::{CompiledConfig, ConfigError, InjectConfig};
 
 pub use self::decision::{Decision, InjectReason, SkipReason};
@@ -96,6 +98,7 @@ pub struct Denial {
 pub struct Injector {
     compiled: CompiledConfig,
     concurrency: ConcurrencyPolicy,
+    template: SidecarTemplate,
 }
 
 // === impl Injector ===
@@ -110,7 +113,12 @@ impl Injector {
             floor: compiled.raw.concurrency.min,
             ceiling: compiled.raw.concurrency.max,
         };
-        Ok(Injector { compiled, concurrency })
+        let template = SidecarTemplate::compile(&compiled.raw);
+        Ok(Injector {
+            compiled,
+            concurrency,
+            template,
+        })
     }
 
     /// How `--concurrency` is derived.
@@ -130,7 +138,7 @@ impl Injector {
             Planned::Skip(decision, warnings) => return Ok(Outcome::skipped(decision, warnings)),
             Planned::Inject(plan) => plan,
         };
-        let rendered = render::render(&plan, self.config(), &self.concurrency);
+        let rendered = render::render(&plan, self.config(), &self.concurrency, &self.template);
         let patch = emit::emit(&plan, rendered, self.config());
         let plan = *plan;
         Ok(Outcome {

@@ -9,23 +9,29 @@ use crate::config::{InjectConfig, InterceptionMode};
 use crate::overrides;
 use crate::plan::Plan;
 use crate::resources::ConcurrencyPolicy;
-use crate::sidecar::{self, SidecarInputs, build_init_container, build_proxy_container, build_volumes};
+use crate::sidecar::{self, SidecarInputs, build_init_container, build_proxy_container, mtls_certs_volume};
+use crate::template::{SidecarTemplate, VolumeItem};
 
 /// What the sidecar adds to the pod.
 #[derive(Debug, Clone)]
-pub(crate) struct Rendered {
+pub(crate) struct Rendered<'t> {
     /// The `istio-proxy` container.
     pub proxy: Value,
     /// The init container, unless capture is off.
     pub init: Option<Value>,
     /// Volumes to add (ours the pod lacks, then the user's that clash with nothing).
-    pub volumes: Vec<Value>,
+    pub volumes: Vec<VolumeItem<'t>>,
     /// The names of our volumes, for the status annotation.
     pub volume_names: Vec<String>,
 }
 
 /// Renders the sidecar for `plan`.
-pub(crate) fn render(plan: &Plan<'_>, config: &InjectConfig, concurrency: &ConcurrencyPolicy) -> Rendered {
+pub(crate) fn render<'t>(
+    plan: &Plan<'_>,
+    config: &InjectConfig,
+    concurrency: &ConcurrencyPolicy,
+    template: &'t SidecarTemplate,
+) -> Rendered<'t> {
     let inputs = SidecarInputs {
         pod: plan.pod,
         namespace: plan.namespace,
@@ -41,9 +47,10 @@ pub(crate) fn render(plan: &Plan<'_>, config: &InjectConfig, concurrency: &Concu
         proxy_image: plan.proxy_image,
         proxy_ids: plan.proxy_ids,
         config,
+        mesh_proxy_config: &template.mesh_proxy_config,
     };
     let init = plan.with_init.then(|| render_init(plan, &inputs));
-    let (volumes, volume_names) = render_volumes(plan, config);
+    let (volumes, volume_names) = render_volumes(plan, config, template);
     Rendered {
         proxy: render_proxy(plan, &inputs),
         init,
@@ -92,26 +99,36 @@ fn render_init(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
 }
 
 /// Our volumes the pod lacks, then the user's whose names clash with neither.
-fn render_volumes(plan: &Plan<'_>, config: &InjectConfig) -> (Vec<Value>, Vec<String>) {
+fn render_volumes<'t>(
+    plan: &Plan<'_>,
+    config: &InjectConfig,
+    template: &'t SidecarTemplate,
+) -> (Vec<VolumeItem<'t>>, Vec<String>) {
     let existing = plan.spec.volumes.as_ref();
     let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
-    let ours = build_volumes(config, plan.pod);
-    let names: Vec<String> = ours.iter().map(|(name, _)| name.to_string()).collect();
-    let volumes = ours
-        .into_iter()
+    let mtls = mtls_certs_volume(config, plan.pod);
+    let mut names: Vec<String> = template.volumes.iter().map(|(name, _)| name.to_string()).collect();
+    names.extend(mtls.iter().map(|(name, _)| name.to_string()));
+    let ours = template
+        .volumes
+        .iter()
         .filter(|(name, _)| !exists(name))
-        .map(|(_, volume)| volume)
+        .map(|(_, raw)| VolumeItem::Compiled(raw))
         .chain(
-            plan.user_volumes
-                .volumes
-                .iter()
-                .filter(|volume| {
-                    !volume["name"]
-                        .as_str()
-                        .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
-                })
-                .cloned(),
-        )
-        .collect();
+            mtls.filter(|(name, _)| !exists(name))
+                .map(|(_, volume)| VolumeItem::Built(volume)),
+        );
+    let users = plan
+        .user_volumes
+        .volumes
+        .iter()
+        .filter(|volume| {
+            !volume["name"]
+                .as_str()
+                .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
+        })
+        .cloned()
+        .map(VolumeItem::Built);
+    let volumes = ours.chain(users).collect();
     (volumes, names)
 }

@@ -60,6 +60,8 @@ pub struct SidecarInputs<'a> {
     pub proxy_ids: (i64, i64),
     /// The configuration.
     pub config: &'a InjectConfig,
+    /// The mesh-wide ProxyConfig, from the compiled template.
+    pub mesh_proxy_config: &'a serde_json::Map<String, Value>,
 }
 
 /// The `istio-proxy` container.
@@ -208,10 +210,7 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
         field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         field_env("HOST_IP", "status.hostIP"),
         resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
-        value_env(
-            "PROXY_CONFIG",
-            inputs.proxy_config.agent_json(&mesh_proxy_config(config)),
-        ),
+        value_env("PROXY_CONFIG", inputs.proxy_config.agent_json(inputs.mesh_proxy_config)),
     ]);
     env.push(value_env("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
     env.push(value_env("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
@@ -276,15 +275,6 @@ const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
 
 /// The label OpenTelemetry reads `service.version` from.
 const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
-
-/// The mesh-wide ProxyConfig settings the config changes from Istio's defaults.
-fn mesh_proxy_config(config: &InjectConfig) -> serde_json::Map<String, Value> {
-    let mut mesh = config.mesh_default_config.clone();
-    if config.interception_mode != InterceptionMode::Redirect {
-        mesh.insert("interceptionMode".into(), json!(config.interception_mode.as_str()));
-    }
-    mesh
-}
 
 /// `proxyMetadata` from `proxy.istio.io/config`, as environment variables.
 fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item = Value> + 'a {
@@ -444,26 +434,26 @@ pub fn enforce_tproxy(proxy: &mut Value) {
 /// Name of the volume `mountMtlsCerts` adds.
 const MTLS_CERTS_VOLUME: &str = "istio-certs";
 
-/// The proxy's volumes with their names: [`VOLUME_NAMES`] in order, then `istio-certs` when
-/// the config mounts mTLS certificates.
-pub fn build_volumes(config: &InjectConfig, pod: &Pod) -> Vec<(&'static str, Value)> {
-    let mut volumes: Vec<(&'static str, Value)> = VOLUME_NAMES.into_iter().zip(standard_volumes()).collect();
-    if config.mount_mtls_certs {
-        let account = pod
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.service_account_name.as_deref())
-            .filter(|name| !name.is_empty())
-            .unwrap_or("default");
-        volumes.push((
-            MTLS_CERTS_VOLUME,
-            json!({"name": MTLS_CERTS_VOLUME, "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
-        ));
+/// The `istio-certs` volume (istiod's `global.mountMtlsCerts`): the pod's service account's
+/// `istio.<account>` Secret.
+pub fn mtls_certs_volume(config: &InjectConfig, pod: &Pod) -> Option<(&'static str, Value)> {
+    if !config.mount_mtls_certs {
+        return None;
     }
-    volumes
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.service_account_name.as_deref())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("default");
+    Some((
+        MTLS_CERTS_VOLUME,
+        json!({"name": MTLS_CERTS_VOLUME, "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
+    ))
 }
 
-fn standard_volumes() -> [Value; 9] {
+/// Istio's nine volumes, the same for every pod ([`crate::template`] serializes them once).
+pub fn standard_volumes() -> [Value; 9] {
     [
         json!({"name": "workload-socket", "emptyDir": {}}),
         json!({"name": "credential-socket", "emptyDir": {}}),
