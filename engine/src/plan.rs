@@ -118,15 +118,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     let overrides = Overrides::find(spec, init_name);
     let init_resources = resolution.resources;
     let proxy_resources = match override_resources(injector, request, &overrides, native) {
-        Ok(Some(own)) => {
-            for warning in own.warnings {
-                if !warnings.contains(&warning) {
-                    warnings.push(warning);
-                }
-            }
-            own.resources
-        }
-        Ok(None) => init_resources.clone(),
+        Ok(own) => own.map_or_else(|| init_resources.clone(), |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
     let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
@@ -224,6 +216,16 @@ fn override_resources(
         native,
     )
     .map(Some)
+}
+
+/// The override's resources, its warnings added to `warnings` unless already there.
+fn with_warnings(own: Resolution, warnings: &mut Vec<String>) -> ProxyResources {
+    for warning in own.warnings {
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+    own.resources
 }
 
 /// The proxy's uid and gid: a user override's, else OpenShift's range, else 1337. A TPROXY

@@ -66,8 +66,29 @@ pub struct SidecarInputs<'a> {
 
 /// The `istio-proxy` container.
 pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
+    let mut container = json!({
+        "name": super::decision::PROXY_CONTAINER,
+        "image": inputs.proxy_image,
+        "args": proxy_args(inputs),
+        "env": proxy_env(inputs),
+        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+        "resources": inputs.resources.to_requirements(),
+        "securityContext": proxy_security_context(inputs),
+        "volumeMounts": proxy_mounts(inputs.config),
+    });
+    if let Some(object) = container.as_object_mut() {
+        add_seccomp(object, inputs.config);
+        add_probes_and_lifecycle(object, inputs);
+        if let Some(policy) = &inputs.config.image_pull_policy {
+            object.insert("imagePullPolicy".into(), json!(policy));
+        }
+    }
+    container
+}
+
+/// `proxy sidecar` with the domain, log levels and, unless the agent chooses, `--concurrency`.
+fn proxy_args(inputs: &SidecarInputs<'_>) -> Vec<String> {
     let config = inputs.config;
-    let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
     let mut args = vec![
         "proxy".to_string(),
         "sidecar".to_string(),
@@ -84,87 +105,79 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
     if let Some(workers) = concurrency {
         args.extend(["--concurrency".to_string(), workers.to_string()]);
     }
-    let mut container = json!({
-        "name": super::decision::PROXY_CONTAINER,
-        "image": inputs.proxy_image,
-        "args": args,
-        "env": proxy_env(inputs),
-        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
-        "resources": inputs.resources.to_requirements(),
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": if tproxy { json!({"add": ["NET_ADMIN"], "drop": ["ALL"]}) } else { json!({"drop": ["ALL"]}) },
-            "privileged": false,
-            "readOnlyRootFilesystem": true,
-            "runAsGroup": inputs.proxy_ids.1,
-            "runAsNonRoot": !tproxy,
-            "runAsUser": if tproxy { 0 } else { inputs.proxy_ids.0 },
-        },
-        "volumeMounts": [
-            {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
-            {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
-            {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
-            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
-            {"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"},
-            {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
-            {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
-            {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
-            {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
-        ],
-    });
-    if let Some(object) = container.as_object_mut() {
-        add_seccomp(object, config);
-        if let Some(probe) = &inputs.readiness_probe {
-            object.insert("readinessProbe".into(), probe.clone());
-        }
-        if config.mount_mtls_certs
-            && let Some(mounts) = object.get_mut("volumeMounts").and_then(Value::as_array_mut)
-        {
-            // Istio's template mounts it just before the pod info.
-            let before_pod_info = mounts
-                .iter()
-                .position(|mount| mount["name"] == "istio-podinfo")
-                .unwrap_or(mounts.len());
-            mounts.insert(
-                before_pod_info,
-                json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}),
-            );
-        }
-        if inputs.traffic.status_port != 0 {
-            object.insert(
-                "startupProbe".into(),
-                json!({
-                    "failureThreshold": 600,
-                    "httpGet": {"path": "/healthz/ready", "port": 15021},
-                    "periodSeconds": 1,
-                    "timeoutSeconds": 3,
-                }),
-            );
-        }
-        if inputs.hold && !inputs.native {
-            object.insert(
-                "lifecycle".into(),
-                json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}),
-            );
-        }
-        if inputs.native {
-            object.insert("restartPolicy".into(), json!("Always"));
-            object.insert(
-                "lifecycle".into(),
-                json!({"preStop": {"exec": {"command": [
-                    "pilot-agent",
-                    "request",
-                    format!("--debug-port={}", inputs.traffic.status_port),
-                    "POST",
-                    "drain",
-                ]}}}),
-            );
-        }
-        if let Some(policy) = &config.image_pull_policy {
-            object.insert("imagePullPolicy".into(), json!(policy));
-        }
+    args
+}
+
+/// Non-root, read-only and without capabilities; a TPROXY proxy runs as root with
+/// `NET_ADMIN`, as istiod's template has it.
+fn proxy_security_context(inputs: &SidecarInputs<'_>) -> Value {
+    let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": if tproxy { json!({"add": ["NET_ADMIN"], "drop": ["ALL"]}) } else { json!({"drop": ["ALL"]}) },
+        "privileged": false,
+        "readOnlyRootFilesystem": true,
+        "runAsGroup": inputs.proxy_ids.1,
+        "runAsNonRoot": !tproxy,
+        "runAsUser": if tproxy { 0 } else { inputs.proxy_ids.0 },
+    })
+}
+
+/// The proxy's mounts of Istio's volumes, with the mTLS certificates just before the pod
+/// info when `mountMtlsCerts` is on (Istio's template order).
+fn proxy_mounts(config: &InjectConfig) -> Value {
+    let mut mounts = vec![
+        json!({"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"}),
+        json!({"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"}),
+        json!({"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"}),
+        json!({"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"}),
+        json!({"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"}),
+        json!({"mountPath": "/var/lib/istio/data", "name": "istio-data"}),
+        json!({"mountPath": "/etc/istio/proxy", "name": "istio-envoy"}),
+        json!({"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}),
+    ];
+    if config.mount_mtls_certs {
+        mounts.push(json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}));
     }
-    container
+    mounts.push(json!({"mountPath": "/etc/istio/pod", "name": "istio-podinfo"}));
+    Value::Array(mounts)
+}
+
+/// Readiness and startup probes, the hold or drain hook, and the native restart policy.
+fn add_probes_and_lifecycle(object: &mut serde_json::Map<String, Value>, inputs: &SidecarInputs<'_>) {
+    if let Some(probe) = &inputs.readiness_probe {
+        object.insert("readinessProbe".into(), probe.clone());
+    }
+    if inputs.traffic.status_port != 0 {
+        object.insert(
+            "startupProbe".into(),
+            json!({
+                "failureThreshold": 600,
+                "httpGet": {"path": "/healthz/ready", "port": 15021},
+                "periodSeconds": 1,
+                "timeoutSeconds": 3,
+            }),
+        );
+    }
+    if inputs.hold && !inputs.native {
+        object.insert(
+            "lifecycle".into(),
+            json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}),
+        );
+    }
+    if inputs.native {
+        object.insert("restartPolicy".into(), json!("Always"));
+        object.insert(
+            "lifecycle".into(),
+            json!({"preStop": {"exec": {"command": [
+                "pilot-agent",
+                "request",
+                format!("--debug-port={}", inputs.traffic.status_port),
+                "POST",
+                "drain",
+            ]}}}),
+        );
+    }
 }
 
 fn field_env(name: &str, path: &str) -> Value {
