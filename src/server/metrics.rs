@@ -60,104 +60,111 @@ impl Default for Metrics {
     }
 }
 
+/// `sidecar_injection_requests`.
+const REQUESTS: (&str, &str) = (
+    "sidecar_injection_requests",
+    "Total number of sidecar injection requests",
+);
+/// `sidecar_injection_success`.
+const SUCCESS: (&str, &str) = (
+    "sidecar_injection_success",
+    "Total number of successful sidecar injections",
+);
+/// `sidecar_injection_skip`.
+const SKIP: (&str, &str) = ("sidecar_injection_skip", "Total number of skipped sidecar injections");
+/// `sidecar_injection_failure`.
+const FAILURE: (&str, &str) = ("sidecar_injection_failure", "Total number of failed sidecar injections");
+/// `sidecar_injection_time_seconds`.
+const TIME: (&str, &str) = (
+    "sidecar_injection_time_seconds",
+    "Time taken to answer an injection request",
+);
+/// `sidecar_injector_namespace_fallback`.
+const NAMESPACE_FALLBACK: (&str, &str) = (
+    "sidecar_injector_namespace_fallback",
+    "Pods admitted with config defaults because their namespace could not be read",
+);
+/// `sidecar_injector_tls_reloads`.
+const TLS_RELOADS: (&str, &str) = (
+    "sidecar_injector_tls_reloads",
+    "Times rotated TLS credentials were loaded from disk",
+);
+/// `sidecar_injector_tls_reload_failures`.
+const TLS_RELOAD_FAILURES: (&str, &str) = (
+    "sidecar_injector_tls_reload_failures",
+    "Changed TLS files that could not be loaded (the previous credentials stay in use)",
+);
+/// `sidecar_injector_config_reloads`.
+const CONFIG_RELOADS: (&str, &str) = (
+    "sidecar_injector_config_reloads",
+    "Times a changed config file was loaded",
+);
+/// `sidecar_injector_config_reload_failures`.
+const CONFIG_RELOAD_FAILURES: (&str, &str) = (
+    "sidecar_injector_config_reload_failures",
+    "Changed config files that were refused (the previous config stays in use)",
+);
+/// `sidecar_injector_request_timeouts`.
+const REQUEST_TIMEOUTS: (&str, &str) = (
+    "sidecar_injector_request_timeouts",
+    "Requests answered 503 because they were not done before their deadline",
+);
+/// `sidecar_injector_blocking_reviews`.
+const BLOCKING_REVIEWS: (&str, &str) = (
+    "sidecar_injector_blocking_reviews",
+    "Reviews processed on the blocking thread pool because of their size",
+);
+/// `sidecar_injector_connections_open`.
+const CONNECTIONS_OPEN: (&str, &str) = (
+    "sidecar_injector_connections_open",
+    "HTTPS connections being served (handshaking or open)",
+);
+/// `sidecar_injector_tls_handshake_failures`.
+const HANDSHAKE_FAILURES: (&str, &str) = (
+    "sidecar_injector_tls_handshake_failures",
+    "TLS handshakes that failed (reason error) or did not finish in time (reason timeout)",
+);
+/// `sidecar_injector_cache_synced`.
+const CACHE_SYNCED: (&str, &str) = (
+    "sidecar_injector_cache_synced",
+    "1 once the namespace and LimitRange caches have synced",
+);
+
+/// Registers metrics in one registry, handing back the handle to record with.
+struct Registrar<'r>(&'r mut Registry);
+
+impl Registrar<'_> {
+    fn metric<M: prometheus_client::registry::Metric + Clone>(&mut self, (name, help): (&str, &str), metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+}
+
 // === impl Metrics ===
 
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let requests = Counter::default();
-        let success = Counter::default();
-        let skip = Family::<ReasonLabel, Counter>::default();
-        let failure = Family::<ReasonLabel, Counter>::default();
+        let mut register = Registrar(&mut registry);
+        let requests = register.metric(REQUESTS, Counter::default());
+        let success = register.metric(SUCCESS, Counter::default());
+        let skip = register.metric(SKIP, Family::<ReasonLabel, Counter>::default());
+        let failure = register.metric(FAILURE, Family::<ReasonLabel, Counter>::default());
         // 5µs .. ~5s: fine enough for sub-millisecond injections.
-        let time = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            5e-6, 2.0, 21,
-        ));
-        registry.register(
-            "sidecar_injection_requests",
-            "Total number of sidecar injection requests",
-            requests.clone(),
-        );
-        registry.register(
-            "sidecar_injection_success",
-            "Total number of successful sidecar injections",
-            success.clone(),
-        );
-        registry.register(
-            "sidecar_injection_skip",
-            "Total number of skipped sidecar injections",
-            skip.clone(),
-        );
-        registry.register(
-            "sidecar_injection_failure",
-            "Total number of failed sidecar injections",
-            failure.clone(),
-        );
-        registry.register(
-            "sidecar_injection_time_seconds",
-            "Time taken to answer an injection request",
-            time.clone(),
-        );
-        let namespace_fallback = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "sidecar_injector_namespace_fallback",
-            "Pods admitted with config defaults because their namespace could not be read",
-            namespace_fallback.clone(),
-        );
-        let counter = |registry: &mut Registry, name: &str, help: &str| {
-            let counter = Counter::default();
-            registry.register(name, help, counter.clone());
-            counter
-        };
-        let tls_reloads = counter(
-            &mut registry,
-            "sidecar_injector_tls_reloads",
-            "Times rotated TLS credentials were loaded from disk",
-        );
-        let tls_reload_failures = counter(
-            &mut registry,
-            "sidecar_injector_tls_reload_failures",
-            "Changed TLS files that could not be loaded (the previous credentials stay in use)",
-        );
-        let config_reloads = counter(
-            &mut registry,
-            "sidecar_injector_config_reloads",
-            "Times a changed config file was loaded",
-        );
-        let config_reload_failures = counter(
-            &mut registry,
-            "sidecar_injector_config_reload_failures",
-            "Changed config files that were refused (the previous config stays in use)",
-        );
-        let request_timeouts = counter(
-            &mut registry,
-            "sidecar_injector_request_timeouts",
-            "Requests answered 503 because they were not done before their deadline",
-        );
-        let blocking_reviews = counter(
-            &mut registry,
-            "sidecar_injector_blocking_reviews",
-            "Reviews processed on the blocking thread pool because of their size",
-        );
-        let connections_open = Gauge::default();
-        registry.register(
-            "sidecar_injector_connections_open",
-            "HTTPS connections being served (handshaking or open)",
-            connections_open.clone(),
-        );
-        let handshake_failures = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "sidecar_injector_tls_handshake_failures",
-            "TLS handshakes that failed (reason error) or did not finish in time (reason timeout)",
-            handshake_failures.clone(),
-        );
-        let cache_synced = Gauge::default();
-        registry.register(
-            "sidecar_injector_cache_synced",
-            "1 once the namespace and LimitRange caches have synced",
-            cache_synced.clone(),
-        );
+        let buckets = prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 21);
+        let time = register.metric(TIME, Histogram::new(buckets));
+        let namespace_fallback = register.metric(NAMESPACE_FALLBACK, Family::<ReasonLabel, Counter>::default());
+        let tls_reloads = register.metric(TLS_RELOADS, Counter::default());
+        let tls_reload_failures = register.metric(TLS_RELOAD_FAILURES, Counter::default());
+        let config_reloads = register.metric(CONFIG_RELOADS, Counter::default());
+        let config_reload_failures = register.metric(CONFIG_RELOAD_FAILURES, Counter::default());
+        let request_timeouts = register.metric(REQUEST_TIMEOUTS, Counter::default());
+        let blocking_reviews = register.metric(BLOCKING_REVIEWS, Counter::default());
+        let connections_open = register.metric(CONNECTIONS_OPEN, Gauge::default());
+        let handshake_failures = register.metric(HANDSHAKE_FAILURES, Family::<ReasonLabel, Counter>::default());
+        let cache_synced = register.metric(CACHE_SYNCED, Gauge::default());
+
         Metrics {
             registry,
             requests,
