@@ -34,6 +34,7 @@ pub mod resources;
 pub mod sidecar;
 pub mod traffic;
 pub mod user_volumes;
+mod volume_rules;
 pub mod workload;
 
 use json_patch::Patch;

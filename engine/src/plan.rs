@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::Value;
 
 use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
-use crate::config::{InterceptionMode, Platform};
+use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
 use crate::overrides::Overrides;
@@ -20,7 +20,7 @@ use crate::proxy_config::ProxyConfig;
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
-use crate::user_volumes::UserVolumes;
+use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
 use crate::{Denial, Injector, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
 
@@ -125,6 +125,14 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Ok(None) => init_resources.clone(),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
+    if let Err(error) = overrides.check_placement(native) {
+        return Err(Denial::new(error, warnings));
+    }
+    if !settings.user_volumes.is_empty()
+        && let Err(error) = settings.user_volumes.check(&surroundings(config, spec, &overrides))
+    {
+        return Err(Denial::new(error, warnings));
+    }
     let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
     let workload = match request.workload {
         Some(workload) => Cow::Borrowed(workload),
@@ -184,11 +192,19 @@ impl<'a> PodSettings<'a> {
         let user_volumes = user_volumes::user_volumes(annotations)?;
         let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge);
         let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
-        let proxy_image = annotations
-            .and_then(|map| map.get(PROXY_IMAGE))
-            .map(String::as_str)
-            .filter(|image| !image.trim().is_empty())
-            .unwrap_or(&config.proxy_image);
+        let proxy_image = match annotations.and_then(|map| map.get(PROXY_IMAGE)) {
+            Some(image) if image.trim().is_empty() => &config.proxy_image,
+            Some(image) if image.trim() != image => {
+                return Err(InjectError::InvalidAnnotation {
+                    annotation: PROXY_IMAGE.into(),
+                    value: quoted(image),
+                    reason: "it has leading or trailing whitespace, which the API server refuses in an image".into(),
+                    accepted: "an image reference without surrounding whitespace, e.g. docker.io/istio/proxyv2:1.28.0",
+                });
+            }
+            Some(image) => image.as_str(),
+            None => &config.proxy_image,
+        };
         Ok(PodSettings {
             traffic,
             proxy_config,
@@ -220,6 +236,30 @@ fn override_resources(
         native,
     )
     .map(Some)
+}
+
+/// What the user's volumes and mounts land beside: the pod's volumes, ours and the proxy's
+/// own mounts.
+fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overrides) -> Surroundings<'a> {
+    let mtls = config.mount_mtls_certs;
+    let mut our_mounts = sidecar::PROXY_MOUNTS.to_vec();
+    if mtls {
+        our_mounts.push((sidecar::MTLS_CERTS_VOLUME, sidecar::MTLS_CERTS_MOUNT_PATH));
+    }
+    let privileged = overrides
+        .proxy_container()
+        .and_then(|c| c.security_context)
+        .and_then(|s| s.privileged)
+        .unwrap_or(false);
+    Surroundings {
+        pod_volumes: spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect(),
+        our_volumes: sidecar::VOLUME_NAMES
+            .into_iter()
+            .chain(mtls.then_some(sidecar::MTLS_CERTS_VOLUME))
+            .collect(),
+        our_mounts,
+        privileged,
+    }
 }
 
 /// The proxy's uid and gid: a user override's, else OpenShift's range, else 1337. A TPROXY

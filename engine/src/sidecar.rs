@@ -30,6 +30,22 @@ pub const VOLUME_NAMES: [&str; 9] = [
     "istio-ca-crl",
 ];
 
+/// The proxy's own mounts, (volume, path), in Istio's order.
+pub const PROXY_MOUNTS: [(&str, &str); 9] = [
+    ("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+    ("credential-socket", "/var/run/secrets/credential-uds"),
+    ("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
+    ("istiod-ca-cert", "/var/run/secrets/istio"),
+    ("istio-ca-crl", "/var/run/secrets/istio/crl"),
+    ("istio-data", "/var/lib/istio/data"),
+    ("istio-envoy", "/etc/istio/proxy"),
+    ("istio-token", "/var/run/secrets/tokens"),
+    ("istio-podinfo", "/etc/istio/pod"),
+];
+
+/// Where the `istio-certs` volume is mounted when `mountMtlsCerts` is on.
+pub(crate) const MTLS_CERTS_MOUNT_PATH: &str = "/etc/certs/";
+
 /// What the template needs to know about one pod.
 pub struct SidecarInputs<'a> {
     /// The pod being injected.
@@ -98,17 +114,10 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
             "runAsNonRoot": !tproxy,
             "runAsUser": if tproxy { 0 } else { inputs.proxy_ids.0 },
         },
-        "volumeMounts": [
-            {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
-            {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
-            {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
-            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
-            {"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"},
-            {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
-            {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
-            {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
-            {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
-        ],
+        "volumeMounts": PROXY_MOUNTS
+            .iter()
+            .map(|(name, path)| json!({"mountPath": path, "name": name}))
+            .collect::<Vec<_>>(),
     });
     if let Some(object) = container.as_object_mut() {
         add_seccomp(object, config);
@@ -125,7 +134,7 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
                 .unwrap_or(mounts.len());
             mounts.insert(
                 before_pod_info,
-                json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}),
+                json!({"mountPath": MTLS_CERTS_MOUNT_PATH, "name": MTLS_CERTS_VOLUME, "readOnly": true}),
             );
         }
         if inputs.traffic.status_port != 0 {
@@ -444,7 +453,7 @@ pub fn enforce_tproxy(proxy: &mut Value) {
 }
 
 /// Name of the volume `mountMtlsCerts` adds.
-const MTLS_CERTS_VOLUME: &str = "istio-certs";
+pub(crate) const MTLS_CERTS_VOLUME: &str = "istio-certs";
 
 /// The proxy's volumes with their names: [`VOLUME_NAMES`] in order, then `istio-certs` when
 /// the config mounts mTLS certificates.
