@@ -197,10 +197,22 @@ pub fn merge_container(base: &mut Value, overlay: &Value) {
     }
 }
 
+/// The action of a probe or lifecycle hook: Kubernetes allows exactly one per handler.
+const HANDLER_KEYS: [&str; 5] = ["exec", "httpGet", "tcpSocket", "grpc", "sleep"];
+
 fn merge_object(base: &mut Value, overlay: &Value) {
     let (Some(base), Some(overlay)) = (base.as_object_mut(), overlay.as_object()) else {
         return;
     };
+    // The user's probe or hook action replaces ours: two would be refused.
+    if HANDLER_KEYS
+        .iter()
+        .any(|key| overlay.get(*key).is_some_and(|v| !v.is_null()))
+    {
+        for key in HANDLER_KEYS {
+            base.remove(key);
+        }
+    }
     for (key, value) in overlay {
         match base.get_mut(key) {
             Some(ours @ Value::Object(_)) if value.is_object() => merge_object(ours, value),
@@ -240,6 +252,17 @@ mod tests {
             json!({"runAsUser": 1234, "capabilities": {"drop": ["ALL"]}})
         );
         assert_eq!(ours["tty"], true);
+    }
+
+    #[test]
+    fn a_users_probe_action_replaces_ours() {
+        let mut ours = json!({"name": "istio-proxy", "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15}});
+        let theirs = json!({"name": "istio-proxy", "readinessProbe": {"tcpSocket": {"port": 15021}}});
+        merge_container(&mut ours, &theirs);
+        assert_eq!(
+            ours["readinessProbe"],
+            json!({"tcpSocket": {"port": 15021}, "periodSeconds": 15})
+        );
     }
 
     #[test]
