@@ -17,6 +17,7 @@ use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
 use crate::proxy_config::ProxyConfig;
+use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
@@ -49,6 +50,8 @@ pub(crate) struct Plan<'a> {
     pub init_resources: ProxyResources,
     /// Resources of the proxy (a user override's own, when it sets any).
     pub proxy_resources: ProxyResources,
+    /// The pod-level values (`spec.resources`) that grow for the injected containers.
+    pub pod_level: Vec<PodLevelChange>,
     /// Capture settings.
     pub traffic: TrafficSettings,
     /// The pod's ProxyConfig.
@@ -133,6 +136,23 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     {
         return Err(Denial::new(error, warnings));
     }
+    let placement = Placement {
+        native,
+        with_init: settings.traffic.mode != InterceptionMode::None,
+        init_first: config.cni_enabled,
+    };
+    let limit_ranges = request.namespace_context.limit_ranges;
+    let pod_level = match grow_pod_level(
+        pod,
+        &proxy_resources,
+        &init_resources,
+        placement,
+        limit_ranges,
+        &mut warnings,
+    ) {
+        Ok(changes) => changes,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
     let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
     let workload = match request.workload {
         Some(workload) => Cow::Borrowed(workload),
@@ -159,6 +179,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         native,
         init_resources,
         proxy_resources,
+        pod_level,
         with_init: settings.traffic.mode != InterceptionMode::None,
         traffic: settings.traffic,
         proxy_config: settings.proxy_config,

@@ -98,7 +98,8 @@ fn combine(limit_ranges: &[LimitRange], item_type: &str, resource: Resource) -> 
     combined
 }
 
-fn quantity(resource: Resource, units: i64) -> Quantity {
+/// A quantity of `resource` from its units (millicores or bytes).
+pub(crate) fn quantity(resource: Resource, units: i64) -> Quantity {
     match resource {
         Resource::Cpu => Quantity::from_millicores(units),
         Resource::Memory | Resource::EphemeralStorage => Quantity::from_bytes(units),
@@ -328,7 +329,7 @@ fn container_amounts(container: &Container, resource: Resource) -> Amounts {
 
 /// The pod's effective total: max(regular + restartable inits, peak of each regular init
 /// plus the restartable inits started before it), per Kubernetes' sidecar accounting.
-fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
+pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
     let mut restartable_sum = 0i64;
     let mut init_peak = 0i64;
     for &(value, restartable) in inits {
@@ -369,7 +370,16 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
     Some(pod_total(&regular, &inits))
 }
 
+/// The tightest `type: Pod` max for `resource`, in units, and the LimitRange that sets it.
+pub(crate) fn pod_max(limit_ranges: &[LimitRange], resource: Resource) -> Option<(i64, String)> {
+    combine(limit_ranges, "Pod", resource)
+        .max
+        .map(|max| (max.units, max.limit_range))
+}
+
 /// Shrinks the proxy so the pod fits every Pod item's max, or denies naming the LimitRange.
+/// A value the pod sets at pod level is left to [`super::pod_level`]: LimitRanger compares
+/// the pod-level value, not the containers' total, with the max.
 pub fn apply_pod_limits(
     pod: &Pod,
     resources: &mut ProxyResources,
@@ -384,6 +394,9 @@ pub fn apply_pod_limits(
         };
         let container_min = combine(limit_ranges, "Container", resource).min.map(|m| m.units);
         for side in [Side::Limit, Side::Request] {
+            if super::pod_level::pod_level_value(pod, resource, side).is_some() {
+                continue;
+            }
             let key = FieldKey::new(resource, side);
             let Some(current) = (match side {
                 Side::Request => resources.effective_request(resource),
