@@ -343,13 +343,14 @@ pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
     regular_sum.saturating_add(restartable_sum).max(init_peak)
 }
 
-/// The pod's total for `side` with the proxy at `proxy`; `None` when some container has
-/// no limit (the pod limit is then unbounded).
+/// The pod's total for `side` with the proxy at `proxy`, as LimitRanger sums it: a container
+/// without a limit adds nothing to the limits (LimitRanger refuses a pod for want of a limit
+/// only when no container has one, and the proxy has one); `None` for a pod without a spec.
 fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
     let spec = pod.spec.as_ref()?;
     let pick = |amounts: Amounts| match side {
         Side::Request => Some(amounts.request),
-        Side::Limit => amounts.limit,
+        Side::Limit => Some(amounts.limit.unwrap_or(0)),
     };
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
     let app = |c: &&Container| !crate::decision::is_injected_container(&c.name);
@@ -457,5 +458,18 @@ mod tests {
         assert_eq!(pod_total(&[100], &[(500, false)]), 500);
         assert_eq!(pod_total(&[100], &[(50, false), (30, true), (200, false)]), 230);
         assert_eq!(pod_total(&[100], &[(30, true)]), 130);
+    }
+
+    #[test]
+    fn a_container_without_a_limit_adds_nothing_to_the_pod_limit() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [
+            {"name": "app", "resources": {"limits": {"cpu": "1"}}},
+            {"name": "unlimited"},
+        ]}}))
+        .unwrap();
+        assert_eq!(
+            pod_total_with_proxy(&pod, Resource::Cpu, Side::Limit, 500, false),
+            Some(1500)
+        );
     }
 }
