@@ -477,3 +477,39 @@ async fn user_volumes_are_added_to_the_pod_and_the_proxy() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pod_level_resources_grow_by_what_the_proxy_adds() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let mut pod = simple_pod(json!({}));
+    pod["spec"]["resources"] =
+        json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}});
+    pod["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "900m", "memory": "512Mi"}});
+    let injected = apply_and_check(&pod, &server.review(&pod_review("p", "apps", &pod)).await);
+    // Pod-level Guaranteed: the proxy is equalized to its requests, and both pod-level sides
+    // grow by what the proxy and init container add.
+    let proxy = resources_of(&injected, "istio-proxy");
+    assert_eq!(proxy["requests"], proxy["limits"], "{proxy}");
+    let cpu = proxy["requests"]["cpu"].as_str().unwrap();
+    let grown = &injected["spec"]["resources"];
+    assert_eq!(grown["requests"], grown["limits"], "{grown}");
+    let millicores = |text: &str| {
+        text.strip_suffix('m')
+            .map_or_else(|| text.parse::<i64>().unwrap() * 1000, |m| m.parse().unwrap())
+    };
+    assert_eq!(
+        millicores(grown["requests"]["cpu"].as_str().unwrap()),
+        1000 + millicores(cpu)
+    );
+    let provenance: Value = serde_json::from_str(
+        injected["metadata"]["annotations"]["sidecar-injector.io/resources"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        provenance["pod.cpu.request"]["value"], grown["requests"]["cpu"],
+        "{provenance}"
+    );
+    server.stop().await;
+}

@@ -11,6 +11,7 @@ use crate::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
 use crate::patch::{PatchBuilder, SerializedPatch};
 use crate::plan::Plan;
 use crate::render::Rendered;
+use crate::resources::pod_level::PodLevelChange;
 use crate::traffic;
 
 /// The patch that adds `rendered` to the pod of `plan`.
@@ -31,6 +32,11 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
         volume_names,
     } = rendered;
     let (added_init, added_containers) = emit_containers(plan, proxy, init, config, &mut builder);
+    // Each pod-level value is already there: `add` on an object member replaces just it.
+    for change in &plan.pod_level {
+        let value = serde_json::json!(change.to.to_string());
+        builder.add(&["spec", "resources", change.list(), change.resource.name()], value);
+    }
     emit_pull_secrets(plan, config, &mut builder);
     // istiod puts its volumes and pull secrets ahead of the pod's own.
     builder.insert_items(
@@ -140,7 +146,8 @@ fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConf
     }
     let mut added = annotations_to_add(plan.pod, status, extra);
     if config.provenance_annotation {
-        added.push((PROVENANCE.to_string(), plan.proxy_resources.provenance()));
+        let pod_level = plan.pod_level.iter().map(PodLevelChange::provenance);
+        added.push((PROVENANCE.to_string(), plan.proxy_resources.provenance_with(pod_level)));
     }
     builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
     for key in &plan.prometheus.remove {

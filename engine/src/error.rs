@@ -52,6 +52,41 @@ pub enum InjectError {
         /// Accepted forms.
         accepted: &'static str,
     },
+    /// A volume or mount we would add from `userVolume`/`userVolumeMount` breaks a rule of
+    /// the API server, which would refuse the pod after our patch.
+    #[error(
+        "annotation {annotation} entry {entry} has {field} {value}, which {rule} (accepted: {accepted})",
+        accepted = crate::annotations::spec(annotation).map_or("see the README", |row| row.accepted)
+    )]
+    InvalidUserVolume {
+        /// The annotation key.
+        annotation: &'static str,
+        /// The entry's name (its key), quoted.
+        entry: String,
+        /// The field of the entry, e.g. `secret.defaultMode`.
+        field: String,
+        /// Its value, quoted.
+        value: String,
+        /// The API server's rule it breaks.
+        rule: String,
+    },
+    /// A field of the pod's own `istio-proxy` or init container that Kubernetes forbids
+    /// where injection puts that container.
+    #[error(
+        "the pod's own {container} container ({location}) sets {field}, which Kubernetes forbids on {destination}; injection puts {container} there (accepted: {accepted})"
+    )]
+    MovedContainerField {
+        /// `istio-init`, `istio-validation` or `istio-proxy`.
+        container: String,
+        /// Where the pod has it, e.g. `spec.containers[1]`.
+        location: String,
+        /// The field, e.g. `livenessProbe`.
+        field: &'static str,
+        /// e.g. `an init container without restartPolicy: Always`.
+        destination: &'static str,
+        /// What to do instead.
+        accepted: &'static str,
+    },
     /// An annotation that takes one of a few words holds something else.
     #[error("annotation {annotation} has value {value}, which is not one of {accepted}")]
     InvalidChoice {

@@ -35,6 +35,7 @@ pub(crate) mod sidecar;
 mod template;
 pub(crate) mod traffic;
 pub(crate) mod user_volumes;
+mod volume_rules;
 pub(crate) mod workload;
 
 use k8s_openapi::api::core::v1::Pod;

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::Value;
 
 use super::decision::PROXY_CONTAINER;
+use crate::error::InjectError;
 
 /// Where istiod records the user's override containers, so re-injection can reapply them.
 pub use crate::annotations::OVERRIDES as OVERRIDES_ANNOTATION;
@@ -109,9 +110,54 @@ impl Overrides {
         (!lists.is_empty()).then(|| Value::Object(lists).to_string())
     }
 
+    /// Refuses an override whose fields Kubernetes forbids where injection moves it: an app
+    /// container named like our init container becomes an init container (no probes or
+    /// lifecycle without `restartPolicy: Always`), and in the classic layout an `istio-proxy`
+    /// from the init containers becomes a regular container (no `restartPolicy`).
+    pub(crate) fn check_placement(&self, native: bool) -> Result<(), InjectError> {
+        if let Some(init) = self.init.as_ref().filter(|o| o.list == "containers")
+            && let Some(field) = INIT_FORBIDDEN.into_iter().find(|field| is_set(&init.container, field))
+        {
+            return Err(moved(
+                init,
+                field,
+                "an init container without restartPolicy: Always",
+                "rename the app container, or remove its probes and lifecycle",
+            ));
+        }
+        if let Some(proxy) = self.proxy.as_ref().filter(|o| o.list == "initContainers" && !native)
+            && is_set(&proxy.container, "restartPolicy")
+        {
+            return Err(moved(
+                proxy,
+                "restartPolicy",
+                "a regular container (the classic layout puts istio-proxy among the containers)",
+                "use the native sidecar layout (sidecar.istio.io/nativeSidecar: \"true\"), or remove restartPolicy",
+            ));
+        }
+        Ok(())
+    }
+
     /// How many items each list loses.
     pub fn removed_from(&self, list: &str) -> usize {
         self.removals().iter().filter(|(l, _)| *l == list).count()
+    }
+}
+
+/// Fields the API server refuses on an init container without `restartPolicy: Always`.
+const INIT_FORBIDDEN: [&str; 4] = ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"];
+
+fn is_set(container: &Value, field: &str) -> bool {
+    container.get(field).is_some_and(|value| !value.is_null())
+}
+
+fn moved(user: &Override, field: &'static str, destination: &'static str, accepted: &'static str) -> InjectError {
+    InjectError::MovedContainerField {
+        container: user.container["name"].as_str().unwrap_or_default().to_string(),
+        location: format!("spec.{}[{}]", user.list, user.index),
+        field,
+        destination,
+        accepted,
     }
 }
 
@@ -151,10 +197,22 @@ pub fn merge_container(base: &mut Value, overlay: &Value) {
     }
 }
 
+/// The action of a probe or lifecycle hook: Kubernetes allows exactly one per handler.
+const HANDLER_KEYS: [&str; 5] = ["exec", "httpGet", "tcpSocket", "grpc", "sleep"];
+
 fn merge_object(base: &mut Value, overlay: &Value) {
     let (Some(base), Some(overlay)) = (base.as_object_mut(), overlay.as_object()) else {
         return;
     };
+    // The user's probe or hook action replaces ours: two would be refused.
+    if HANDLER_KEYS
+        .iter()
+        .any(|key| overlay.get(*key).is_some_and(|v| !v.is_null()))
+    {
+        for key in HANDLER_KEYS {
+            base.remove(key);
+        }
+    }
     for (key, value) in overlay {
         match base.get_mut(key) {
             Some(ours @ Value::Object(_)) if value.is_object() => merge_object(ours, value),
@@ -194,5 +252,47 @@ mod tests {
             json!({"runAsUser": 1234, "capabilities": {"drop": ["ALL"]}})
         );
         assert_eq!(ours["tty"], true);
+    }
+
+    #[test]
+    fn a_users_probe_action_replaces_ours() {
+        let mut ours = json!({"name": "istio-proxy", "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15}});
+        let theirs = json!({"name": "istio-proxy", "readinessProbe": {"tcpSocket": {"port": 15021}}});
+        merge_container(&mut ours, &theirs);
+        assert_eq!(
+            ours["readinessProbe"],
+            json!({"tcpSocket": {"port": 15021}, "periodSeconds": 15})
+        );
+    }
+
+    #[test]
+    fn overrides_moved_where_their_fields_are_forbidden_are_refused() {
+        let spec = |value: Value| -> PodSpec { serde_json::from_value(value).unwrap() };
+        let probe = json!({"tcpSocket": {"port": 80}});
+        let app_named_init = spec(json!({"containers": [
+            {"name": "app", "image": "a"},
+            {"name": "istio-init", "image": "b", "readinessProbe": probe},
+        ]}));
+        let error = Overrides::find(&app_named_init, "istio-init")
+            .check_placement(false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("the pod's own istio-init container (spec.containers[1]) sets readinessProbe"),
+            "{error}"
+        );
+        let native_proxy = spec(json!({
+            "containers": [{"name": "app", "image": "a"}],
+            "initContainers": [{"name": "istio-proxy", "image": "auto", "restartPolicy": "Always"}],
+        }));
+        let overrides = Overrides::find(&native_proxy, "istio-init");
+        assert!(overrides.check_placement(true).is_ok());
+        assert!(
+            overrides
+                .check_placement(false)
+                .unwrap_err()
+                .to_string()
+                .contains("sets restartPolicy")
+        );
     }
 }

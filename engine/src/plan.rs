@@ -10,17 +10,18 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::Value;
 
 use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
-use crate::config::{InterceptionMode, Platform};
+use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
 use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
 use crate::proxy_config::ProxyConfig;
+use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
-use crate::user_volumes::UserVolumes;
+use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
 use crate::{Denial, Injector, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
 
@@ -49,6 +50,8 @@ pub(crate) struct Plan<'a> {
     pub init_resources: ProxyResources,
     /// Resources of the proxy (a user override's own, when it sets any).
     pub proxy_resources: ProxyResources,
+    /// The pod-level values (`spec.resources`) that grow for the injected containers.
+    pub pod_level: Vec<PodLevelChange>,
     /// Capture settings.
     pub traffic: TrafficSettings,
     /// The pod's ProxyConfig.
@@ -121,6 +124,31 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Ok(own) => own.map_or_else(|| init_resources.clone(), |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
+    if let Err(error) = overrides.check_placement(native) {
+        return Err(Denial::new(error, warnings));
+    }
+    if !settings.user_volumes.is_empty()
+        && let Err(error) = settings.user_volumes.check(&surroundings(config, spec, &overrides))
+    {
+        return Err(Denial::new(error, warnings));
+    }
+    let placement = Placement {
+        native,
+        with_init: settings.traffic.mode != InterceptionMode::None,
+        init_first: config.cni_enabled,
+    };
+    let limit_ranges = request.namespace_context.limit_ranges;
+    let pod_level = match grow_pod_level(
+        pod,
+        &proxy_resources,
+        &init_resources,
+        placement,
+        limit_ranges,
+        &mut warnings,
+    ) {
+        Ok(changes) => changes,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
     let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
     let workload = match request.workload {
         Some(workload) => Cow::Borrowed(workload),
@@ -147,6 +175,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         native,
         init_resources,
         proxy_resources,
+        pod_level,
         with_init: settings.traffic.mode != InterceptionMode::None,
         traffic: settings.traffic,
         proxy_config: settings.proxy_config,
@@ -180,11 +209,19 @@ impl<'a> PodSettings<'a> {
         let user_volumes = user_volumes::user_volumes(annotations)?;
         let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge);
         let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
-        let proxy_image = annotations
-            .and_then(|map| map.get(PROXY_IMAGE))
-            .map(String::as_str)
-            .filter(|image| !image.trim().is_empty())
-            .unwrap_or(&config.proxy_image);
+        let proxy_image = match annotations.and_then(|map| map.get(PROXY_IMAGE)) {
+            Some(image) if image.trim().is_empty() => &config.proxy_image,
+            Some(image) if image.trim() != image => {
+                return Err(InjectError::InvalidAnnotation {
+                    annotation: PROXY_IMAGE.into(),
+                    value: quoted(image),
+                    reason: "it has leading or trailing whitespace, which the API server refuses in an image".into(),
+                    accepted: "an image reference without surrounding whitespace, e.g. docker.io/istio/proxyv2:1.28.0",
+                });
+            }
+            Some(image) => image.as_str(),
+            None => &config.proxy_image,
+        };
         Ok(PodSettings {
             traffic,
             proxy_config,
@@ -226,6 +263,30 @@ fn with_warnings(own: Resolution, warnings: &mut Vec<String>) -> ProxyResources 
         }
     }
     own.resources
+}
+
+/// What the user's volumes and mounts land beside: the pod's volumes, ours and the proxy's
+/// own mounts.
+fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overrides) -> Surroundings<'a> {
+    let mtls = config.mount_mtls_certs;
+    let mut our_mounts = sidecar::PROXY_MOUNTS.to_vec();
+    if mtls {
+        our_mounts.push((sidecar::MTLS_CERTS_VOLUME, sidecar::MTLS_CERTS_MOUNT_PATH));
+    }
+    let privileged = overrides
+        .proxy_container()
+        .and_then(|c| c.security_context)
+        .and_then(|s| s.privileged)
+        .unwrap_or(false);
+    Surroundings {
+        pod_volumes: spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect(),
+        our_volumes: sidecar::VOLUME_NAMES
+            .into_iter()
+            .chain(mtls.then_some(sidecar::MTLS_CERTS_VOLUME))
+            .collect(),
+        our_mounts,
+        privileged,
+    }
 }
 
 /// The proxy's uid and gid: a user override's, else OpenShift's range, else 1337. A TPROXY

@@ -30,6 +30,22 @@ pub const VOLUME_NAMES: [&str; 9] = [
     "istio-ca-crl",
 ];
 
+/// The proxy's own mounts, (volume, path), in Istio's order.
+pub const PROXY_MOUNTS: [(&str, &str); 9] = [
+    ("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+    ("credential-socket", "/var/run/secrets/credential-uds"),
+    ("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
+    ("istiod-ca-cert", "/var/run/secrets/istio"),
+    ("istio-ca-crl", "/var/run/secrets/istio/crl"),
+    ("istio-data", "/var/lib/istio/data"),
+    ("istio-envoy", "/etc/istio/proxy"),
+    ("istio-token", "/var/run/secrets/tokens"),
+    ("istio-podinfo", "/etc/istio/pod"),
+];
+
+/// Where the `istio-certs` volume is mounted when `mountMtlsCerts` is on.
+pub(crate) const MTLS_CERTS_MOUNT_PATH: &str = "/etc/certs/";
+
 /// What the template needs to know about one pod.
 pub struct SidecarInputs<'a> {
     /// The pod being injected.
@@ -126,21 +142,12 @@ fn proxy_security_context(inputs: &SidecarInputs<'_>) -> Value {
 /// The proxy's mounts of Istio's volumes, with the mTLS certificates just before the pod
 /// info when `mountMtlsCerts` is on (Istio's template order).
 fn proxy_mounts(config: &InjectConfig) -> Value {
-    let mut mounts = vec![
-        json!({"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"}),
-        json!({"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"}),
-        json!({"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"}),
-        json!({"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"}),
-        json!({"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"}),
-        json!({"mountPath": "/var/lib/istio/data", "name": "istio-data"}),
-        json!({"mountPath": "/etc/istio/proxy", "name": "istio-envoy"}),
-        json!({"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}),
-    ];
-    if config.mount_mtls_certs {
-        mounts.push(json!({"mountPath": "/etc/certs/", "name": MTLS_CERTS_VOLUME, "readOnly": true}));
-    }
-    mounts.push(json!({"mountPath": "/etc/istio/pod", "name": "istio-podinfo"}));
-    Value::Array(mounts)
+    let mounts = PROXY_MOUNTS.iter().flat_map(|(name, path)| {
+        let mtls = (config.mount_mtls_certs && *name == "istio-podinfo")
+            .then(|| json!({"mountPath": MTLS_CERTS_MOUNT_PATH, "name": MTLS_CERTS_VOLUME, "readOnly": true}));
+        mtls.into_iter().chain([json!({"mountPath": path, "name": name})])
+    });
+    Value::Array(mounts.collect())
 }
 
 /// Readiness and startup probes, the hold or drain hook, and the native restart policy.
@@ -445,7 +452,7 @@ pub fn enforce_tproxy(proxy: &mut Value) {
 }
 
 /// Name of the volume `mountMtlsCerts` adds.
-const MTLS_CERTS_VOLUME: &str = "istio-certs";
+pub(crate) const MTLS_CERTS_VOLUME: &str = "istio-certs";
 
 /// The `istio-certs` volume (istiod's `global.mountMtlsCerts`): the pod's service account's
 /// `istio.<account>` Secret.

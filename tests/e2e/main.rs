@@ -28,6 +28,7 @@ mod harness;
 mod injector;
 mod kustomize;
 mod loopback_http;
+mod pod_generator;
 mod pods;
 mod process;
 mod report;

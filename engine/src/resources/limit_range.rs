@@ -98,7 +98,8 @@ fn combine(limit_ranges: &[LimitRange], item_type: &str, resource: Resource) -> 
     combined
 }
 
-fn quantity(resource: Resource, units: i64) -> Quantity {
+/// A quantity of `resource` from its units (millicores or bytes).
+pub(crate) fn quantity(resource: Resource, units: i64) -> Quantity {
     match resource {
         Resource::Cpu => Quantity::from_millicores(units),
         Resource::Memory | Resource::EphemeralStorage => Quantity::from_bytes(units),
@@ -328,7 +329,7 @@ fn container_amounts(container: &Container, resource: Resource) -> Amounts {
 
 /// The pod's effective total: max(regular + restartable inits, peak of each regular init
 /// plus the restartable inits started before it), per Kubernetes' sidecar accounting.
-fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
+pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
     let mut restartable_sum = 0i64;
     let mut init_peak = 0i64;
     for &(value, restartable) in inits {
@@ -342,13 +343,14 @@ fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
     regular_sum.saturating_add(restartable_sum).max(init_peak)
 }
 
-/// The pod's total for `side` with the proxy at `proxy`; `None` when some container has
-/// no limit (the pod limit is then unbounded).
+/// The pod's total for `side` with the proxy at `proxy`, as LimitRanger sums it: a container
+/// without a limit adds nothing to the limits (LimitRanger refuses a pod for want of a limit
+/// only when no container has one, and the proxy has one); `None` for a pod without a spec.
 fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
     let spec = pod.spec.as_ref()?;
     let pick = |amounts: Amounts| match side {
         Side::Request => Some(amounts.request),
-        Side::Limit => amounts.limit,
+        Side::Limit => Some(amounts.limit.unwrap_or(0)),
     };
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
     let app = |c: &&Container| !crate::decision::is_injected_container(&c.name);
@@ -369,7 +371,16 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
     Some(pod_total(&regular, &inits))
 }
 
+/// The tightest `type: Pod` max for `resource`, in units, and the LimitRange that sets it.
+pub(crate) fn pod_max(limit_ranges: &[LimitRange], resource: Resource) -> Option<(i64, String)> {
+    combine(limit_ranges, "Pod", resource)
+        .max
+        .map(|max| (max.units, max.limit_range))
+}
+
 /// Shrinks the proxy so the pod fits every Pod item's max, or denies naming the LimitRange.
+/// A value the pod sets at pod level is left to [`super::pod_level`]: LimitRanger compares
+/// the pod-level value, not the containers' total, with the max.
 pub fn apply_pod_limits(
     pod: &Pod,
     resources: &mut ProxyResources,
@@ -384,6 +395,9 @@ pub fn apply_pod_limits(
         };
         let container_min = combine(limit_ranges, "Container", resource).min.map(|m| m.units);
         for side in [Side::Limit, Side::Request] {
+            if super::pod_level::pod_level_value(pod, resource, side).is_some() {
+                continue;
+            }
             let key = FieldKey::new(resource, side);
             let Some(current) = (match side {
                 Side::Request => resources.effective_request(resource),
@@ -444,5 +458,18 @@ mod tests {
         assert_eq!(pod_total(&[100], &[(500, false)]), 500);
         assert_eq!(pod_total(&[100], &[(50, false), (30, true), (200, false)]), 230);
         assert_eq!(pod_total(&[100], &[(30, true)]), 130);
+    }
+
+    #[test]
+    fn a_container_without_a_limit_adds_nothing_to_the_pod_limit() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [
+            {"name": "app", "resources": {"limits": {"cpu": "1"}}},
+            {"name": "unlimited"},
+        ]}}))
+        .unwrap();
+        assert_eq!(
+            pod_total_with_proxy(&pod, Resource::Cpu, Side::Limit, 500, false),
+            Some(1500)
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! 3. [`bounds`]: config min/max per field, which a namespace may tighten, clamped or denied;
 //! 4. [`limit_range`]: LimitRange defaults, container min/max and ratio, and pod max,
 //!    as the API server's LimitRanger will judge them after us;
-//! 5. a final request ≤ limit check.
+//! 5. a final request ≤ limit check;
+//! 6. [`pod_level`]: a pod that sets `spec.resources` gets them grown by what injection adds.
 //!
 //! Each field keeps where its value came from and what adjusted it, which becomes the
 //! `sidecar-injector.io/resources` annotation and the `explain` table.
@@ -17,6 +18,7 @@
 pub mod bounds;
 pub mod layers;
 pub mod limit_range;
+pub mod pod_level;
 pub mod qos;
 pub mod ratio;
 
@@ -225,6 +227,12 @@ impl ProxyResources {
 
     /// The provenance annotation: compact JSON with each set field's value and source.
     pub fn provenance(&self) -> String {
+        self.provenance_with(std::iter::empty())
+    }
+
+    /// [`ProxyResources::provenance`] with more entries, e.g. the pod-level values injection
+    /// changed.
+    pub fn provenance_with(&self, extra: impl IntoIterator<Item = (String, Value)>) -> String {
         let mut map = Map::new();
         for key in FieldKey::ALL {
             let field = self.field(key);
@@ -235,6 +243,7 @@ impl ProxyResources {
             }
             map.insert(key.to_string(), entry);
         }
+        map.extend(extra);
         Value::Object(map).to_string()
     }
 }

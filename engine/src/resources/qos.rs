@@ -4,16 +4,22 @@
 //! included, has CPU and memory limits equal to its requests. Adding a Burstable proxy
 //! silently demotes such a pod. When every app container is Guaranteed, the proxy's CPU
 //! and memory limits are set to its requests (so the pod's scheduled size does not grow),
-//! or the request to the limit when only a limit is set.
+//! or the request to the limit when only a limit is set. A pod with pod-level resources is
+//! Guaranteed when those are, and its proxy is equalized the same way, so the pod-level
+//! values grow equally on both sides ([`super::pod_level`]).
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::ratio::request_or_limit;
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
 
-/// Whether every app container (and init container) is Guaranteed.
+/// Whether every app container (and init container) is Guaranteed, or the pod is
+/// Guaranteed by its pod-level resources (which then decide its QoS class alone).
 pub fn app_is_guaranteed(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else { return false };
+    if spec.resources.is_some() {
+        return super::pod_level::is_pod_level_guaranteed(pod);
+    }
     let guaranteed = |container: &Container| {
         if crate::decision::is_injected_container(&container.name) {
             return true;

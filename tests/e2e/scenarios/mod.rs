@@ -1,9 +1,10 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
 
 mod corpus_pods;
 mod denials;
+mod differential;
 mod dry_run;
 mod failure_policy;
 mod injection;
@@ -70,5 +71,12 @@ pub async fn run_all(harness: &Harness) -> Report {
         .run(14, "Pod Security restricted, CNI + native", restricted::run(harness))
         .await;
     report.run(15, "mTLS: API server client cert", mtls::run(harness)).await;
+    report
+        .run(
+            16,
+            "differential: API server with and without us",
+            differential::run(harness),
+        )
+        .await;
     report
 }
