@@ -132,6 +132,41 @@ async fn each_resource_annotation_overrides_only_its_field() {
 }
 
 #[tokio::test]
+async fn log_level_annotations_reach_the_proxy_and_init_arguments() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let args_of = |pod: &Value, name: &str| -> Vec<String> {
+        let args = container(pod, name).unwrap_or_else(|| panic!("no {name}"))["args"].clone();
+        serde_json::from_value(args).unwrap()
+    };
+    let plain = simple_pod(json!({}));
+    let injected = apply_and_check(&plain, &server.review(&pod_review("plain", "apps", &plain)).await);
+    let proxy = args_of(&injected, "istio-proxy");
+    for default in [
+        "--proxyLogLevel=warning",
+        "--proxyComponentLogLevel=misc:error",
+        "--log_output_level=default:info",
+    ] {
+        assert!(proxy.contains(&default.to_string()), "{proxy:?}");
+    }
+    let pod = simple_pod(json!({
+        "sidecar.istio.io/logLevel": "debug",
+        "sidecar.istio.io/componentLogLevel": "rbac:debug",
+        "sidecar.istio.io/agentLogLevel": "default:debug",
+    }));
+    let injected = apply_and_check(&pod, &server.review(&pod_review("levels", "apps", &pod)).await);
+    let proxy = args_of(&injected, "istio-proxy");
+    for set in [
+        "--proxyLogLevel=debug",
+        "--proxyComponentLogLevel=rbac:debug",
+        "--log_output_level=default:debug",
+    ] {
+        assert!(proxy.contains(&set.to_string()), "{proxy:?}");
+    }
+    assert!(args_of(&injected, "istio-init").contains(&"--log_output_level=default:debug".to_string()));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn istio_merge_mode_drops_defaults_like_istio() {
     let config = InjectConfig {
         resource_merge: ResourceMerge::Istio,

@@ -42,6 +42,12 @@ pub const BOUNDS: &str = "sidecar-injector.io/bounds";
 pub const PROVENANCE: &str = "sidecar-injector.io/resources";
 /// Native sidecar layout for one pod.
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+/// Envoy's log level for one pod.
+pub const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
+/// Envoy's per-component log levels for one pod.
+pub const COMPONENT_LOG_LEVEL: &str = "sidecar.istio.io/componentLogLevel";
+/// pilot-agent's (and istio-iptables') log levels for one pod.
+pub const AGENT_LOG_LEVEL: &str = "sidecar.istio.io/agentLogLevel";
 /// The proxy image for one pod.
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Traffic capture mode.
@@ -119,6 +125,14 @@ pub const USER_VOLUME_FORMS: &str = "a Kubernetes volume, e.g. {\"certs\":{\"sec
 pub const USER_VOLUME_MOUNT_FORMS: &str =
     "a volume mount, e.g. {\"certs\":{\"mountPath\":\"/etc/certs\",\"readOnly\":true}}";
 
+/// The accepted form of Envoy's log level.
+pub const LOG_LEVEL_FORMS: &str = "trace, debug, info, warning, warn, error, critical or off";
+/// The accepted form of Envoy's component log levels.
+pub const COMPONENT_LOG_LEVEL_FORMS: &str =
+    "comma-separated component:level pairs, each level one of Envoy's (trace ... off), e.g. misc:error,rbac:debug";
+/// The accepted form of the agent's log levels.
+pub const AGENT_LOG_LEVEL_FORMS: &str =
+    "debug, info, warn, error, fatal or none, or comma-separated scope:level pairs, e.g. default:info,xdsproxy:debug";
 /// The accepted form of an interface list.
 pub const INTERFACES_FORMS: &str =
     "comma-separated Linux interface names (1-15 characters, no '/', ':', ',' or whitespace), e.g. eth1,net1";
@@ -257,6 +271,9 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, BOOL, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
+    row(LOG_LEVEL, Pod, Choice, LOG_LEVEL_FORMS, "Envoy's log level (`--proxyLogLevel`)", Some("proxyLogLevel"), "debug"),
+    row(COMPONENT_LOG_LEVEL, Pod, Text, COMPONENT_LOG_LEVEL_FORMS, "Envoy's component log levels (`--proxyComponentLogLevel`)", Some("proxyComponentLogLevel"), "misc:error,rbac:debug"),
+    row(AGENT_LOG_LEVEL, Pod, Text, AGENT_LOG_LEVEL_FORMS, "pilot-agent's and istio-iptables' `--log_output_level`", Some("agentLogLevel"), "default:info"),
     row(INTERCEPTION_MODE, Pod, Choice, INTERCEPTION_MODE_FORMS, "traffic capture mode", Some("interceptionMode"), "TPROXY"),
     row(INCLUDE_OUTBOUND_IP_RANGES, Pod, Cidrs { wildcard: true }, CIDRS_OR_ALL_FORMS, "`istio-iptables -i`", Some("includeOutboundIPRanges"), "10.0.0.0/8"),
     row(EXCLUDE_OUTBOUND_IP_RANGES, Pod, Cidrs { wildcard: false }, CIDRS_FORMS, "`istio-iptables -x`", Some("excludeOutboundIPRanges"), "10.96.0.0/12"),

@@ -19,6 +19,7 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;
 pub(crate) mod overrides;

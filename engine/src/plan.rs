@@ -13,6 +13,7 @@ use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
+use crate::log_levels::LogLevels;
 use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
@@ -66,6 +67,8 @@ pub(crate) struct Plan<'a> {
     pub readiness_probe: Option<Value>,
     /// The proxy image.
     pub proxy_image: &'a str,
+    /// Log levels of the proxy and agent.
+    pub log_levels: LogLevels,
     /// Whether an init container is added.
     pub with_init: bool,
     /// Its name.
@@ -184,6 +187,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         prometheus: settings.prometheus,
         readiness_probe: settings.readiness_probe,
         proxy_image: settings.proxy_image,
+        log_levels: settings.log_levels,
         init_name,
         overrides,
         proxy_ids,
@@ -199,6 +203,7 @@ struct PodSettings<'a> {
     prometheus: PrometheusMerge,
     readiness_probe: Option<Value>,
     proxy_image: &'a str,
+    log_levels: LogLevels,
 }
 
 impl<'a> PodSettings<'a> {
@@ -222,6 +227,14 @@ impl<'a> PodSettings<'a> {
             Some(image) => image.as_str(),
             None => &config.proxy_image,
         };
+        let log_levels = LogLevels::from_annotations(
+            annotations,
+            (
+                &config.proxy_log_level,
+                &config.proxy_component_log_level,
+                &config.agent_log_level,
+            ),
+        )?;
         Ok(PodSettings {
             traffic,
             proxy_config,
@@ -229,6 +242,7 @@ impl<'a> PodSettings<'a> {
             prometheus,
             readiness_probe,
             proxy_image,
+            log_levels,
         })
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn render<'t>(
         proxy_ids: plan.proxy_ids,
         config,
         mesh_proxy_config: &template.mesh_proxy_config,
+        log_levels: &plan.log_levels,
     };
     let init = plan.with_init.then(|| render_init(plan, &inputs));
     let (volumes, volume_names) = render_volumes(plan, config, template);

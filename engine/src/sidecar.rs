@@ -78,6 +78,8 @@ pub struct SidecarInputs<'a> {
     pub config: &'a InjectConfig,
     /// The mesh-wide ProxyConfig, from the compiled template.
     pub mesh_proxy_config: &'a serde_json::Map<String, Value>,
+    /// Log levels of the proxy and agent.
+    pub log_levels: &'a crate::log_levels::LogLevels,
 }
 
 /// The `istio-proxy` container.
@@ -110,9 +112,9 @@ fn proxy_args(inputs: &SidecarInputs<'_>) -> Vec<String> {
         "sidecar".to_string(),
         "--domain".to_string(),
         format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
-        format!("--proxyLogLevel={}", config.proxy_log_level),
-        format!("--proxyComponentLogLevel={}", config.proxy_component_log_level),
-        "--log_output_level=default:info".to_string(),
+        format!("--proxyLogLevel={}", inputs.log_levels.proxy),
+        format!("--proxyComponentLogLevel={}", inputs.log_levels.components),
+        format!("--log_output_level={}", inputs.log_levels.agent),
     ];
     let concurrency = inputs
         .proxy_config
@@ -403,7 +405,7 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
     let mut container = json!({
         "name": init_container_name(config),
         "image": config.proxy_init_image,
-        "args": inputs.traffic.iptables_args(cni, inputs.proxy_ids.0),
+        "args": inputs.traffic.iptables_args(cni, inputs.proxy_ids.0, &inputs.log_levels.agent),
         "resources": inputs.resources.to_requirements(),
         "securityContext": security_context,
     });

@@ -192,7 +192,7 @@ impl TrafficSettings {
     }
 
     /// The arguments of `istio-init` (or `istio-validation` when `validation_only`).
-    pub fn iptables_args(&self, validation_only: bool, proxy_uid: i64) -> Vec<String> {
+    pub fn iptables_args(&self, validation_only: bool, proxy_uid: i64, log_level: &str) -> Vec<String> {
         let proxy_uid = proxy_uid.to_string();
         let mut args: Vec<String> = [
             "istio-iptables",
@@ -228,7 +228,7 @@ impl TrafficSettings {
         if let Some(interfaces) = &self.exclude_interfaces {
             args.extend(["-c".to_string(), interfaces.clone()]);
         }
-        args.push("--log_output_level=default:info".into());
+        args.push(format!("--log_output_level={log_level}"));
         if validation_only {
             args.extend(["--run-validation".to_string(), "--skip-rule-apply".to_string()]);
         }
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn default_args_match_istio() {
-        let args = settings(&[]).unwrap().iptables_args(false, PROXY_UID);
+        let args = settings(&[]).unwrap().iptables_args(false, PROXY_UID, "default:info");
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i * -x  -b * -d 15090,15021,15020 --log_output_level=default:info";
         assert_eq!(args.join(" "), expected);
     }
@@ -288,7 +288,7 @@ mod tests {
             (EXCLUDE_OUTBOUND_IP_RANGES, "10.96.0.2/24,fd00::/8"),
         ])
         .unwrap()
-        .iptables_args(true, PROXY_UID);
+        .iptables_args(true, PROXY_UID, "default:info");
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i 127.0.0.1/24,10.96.0.1/24 -x 10.96.0.2/24,fd00::/8 -b 1,2,3 -d 15090,15021,4,5,6,15020 -q 10 -o 7,8,9 --log_output_level=default:info --run-validation --skip-rule-apply";
         assert_eq!(args.join(" "), expected);
     }
@@ -297,7 +297,7 @@ mod tests {
     fn excluded_interfaces_follow_virtual_ones_and_bad_names_are_denied() {
         let args = settings(&[(KUBEVIRT_INTERFACES, "net1"), (EXCLUDE_INTERFACES, "eth1,cali-0.2")])
             .unwrap()
-            .iptables_args(false, PROXY_UID);
+            .iptables_args(false, PROXY_UID, "default:info");
         let tail = args.join(" ");
         assert!(
             tail.ends_with("-k net1 -c eth1,cali-0.2 --log_output_level=default:info"),
@@ -315,18 +315,21 @@ mod tests {
         assert!(
             !settings(&[])
                 .unwrap()
-                .iptables_args(false, PROXY_UID)
+                .iptables_args(false, PROXY_UID, "default:info")
                 .contains(&"-c".to_string())
         );
     }
 
     #[test]
     fn status_port_zero_or_listed_is_not_repeated() {
-        let args = settings(&[(STATUS_PORT, "0")]).unwrap().iptables_args(false, PROXY_UID);
-        assert!(args.contains(&"15090,15021".to_string()));
-        let args = settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
+        let args = settings(&[(STATUS_PORT, "0")])
             .unwrap()
-            .iptables_args(false, PROXY_UID);
+            .iptables_args(false, PROXY_UID, "default:info");
+        assert!(args.contains(&"15090,15021".to_string()));
+        let args =
+            settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
+                .unwrap()
+                .iptables_args(false, PROXY_UID, "default:info");
         assert!(args.contains(&"15090,15021,15020,8".to_string()));
     }
 

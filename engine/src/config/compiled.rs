@@ -9,7 +9,9 @@ use kube_core::{Selector, SelectorExt};
 
 use super::tuning::Tuning;
 use super::{ConfigError, InjectConfig};
+use crate::annotations::{AGENT_LOG_LEVEL_FORMS, COMPONENT_LOG_LEVEL_FORMS, LOG_LEVEL_FORMS};
 use crate::capture_lists::{ListKind, check_list};
+use crate::log_levels::{check_agent_levels, check_component_levels, check_proxy_level};
 
 /// A config whose values have all been checked and parsed.
 #[derive(Debug, Clone)]
@@ -92,6 +94,33 @@ impl InjectConfig {
                 value: policy.clone(),
                 reason: "must be Always, IfNotPresent or Never".into(),
             });
+        }
+        let levels: [(&str, &String, fn(&str) -> Result<(), String>, &str); 3] = [
+            (
+                "proxyLogLevel",
+                &self.proxy_log_level,
+                check_proxy_level,
+                LOG_LEVEL_FORMS,
+            ),
+            (
+                "proxyComponentLogLevel",
+                &self.proxy_component_log_level,
+                check_component_levels,
+                COMPONENT_LOG_LEVEL_FORMS,
+            ),
+            (
+                "agentLogLevel",
+                &self.agent_log_level,
+                check_agent_levels,
+                AGENT_LOG_LEVEL_FORMS,
+            ),
+        ];
+        for (key, value, check, accepted) in levels {
+            check(value).map_err(|reason| ConfigError::Invalid {
+                key: key.into(),
+                value: value.clone(),
+                reason: format!("{reason} (accepted: {accepted})"),
+            })?;
         }
         validate_capture_lists(self)?;
         Ok(())

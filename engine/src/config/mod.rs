@@ -378,6 +378,8 @@ pub struct InjectConfig {
     pub proxy_log_level: String,
     /// Proxy component log levels.
     pub proxy_component_log_level: String,
+    /// pilot-agent's and istio-iptables' `--log_output_level` (istiod's `global.logging.level`).
+    pub agent_log_level: String,
 }
 
 impl Default for InjectConfig {
@@ -430,6 +432,7 @@ impl Default for InjectConfig {
             seccomp_runtime_default: true,
             proxy_log_level: "warning".into(),
             proxy_component_log_level: "misc:error".into(),
+            agent_log_level: "default:info".into(),
         }
     }
 }
