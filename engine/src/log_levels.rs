@@ -10,6 +10,9 @@ use crate::annotations::{
 };
 use crate::error::{InjectError, quoted};
 
+/// A check of one level setting, returning what is wrong.
+pub(crate) type LevelCheck = fn(&str) -> Result<(), String>;
+
 /// Envoy's log levels (`--proxyLogLevel`, and each component's).
 const ENVOY_LEVELS: [&str; 8] = ["trace", "debug", "info", "warning", "warn", "error", "critical", "off"];
 /// pilot-agent's log levels (`--log_output_level`).
@@ -32,7 +35,7 @@ impl LogLevels {
         annotations: Option<&BTreeMap<String, String>>,
         defaults: (&str, &str, &str),
     ) -> Result<Self, InjectError> {
-        let read = |key: &'static str, default: &str, check: fn(&str) -> Result<(), String>, accepted| {
+        let read = |key: &'static str, default: &str, check: LevelCheck, accepted| {
             let Some(value) = annotations.and_then(|map| map.get(key)) else {
                 return Ok(default.to_string());
             };

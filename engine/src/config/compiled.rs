@@ -11,7 +11,7 @@ use super::tuning::Tuning;
 use super::{ConfigError, InjectConfig};
 use crate::annotations::{AGENT_LOG_LEVEL_FORMS, COMPONENT_LOG_LEVEL_FORMS, LOG_LEVEL_FORMS};
 use crate::capture_lists::{ListKind, check_list};
-use crate::log_levels::{check_agent_levels, check_component_levels, check_proxy_level};
+use crate::log_levels::{LevelCheck, check_agent_levels, check_component_levels, check_proxy_level};
 
 /// A config whose values have all been checked and parsed.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ impl InjectConfig {
                 reason: "must be Always, IfNotPresent or Never".into(),
             });
         }
-        let levels: [(&str, &String, fn(&str) -> Result<(), String>, &str); 3] = [
+        let levels: [(&str, &String, LevelCheck, &str); 3] = [
             (
                 "proxyLogLevel",
                 &self.proxy_log_level,
