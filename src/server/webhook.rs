@@ -3,8 +3,9 @@
 //! Status codes: 200 with an AdmissionReview for every request that could be read
 //! (allowed, patched or denied); 400 for a body that is not an AdmissionReview; 413 for a
 //! body over the limit, sent once the client has finished sending (up to 16 MiB is read and
-//! thrown away first, so HTTP/2 and HTTP/1.1 clients still writing get the answer); 415 for a Content-Type other than JSON; 503 for a request not
-//! done by its deadline ([`super::deadline`]).
+//! thrown away first, so HTTP/2 and HTTP/1.1 clients still writing get the answer); 415 for
+//! a Content-Type other than JSON; 503 for a request not done by its deadline
+//! ([`super::deadline`]).
 
 use std::sync::Arc;
 use std::time::Instant;
