@@ -2,9 +2,10 @@
 //!
 //! Status codes: 200 with an AdmissionReview for every request that could be read
 //! (allowed, patched or denied); 400 for a body that is not an AdmissionReview; 413 for a
-//! body over the limit; 415 for a Content-Type other than JSON; 500 when processing a
-//! review failed unexpectedly (a panic on the blocking pool); 503 for a request not done
-//! by its deadline ([`super::deadline`]).
+//! body over the limit, sent once the client has finished sending (up to 16 MiB is read and
+//! thrown away first, so HTTP/2 and HTTP/1.1 clients still writing get the answer); 415 for
+//! a Content-Type other than JSON; 500 when processing a review failed unexpectedly (a panic
+//! on the blocking pool); 503 for a request not done by its deadline ([`super::deadline`]).
 //!
 //! Small reviews are parsed and answered on the async worker that read them; large ones on
 //! the blocking pool ([`super::blocking`]).
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::StreamExt;
@@ -70,6 +71,9 @@ pub enum ApiError {
     TooLarge {
         /// The limit in force.
         limit: usize,
+        /// Whether the rest of the body was read (and thrown away), so the connection can
+        /// carry the answer and go on; otherwise an HTTP/1.1 connection closes after it.
+        drained: bool,
     },
     /// The body could not be read (the client went away or sent a broken stream).
     #[error("cannot read the request body: {0}")]
@@ -131,25 +135,47 @@ fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body, refusing it as soon as it passes `limit` bytes (or says it will).
+/// The most of an oversized body read and thrown away before the 413 is sent. A client still
+/// sending when the answer comes sees a reset (HTTP/2) or a broken pipe (HTTP/1.1) instead of
+/// the answer, so up to this much is read first; a larger body gets the 413 at once, and an
+/// HTTP/1.1 connection is closed after it.
+const MAX_DISCARDED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads the body, refusing it once it passes `limit` bytes (or says it will).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::TooLarge { limit });
+    let mut chunks = body.into_data_stream();
+    if let Some(length) = declared.filter(|length| *length > limit as u64) {
+        let drained = length <= MAX_DISCARDED_BYTES && discard_rest(&mut chunks, 0).await;
+        return Err(ApiError::TooLarge { limit, drained });
     }
     let mut bytes = Vec::with_capacity(declared.map_or(0, |length| length as usize));
-    let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| ApiError::BodyRead(error.to_string()))?;
         if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge { limit });
+            let seen = (bytes.len() + chunk.len()) as u64;
+            let drained = discard_rest(&mut chunks, seen).await;
+            return Err(ApiError::TooLarge { limit, drained });
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Reads the rest of a refused body and throws it away; true when it ended within
+/// [`MAX_DISCARDED_BYTES`] (`seen` counts what was read already).
+async fn discard_rest(chunks: &mut axum::body::BodyDataStream, mut seen: u64) -> bool {
+    while let Some(chunk) = chunks.next().await {
+        let Ok(chunk) = chunk else { return false };
+        seen += chunk.len() as u64;
+        if seen > MAX_DISCARDED_BYTES {
+            return false;
+        }
+    }
+    true
 }
 
 /// The namespace's annotations and LimitRanges, for pod creations when connected.
@@ -223,7 +249,15 @@ async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Res
         Err(error) => {
             metrics.failure(error.reason());
             tracing::warn!(error = %error, "admission request rejected");
-            error.into_response()
+            let close = matches!(error, ApiError::TooLarge { drained: false, .. }) && parts.version < Version::HTTP_2;
+            let mut response = error.into_response();
+            if close {
+                // The unread rest of the body would be taken for the next request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     metrics.observe_seconds(started.elapsed().as_secs_f64());

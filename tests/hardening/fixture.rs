@@ -281,6 +281,20 @@ impl Client {
 
     /// One request on a new HTTP/2 connection.
     pub async fn post_h2(&self, addr: SocketAddr, path: &str, body: Vec<u8>) -> Result<Answer, String> {
+        let request = hyper::Request::post(format!("https://127.0.0.1{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.send_h2(addr, request).await
+    }
+
+    /// `request`, with any body, on a new HTTP/2 connection.
+    pub async fn send_h2<B>(&self, addr: SocketAddr, request: hyper::Request<B>) -> Result<Answer, String>
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tls = self.connect(addr).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err("server did not choose h2".into());
@@ -292,10 +306,6 @@ impl Client {
         .await
         .map_err(|e| format!("http2 handshake: {e}"))?;
         tokio::spawn(connection);
-        let request = hyper::Request::post(format!("https://127.0.0.1{path}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
         let response = sender
             .send_request(request)
             .await

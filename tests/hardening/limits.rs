@@ -1,6 +1,12 @@
 //! Limits and timeouts: a slow or greedy client is cut off while other requests go on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use http_body_util::StreamBody;
+use hyper::body::{Bytes, Frame};
 
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::server::options::ServeOptions;
@@ -297,5 +303,78 @@ async fn idle_http2_connections_are_closed_and_busy_ones_are_not() {
     .await
     .expect("the idle connection's slot was never released");
     assert_allowed(&answer.unwrap(), uid);
+    server.stop().await;
+}
+
+/// The 5 MiB body of the oversized-body tests: above the default 4 MiB limit.
+const OVERSIZED: usize = 5 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_mib_body_over_http2_is_read_to_its_end_before_the_413() {
+    let setup = Setup::default();
+    let client = Client::new(&[&setup.bundle.ca_pem], None, &[b"h2"]);
+    let server = setup.start().await;
+    const PIECE: usize = 64 * 1024;
+    for declared in [true, false] {
+        // Counts the pieces the client got to send: all of them, when the server reads the
+        // body to its end before answering (else the stream is reset under the client).
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let pieces = futures_util::stream::iter(0..OVERSIZED / PIECE).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b' '; PIECE])))
+        });
+        let mut request = hyper::Request::post("https://127.0.0.1/inject").header("content-type", "application/json");
+        if declared {
+            request = request.header("content-length", OVERSIZED.to_string());
+        }
+        let request = request.body(StreamBody::new(pieces)).unwrap();
+        let answer = client.send_h2(server.webhook, request).await.unwrap();
+        assert_eq!(answer.status, 413, "declared {declared}: {}", answer.text());
+        assert!(answer.text().contains("maxBodyBytes"), "{}", answer.text());
+        assert_eq!(sent.load(Ordering::SeqCst), OVERSIZED / PIECE, "declared {declared}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_5_mib_over_http1_reads_the_413() {
+    let setup = Setup::default();
+    let client = Client::trusting(&[&setup.bundle.ca_pem]);
+    let server = setup.start().await;
+    for framing in [
+        format!("content-length: {OVERSIZED}"),
+        "transfer-encoding: chunked".to_string(),
+    ] {
+        let mut tls = client.connect(server.webhook).await.unwrap();
+        let head =
+            format!("POST /inject HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n{framing}\r\n\r\n");
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let chunked = framing.starts_with("transfer");
+        let piece = vec![b' '; 64 * 1024];
+        for _ in 0..OVERSIZED / piece.len() {
+            let written = if chunked {
+                let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                chunk.extend_from_slice(&piece);
+                chunk.extend_from_slice(b"\r\n");
+                tls.write_all(&chunk).await
+            } else {
+                tls.write_all(&piece).await
+            };
+            written
+                .unwrap_or_else(|e| panic!("{framing}: the server stopped reading while the client was sending: {e}"));
+        }
+        if chunked {
+            tls.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        tls.flush().await.unwrap();
+        let mut raw = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut raw))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or_else(|e| panic!("{framing}: reading the answer: {e}"));
+        let text = String::from_utf8_lossy(&raw[..read]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{framing}: {text}");
+    }
     server.stop().await;
 }
