@@ -165,6 +165,15 @@ pub fn explain(
                         }
                     })
                     .filter(|field| field.value != "-" || field.source != "unset")
+                    .chain(outcome.pod_level.iter().map(|change| {
+                        let (field, entry) = change.provenance();
+                        FieldExplanation {
+                            field,
+                            value: change.to.to_string(),
+                            source: entry["from"].as_str().unwrap_or_default().to_string(),
+                            adjustments: change.note.iter().cloned().collect(),
+                        }
+                    }))
                     .collect();
             }
         }
@@ -271,5 +280,18 @@ mod tests {
             error.starts_with("Service/web has no pod template (expected one of: Pod, Deployment,"),
             "{error}"
         );
+
+        let pod_level = json!({"kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"resources": {"requests": {"cpu": "1"}},
+                     "containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}});
+        let explanation = explain(&Injector::new(InjectConfig::default()).unwrap(), &pod_level, None, &[]).unwrap();
+        let row = explanation
+            .resources
+            .iter()
+            .find(|f| f.field == "pod.cpu.request")
+            .expect("a pod-level row");
+        // The proxy adds 100m to the containers; the init container runs before them, alone.
+        assert_eq!(row.value, "1100m", "{row:?}");
+        assert!(row.source.contains("pod spec.resources 1"), "{row:?}");
     }
 }

@@ -50,6 +50,7 @@ pub use self::error::InjectError;
 pub use self::fields::{FieldKey, Resource, Side};
 pub use self::patch::SerializedPatch;
 pub use self::reinject::strip_injection;
+pub use self::resources::pod_level::PodLevelChange;
 pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Source};
 pub use self::workload::Workload;
 
@@ -83,6 +84,8 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The proxy's resources, when injected.
     pub resources: Option<ProxyResources>,
+    /// The pod-level `spec.resources` values injection grows, when the pod sets them.
+    pub pod_level: Vec<PodLevelChange>,
 }
 
 /// The engine's answer for a pod it refuses.
@@ -148,6 +151,7 @@ impl Injector {
             patch,
             warnings: plan.warnings,
             resources: Some(plan.proxy_resources),
+            pod_level: plan.pod_level,
         })
     }
 }
@@ -162,6 +166,7 @@ impl Outcome {
             patch: SerializedPatch::default(),
             warnings,
             resources: None,
+            pod_level: Vec::new(),
         }
     }
 }

@@ -72,6 +72,7 @@ impl ProxyConfig {
                 .collect::<Result<_, InjectError>>()?,
             Some(_) => return Err(invalid("proxyMetadata must be a mapping of strings".into())),
         };
+        check_stats(&raw).map_err(invalid)?;
         Ok(ProxyConfig {
             raw,
             concurrency,
@@ -89,6 +90,67 @@ impl ProxyConfig {
     }
 }
 
+/// Envoy's stats flush interval when ProxyConfig sets none.
+const DEFAULT_STATS_FLUSH_NANOS: u128 = 5_000_000_000;
+
+/// Settings the agent would accept but the proxy then cannot start with: a
+/// `proxyStatsMatcher.inclusionRegexps` entry that is not a regular expression, and a
+/// `statsEvictionInterval` that is not a whole multiple of `statsFlushInterval` (Envoy
+/// refuses it, istio#58500).
+fn check_stats(raw: &Map<String, Value>) -> Result<(), String> {
+    let regexps = raw
+        .get("proxyStatsMatcher")
+        .and_then(|matcher| matcher.get("inclusionRegexps"));
+    for (index, pattern) in regexps.and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let pattern = pattern
+            .as_str()
+            .ok_or_else(|| format!("proxyStatsMatcher.inclusionRegexps[{index}] must be a string"))?;
+        regex_syntax::Parser::new().parse(pattern).map_err(|error| {
+            let detail = error.to_string().lines().last().unwrap_or_default().to_string();
+            format!(
+                "proxyStatsMatcher.inclusionRegexps[{index}] {} is not a regular expression: {detail}",
+                quoted(pattern)
+            )
+        })?;
+    }
+    let Some(eviction) = raw.get("statsEvictionInterval") else {
+        return Ok(());
+    };
+    let eviction = duration_nanos("statsEvictionInterval", eviction)?;
+    let flush = match raw.get("statsFlushInterval") {
+        Some(flush) => duration_nanos("statsFlushInterval", flush)?,
+        None => DEFAULT_STATS_FLUSH_NANOS,
+    };
+    if flush == 0 || eviction % flush != 0 {
+        return Err(format!(
+            "statsEvictionInterval {}s is not a whole multiple of statsFlushInterval {}s",
+            eviction as f64 / 1e9,
+            flush as f64 / 1e9
+        ));
+    }
+    Ok(())
+}
+
+/// A protobuf duration as ProxyConfig writes it (`60s`, `1.5s`), in nanoseconds.
+fn duration_nanos(field: &str, value: &Value) -> Result<u128, String> {
+    let invalid = || {
+        format!(
+            "{field} {} is not a duration in seconds, e.g. 60s or 1.5s",
+            quoted(&value.to_string())
+        )
+    };
+    let text = value.as_str().ok_or_else(invalid)?;
+    let seconds = text.strip_suffix('s').ok_or_else(invalid)?;
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 12 || fraction.len() > 9 || !digits(whole) || !digits(fraction) {
+        return Err(invalid());
+    }
+    let whole: u128 = whole.parse().map_err(|_| invalid())?;
+    let fraction: u128 = format!("{fraction:0<9}").parse().map_err(|_| invalid())?;
+    Ok(whole * 1_000_000_000 + fraction)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +158,37 @@ mod tests {
     fn parse(text: &str) -> Result<ProxyConfig, InjectError> {
         let annotations = BTreeMap::from([(PROXY_CONFIG.to_string(), text.to_string())]);
         ProxyConfig::from_annotations(Some(&annotations))
+    }
+
+    #[test]
+    fn stats_settings_the_proxy_cannot_start_with_are_denied() {
+        assert!(
+            parse(r#"{"proxyStatsMatcher": {"inclusionRegexps": [".*outlier_detection.*", "^cluster\\..*"]}}"#).is_ok()
+        );
+        assert!(parse(r#"{"statsEvictionInterval": "60s"}"#).is_ok());
+        assert!(parse(r#"{"statsEvictionInterval": "3s", "statsFlushInterval": "1.5s"}"#).is_ok());
+        for (bad, says) in [
+            (
+                r#"{"proxyStatsMatcher": {"inclusionRegexps": ["(unclosed"]}}"#,
+                "is not a regular expression",
+            ),
+            (
+                r#"{"proxyStatsMatcher": {"inclusionRegexps": [3]}}"#,
+                "must be a string",
+            ),
+            (
+                r#"{"statsEvictionInterval": "7s"}"#,
+                "not a whole multiple of statsFlushInterval 5s",
+            ),
+            (
+                r#"{"statsEvictionInterval": "10s", "statsFlushInterval": "3s"}"#,
+                "not a whole multiple",
+            ),
+            (r#"{"statsEvictionInterval": "1m"}"#, "not a duration in seconds"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains(PROXY_CONFIG) && error.contains(says), "{error}");
+        }
     }
 
     #[test]
