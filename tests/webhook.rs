@@ -167,6 +167,24 @@ async fn log_level_annotations_reach_the_proxy_and_init_arguments() {
 }
 
 #[tokio::test]
+async fn warnings_from_the_pods_own_proxy_resources_reach_the_user() {
+    let config = InjectConfig::from_yaml("bounds:\n  cpu.limit: {max: '2'}\n", "test").unwrap();
+    let server = TestServer::start(config).await;
+    let mut pod = simple_pod(json!({}));
+    let own_proxy = json!({"name": "istio-proxy", "image": "auto", "resources": {"limits": {"cpu": "8"}}});
+    pod["spec"]["containers"].as_array_mut().unwrap().push(own_proxy);
+    let response = server.review(&pod_review("own", "apps", &pod)).await;
+    let injected = apply_and_check(&pod, &response);
+    assert_eq!(resources_of(&injected, "istio-proxy")["limits"]["cpu"], "2");
+    let warnings = response["response"]["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("CPU limit 8 clamped to 2"))),
+        "the clamp of the pod's own istio-proxy limit is reported: {warnings:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn istio_merge_mode_drops_defaults_like_istio() {
     let config = InjectConfig {
         resource_merge: ResourceMerge::Istio,
