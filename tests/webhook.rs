@@ -178,7 +178,9 @@ async fn warnings_from_the_pods_own_proxy_resources_reach_the_user() {
     assert_eq!(resources_of(&injected, "istio-proxy")["limits"]["cpu"], "2");
     let warnings = response["response"]["warnings"].as_array().cloned().unwrap_or_default();
     assert!(
-        warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("CPU limit 8 clamped to 2"))),
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("CPU limit 8 clamped to 2"))),
         "the clamp of the pod's own istio-proxy limit is reported: {warnings:?}"
     );
     server.stop().await;
