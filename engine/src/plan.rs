@@ -94,18 +94,10 @@ pub(crate) enum Planned<'a> {
 pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Result<Planned<'a>, Denial> {
     let pod = request.pod;
     let config = injector.config();
-    let (decision, mut warnings) = should_inject(pod, request.namespace, &injector.compiled);
-    if matches!(decision, Decision::Skip(_)) {
-        return Ok(Planned::Skip(decision, warnings));
-    }
-    let Some(spec) = pod.spec.as_ref() else {
-        warnings.push("the pod has no spec; nothing to inject".into());
-        return Ok(Planned::Skip(Decision::Skip(SkipReason::NoContainers), warnings));
+    let (decision, spec, mut warnings) = match decide(injector, request) {
+        Ok(decided) => decided,
+        Err((skip, warnings)) => return Ok(Planned::Skip(skip, warnings)),
     };
-    if spec.containers.is_empty() && !request.reinjection {
-        warnings.push("the pod has no spec.containers; nothing to inject".into());
-        return Ok(Planned::Skip(Decision::Skip(SkipReason::NoContainers), warnings));
-    }
     let annotations = pod.metadata.annotations.as_ref();
     let native = native_sidecar(annotations, config.native_sidecars, &mut warnings);
     // Resources first, then the annotations, then the override: the first bad value found is
@@ -127,26 +119,19 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Ok(own) => own.map_or_else(|| init_resources.clone(), |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
-    if let Err(error) = overrides.check_placement(native) {
-        return Err(Denial::new(error, warnings));
-    }
-    if !settings.user_volumes.is_empty()
-        && let Err(error) = settings.user_volumes.check(&surroundings(config, spec, &overrides))
-    {
-        return Err(Denial::new(error, warnings));
-    }
     let placement = Placement {
         native,
         with_init: settings.traffic.mode != InterceptionMode::None,
         init_first: config.cni_enabled,
     };
-    let limit_ranges = request.namespace_context.limit_ranges;
-    let pod_level = match grow_pod_level(
-        pod,
-        &proxy_resources,
-        &init_resources,
+    let resources = (&proxy_resources, &init_resources);
+    let pod_level = match check_and_grow(
+        config,
+        request,
+        &settings,
+        &overrides,
         placement,
-        limit_ranges,
+        resources,
         &mut warnings,
     ) {
         Ok(changes) => changes,
@@ -193,6 +178,48 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         proxy_ids,
         probe_plan,
     })))
+}
+
+/// An injecting decision with the spec to inject into and the warnings so far.
+type Decided<'a> = (Decision, &'a PodSpec, Vec<String>);
+
+/// The decision, with the spec to inject into; or the skip with its warnings. A pod without a
+/// spec or containers is skipped: the API server refuses it.
+fn decide<'a>(injector: &Injector, request: &PodRequest<'a>) -> Result<Decided<'a>, (Decision, Vec<String>)> {
+    let (decision, mut warnings) = should_inject(request.pod, request.namespace, &injector.compiled);
+    if matches!(decision, Decision::Skip(_)) {
+        return Err((decision, warnings));
+    }
+    let Some(spec) = request.pod.spec.as_ref() else {
+        warnings.push("the pod has no spec; nothing to inject".into());
+        return Err((Decision::Skip(SkipReason::NoContainers), warnings));
+    };
+    if spec.containers.is_empty() && !request.reinjection {
+        warnings.push("the pod has no spec.containers; nothing to inject".into());
+        return Err((Decision::Skip(SkipReason::NoContainers), warnings));
+    }
+    Ok((decision, spec, warnings))
+}
+
+/// What the pod's own containers and the user's volumes must satisfy once placed, then the
+/// pod-level values injection grows; `resources` is (proxy, init).
+fn check_and_grow(
+    config: &InjectConfig,
+    request: &PodRequest<'_>,
+    settings: &PodSettings<'_>,
+    overrides: &Overrides,
+    placement: Placement,
+    resources: (&ProxyResources, &ProxyResources),
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PodLevelChange>, InjectError> {
+    overrides.check_placement(placement.native)?;
+    if !settings.user_volumes.is_empty()
+        && let Some(spec) = request.pod.spec.as_ref()
+    {
+        settings.user_volumes.check(&surroundings(config, spec, overrides))?;
+    }
+    let limit_ranges = request.namespace_context.limit_ranges;
+    grow_pod_level(request.pod, resources.0, resources.1, placement, limit_ranges, warnings)
 }
 
 /// The pod annotations that shape the sidecar, each parsed once.

@@ -75,40 +75,7 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan {
         .map(|(index, c)| ("containers", index, c));
     let app = |(_, _, c): &(&'static str, usize, &Container)| !super::decision::is_injected_container(&c.name);
     for (list, index, container) in containers.chain(app_sidecars).filter(app) {
-        let lifecycle = container.lifecycle.as_ref();
-        let handlers = [
-            (
-                &["readinessProbe"][..],
-                "app-health",
-                "readyz",
-                container.readiness_probe.as_ref().map(Handlers::of_probe),
-            ),
-            (
-                &["livenessProbe"][..],
-                "app-health",
-                "livez",
-                container.liveness_probe.as_ref().map(Handlers::of_probe),
-            ),
-            (
-                &["startupProbe"][..],
-                "app-health",
-                "startupz",
-                container.startup_probe.as_ref().map(Handlers::of_probe),
-            ),
-            (
-                &["lifecycle", "postStart"][..],
-                "app-lifecycle",
-                "poststartz",
-                lifecycle.and_then(|l| l.post_start.as_ref()).map(Handlers::of_hook),
-            ),
-            (
-                &["lifecycle", "preStop"][..],
-                "app-lifecycle",
-                "prestopz",
-                lifecycle.and_then(|l| l.pre_stop.as_ref()).map(Handlers::of_hook),
-            ),
-        ];
-        for (field, prefix, suffix, handlers) in handlers {
+        for (field, prefix, suffix, handlers) in container_handlers(container) {
             let Some(probe) = handlers else { continue };
             let Some((handler, original, had_scheme)) = original_handler(&probe, container) else {
                 continue;
@@ -135,6 +102,50 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan {
     }
     let app_probers = (!probers.is_empty()).then(|| serde_json::to_string(&probers).unwrap_or_default());
     ProbePlan { rewrites, app_probers }
+}
+
+/// A container's probes and hooks: where each sits, the agent path it gets, and its handlers.
+type ContainerHandler<'a> = (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    Option<Handlers<'a>>,
+);
+
+fn container_handlers(container: &Container) -> [ContainerHandler<'_>; 5] {
+    let lifecycle = container.lifecycle.as_ref();
+    [
+        (
+            &["readinessProbe"][..],
+            "app-health",
+            "readyz",
+            container.readiness_probe.as_ref().map(Handlers::of_probe),
+        ),
+        (
+            &["livenessProbe"][..],
+            "app-health",
+            "livez",
+            container.liveness_probe.as_ref().map(Handlers::of_probe),
+        ),
+        (
+            &["startupProbe"][..],
+            "app-health",
+            "startupz",
+            container.startup_probe.as_ref().map(Handlers::of_probe),
+        ),
+        (
+            &["lifecycle", "postStart"][..],
+            "app-lifecycle",
+            "poststartz",
+            lifecycle.and_then(|l| l.post_start.as_ref()).map(Handlers::of_hook),
+        ),
+        (
+            &["lifecycle", "preStop"][..],
+            "app-lifecycle",
+            "prestopz",
+            lifecycle.and_then(|l| l.pre_stop.as_ref()).map(Handlers::of_hook),
+        ),
+    ]
 }
 
 /// The network handlers of a probe or lifecycle hook, which are the ones rewritten.
