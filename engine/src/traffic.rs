@@ -128,9 +128,7 @@ impl TrafficSettings {
                 ListKind::Ports { wildcard: false },
             )?,
             virtual_interfaces,
-            exclude_interfaces: get(EXCLUDE_INTERFACES)
-                .map(|_| list(EXCLUDE_INTERFACES, "", ListKind::Interfaces))
-                .transpose()?,
+            exclude_interfaces: optional_list(EXCLUDE_INTERFACES, "", ListKind::Interfaces)?,
             status_port,
         })
     }
