@@ -3,6 +3,10 @@
 //! Scenarios run one after another (the `/metrics` counters some of them read must not be
 //! moved by another scenario's pods). Each is bounded by [`SCENARIO_LIMIT`], so a hang shows
 //! up as a failed row, not as a stuck test.
+//!
+//! `SIDECAR_INJECTOR_E2E_ONLY=17,18` runs only those scenarios while developing one; the table
+//! then says how many were left out, and the run fails, so a filtered run never passes as
+//! the full suite (`.ci/run` never sets it).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,6 +27,13 @@ struct Row {
 #[derive(Default)]
 pub struct Report {
     rows: Vec<Row>,
+    left_out: Vec<u8>,
+}
+
+/// The scenario numbers named by `SIDECAR_INJECTOR_E2E_ONLY`, when it is set.
+fn only_these() -> Option<Vec<u8>> {
+    let value = std::env::var("SIDECAR_INJECTOR_E2E_ONLY").ok()?;
+    Some(value.split(',').filter_map(|number| number.trim().parse().ok()).collect())
 }
 
 // === impl Report ===
@@ -30,6 +41,10 @@ pub struct Report {
 impl Report {
     /// Runs one scenario, timing it, and prints its row as soon as it is known.
     pub async fn run(&mut self, number: u8, name: &'static str, scenario: impl Future<Output = Outcome>) {
+        if only_these().is_some_and(|only| !only.contains(&number)) {
+            self.left_out.push(number);
+            return;
+        }
         let started = Instant::now();
         let outcome = match tokio::time::timeout(SCENARIO_LIMIT, scenario).await {
             Ok(outcome) => outcome,
@@ -47,7 +62,7 @@ impl Report {
 
     /// Whether any scenario failed.
     pub fn failed(&self) -> bool {
-        self.rows.iter().any(|row| row.outcome.is_err())
+        self.rows.iter().any(|row| row.outcome.is_err()) || !self.left_out.is_empty()
     }
 
     /// The table, with how long the whole run took.
@@ -64,6 +79,13 @@ impl Report {
             setup.as_secs_f64(),
             total.as_secs_f64()
         ));
+        if !self.left_out.is_empty() {
+            text.push_str(&format!(
+                "{} scenarios left out by SIDECAR_INJECTOR_E2E_ONLY: {:?}; the run counts as failed\n",
+                self.left_out.len(),
+                self.left_out
+            ));
+        }
         text
     }
 }
