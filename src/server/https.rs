@@ -98,12 +98,7 @@ impl HttpsServer {
             options,
             metrics,
         } = self;
-        let draining = Arc::new(AtomicBool::new(false));
-        let flag = draining.clone();
-        let app = app.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let draining = flag.load(Ordering::SeqCst);
-            close_when_draining(draining, request, next)
-        }));
+        let (app, draining) = closing_when_draining(app);
         let max_connections = options.max_connections.clamp(1, u32::MAX as usize);
         let permits = Arc::new(Semaphore::new(max_connections));
         // Tells every connection to finish its requests and close.
@@ -166,17 +161,34 @@ impl HttpsServer {
         drop(listener);
         drop(permit);
         tracing::info!("stopped accepting; draining in-flight requests");
-        let all = max_connections as u32;
-        let _ = drain_tx.send(true);
-        let drained = tokio::time::timeout(options.drain_timeout, async {
-            // Every connection task, in its handshake or serving, holds a permit until it ends.
-            let _ = permits.acquire_many(all).await;
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("drain timed out; closing remaining connections");
-        }
+        drain_connections(&permits, max_connections as u32, &drain_tx, options.drain_timeout).await;
         Ok(())
+    }
+}
+
+/// Adds the layer that asks clients to close their connections once draining has begun, and
+/// returns the flag that starts it.
+fn closing_when_draining(app: Router) -> (Router, Arc<AtomicBool>) {
+    let draining = Arc::new(AtomicBool::new(false));
+    let flag = draining.clone();
+    let app = app.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let draining = flag.load(Ordering::SeqCst);
+        close_when_draining(draining, request, next)
+    }));
+    (app, draining)
+}
+
+/// Tells every connection to finish its requests and close, then waits until all of them
+/// have ended or `timeout` passes.
+async fn drain_connections(permits: &Semaphore, all: u32, drain_tx: &watch::Sender<bool>, timeout: Duration) {
+    let _ = drain_tx.send(true);
+    let drained = tokio::time::timeout(timeout, async {
+        // Every connection task, in its handshake or serving, holds a permit until it ends.
+        let _ = permits.acquire_many(all).await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; closing remaining connections");
     }
 }
 
