@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::annotations::{REGISTRY, Scope};
-use crate::engine::{FieldKey, NamespaceContext};
+use crate::engine::{Field, FieldKey, NamespaceContext};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
 
@@ -153,18 +153,18 @@ pub fn explain(
             explanation.warnings = outcome.warnings;
             if let Some(resources) = outcome.resources {
                 explanation.concurrency = resources.concurrency(injector.concurrency());
+                // The init container's fields that are not a copy of the proxy's.
+                let init_rows = outcome.init_resources.iter().flat_map(|init| {
+                    FieldKey::ALL
+                        .into_iter()
+                        .filter(|key| init.field(*key) != resources.field(*key))
+                        .map(|key| field_row(&format!("init.{key}"), init.field(key)))
+                });
                 explanation.resources = FieldKey::ALL
                     .into_iter()
-                    .map(|key| {
-                        let field = resources.field(key);
-                        FieldExplanation {
-                            field: key.to_string(),
-                            value: field.value.map_or_else(|| "-".to_string(), |q| q.to_string()),
-                            source: field.source.to_string(),
-                            adjustments: field.adjustments.clone(),
-                        }
-                    })
+                    .map(|key| field_row(&key.to_string(), resources.field(key)))
                     .filter(|field| field.value != "-" || field.source != "unset")
+                    .chain(init_rows)
                     .chain(outcome.pod_level.iter().map(|change| {
                         let (field, entry) = change.provenance();
                         FieldExplanation {
@@ -184,6 +184,16 @@ pub fn explain(
         }
     }
     Ok(explanation)
+}
+
+/// One row of the resource table.
+fn field_row(name: &str, field: &Field) -> FieldExplanation {
+    FieldExplanation {
+        field: name.to_string(),
+        value: field.value.map_or_else(|| "-".to_string(), |q| q.to_string()),
+        source: field.source.to_string(),
+        adjustments: field.adjustments.clone(),
+    }
 }
 
 impl Explanation {
@@ -293,5 +303,27 @@ mod tests {
         // The proxy adds 100m to the containers; the init container runs before them, alone.
         assert_eq!(row.value, "1100m", "{row:?}");
         assert!(row.source.contains("pod spec.resources 1"), "{row:?}");
+    }
+
+    #[test]
+    fn explains_the_init_containers_own_fields_only() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar-injector.io/initCPU": "10m"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &pod, None, &[]).unwrap();
+        let init: Vec<(&str, &str, &str)> = explanation
+            .resources
+            .iter()
+            .filter(|f| f.field.starts_with("init."))
+            .map(|f| (f.field.as_str(), f.value.as_str(), f.source.as_str()))
+            .collect();
+        assert_eq!(
+            init,
+            [("init.cpu.request", "10m", "pod annotation sidecar-injector.io/initCPU")]
+        );
+        let plain =
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &plain, None, &[]).unwrap();
+        assert!(explanation.resources.iter().all(|f| !f.field.starts_with("init.")));
     }
 }

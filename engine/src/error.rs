@@ -40,6 +40,22 @@ pub enum InjectError {
         /// Where the limit came from.
         limit_source: String,
     },
+    /// The init container's own request for a resource is above its own limit.
+    #[error(
+        "init container {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
+    )]
+    InitRequestAboveLimit {
+        /// `CPU` or `memory`.
+        resource: &'static str,
+        /// Canonical request.
+        request: String,
+        /// Where the request came from.
+        request_source: String,
+        /// Canonical limit.
+        limit: String,
+        /// Where the limit came from.
+        limit_source: String,
+    },
     /// An annotation holds a malformed value.
     #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
     InvalidAnnotation {

@@ -18,6 +18,8 @@ use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
 use crate::proxy_config::ProxyConfig;
+use crate::resize_policy::ProxyResizePolicy;
+use crate::resources::init::resolve_init;
 use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
@@ -79,6 +81,8 @@ pub(crate) struct Plan<'a> {
     pub proxy_ids: (i64, i64),
     /// App probes pointed at the agent.
     pub probe_plan: ProbePlan,
+    /// The proxy's `resizePolicy`, when the config writes one.
+    pub resize_policy: Option<ProxyResizePolicy>,
 }
 
 /// The plan, or the answer for a pod that is not injected.
@@ -114,9 +118,20 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     };
     let init_name = init_container_name(config);
     let overrides = Overrides::find(spec, init_name);
-    let init_resources = resolution.resources;
+    let init_resources = match resolve_init(
+        pod,
+        &resolution.resources,
+        tuning,
+        request.namespace_context.limit_ranges,
+        resolution.guaranteed,
+        &mut warnings,
+    ) {
+        Ok(init) => init,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    let layered = resolution.resources;
     let proxy_resources = match override_resources(injector, request, &overrides, native) {
-        Ok(own) => own.map_or_else(|| init_resources.clone(), |own| with_warnings(own, &mut warnings)),
+        Ok(own) => own.map_or(layered, |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
     let placement = Placement {
@@ -177,6 +192,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         overrides,
         proxy_ids,
         probe_plan,
+        resize_policy: ProxyResizePolicy::for_pod(&config.resize_policy, pod),
     })))
 }
 

@@ -13,6 +13,8 @@ use crate::quantity::Quantity;
 pub struct Tuning {
     /// Defaults per field.
     pub defaults: FieldValues,
+    /// The init container's own values per field (`initResources`); `None` copies the proxy.
+    pub init_defaults: FieldValues,
     /// Named profiles.
     pub profiles: BTreeMap<String, FieldValues>,
     /// Cluster bounds per field.
@@ -35,15 +37,18 @@ impl Tuning {
             .map(|(name, amounts)| Ok((name.clone(), parse_amounts(&format!("profiles.{name}"), amounts)?)))
             .collect::<Result<_, ConfigError>>()?;
         let bounds = parse_bounds(&config.bounds)?;
+        let init_defaults = parse_amounts("initResources", &config.init_resources)?;
         let tuning = Tuning {
             defaults,
+            init_defaults,
             profiles,
             bounds,
             on_violation: config.on_violation,
             merge: config.resource_merge,
             preserve_guaranteed_qos: config.preserve_guaranteed_qos,
         };
-        for (name, values) in std::iter::once(("resources".to_string(), &tuning.defaults)).chain(
+        let init = ("initResources".to_string(), &tuning.init_defaults);
+        for (name, values) in [("resources".to_string(), &tuning.defaults), init].into_iter().chain(
             tuning
                 .profiles
                 .iter()

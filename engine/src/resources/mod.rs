@@ -16,6 +16,7 @@
 //! `sidecar-injector.io/resources` annotation and the `explain` table.
 
 pub mod bounds;
+pub mod init;
 pub mod layers;
 pub mod limit_range;
 pub mod pod_level;
@@ -53,6 +54,8 @@ pub enum Source {
     },
     /// The config file's `resources`.
     ConfigDefault,
+    /// The config file's `initResources` (the init container only).
+    InitConfig,
     /// A LimitRange's `default` or `defaultRequest`.
     LimitRangeDefault(String),
     /// Set to the other side to keep QoS Guaranteed.
@@ -71,6 +74,7 @@ impl fmt::Display for Source {
             Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
             Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
             Source::ConfigDefault => f.write_str("config default"),
+            Source::InitConfig => f.write_str("config initResources"),
             Source::LimitRangeDefault(name) => write!(f, "LimitRange {name} default"),
             Source::GuaranteedQos => f.write_str("QoS Guaranteed"),
             Source::Bound(which) => f.write_str(which),
@@ -288,6 +292,8 @@ pub struct Resolution {
     pub resources: ProxyResources,
     /// Messages for the user (clamps, QoS changes).
     pub warnings: Vec<String>,
+    /// Whether the proxy was kept QoS Guaranteed (its limits equal its requests).
+    pub guaranteed: bool,
 }
 
 /// Runs the whole pipeline for one pod; `native` tells the pod-level LimitRange check
@@ -347,7 +353,11 @@ fn resolve_for(
         qos::equalize(&mut resources, None);
     }
     check_requests_within_limits(&resources)?;
-    Ok(Resolution { resources, warnings })
+    Ok(Resolution {
+        resources,
+        warnings,
+        guaranteed,
+    })
 }
 
 /// When a clamp, not the user, put a request above its limit, raises the limit to the
