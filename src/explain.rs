@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -107,12 +107,13 @@ fn annotations_read(pod: &Pod, namespace: Option<&Namespace>) -> Vec<AnnotationE
     found
 }
 
-/// Explains one workload document in `namespace` with its LimitRanges.
+/// Explains one workload document in `namespace` with its LimitRanges and ResourceQuotas.
 pub fn explain(
     injector: &Injector,
     document: &Value,
     namespace: Option<&Namespace>,
     limit_ranges: &[LimitRange],
+    resource_quotas: &[ResourceQuota],
 ) -> Result<Explanation, ExplainError> {
     // A document without a kind is read as a Pod.
     let kind = document.get("kind").and_then(Value::as_str).unwrap_or("Pod");
@@ -134,6 +135,7 @@ pub fn explain(
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges,
+            resource_quotas,
         },
         reinjection: false,
     };
@@ -247,7 +249,7 @@ mod tests {
             json!({"metadata": {"name": "team", "annotations": {"sidecar.istio.io/proxyMemory": "300Mi"}}}),
         )
         .unwrap();
-        let explanation = explain(&injector, &pod, Some(&namespace), &[]).unwrap();
+        let explanation = explain(&injector, &pod, Some(&namespace), &[], &[]).unwrap();
         assert_eq!(explanation.decision, "inject:policy-enabled");
         let field = |name: &str| explanation.resources.iter().find(|f| f.field == name).unwrap().clone();
         assert_eq!(field("cpu.limit").value, "1");
@@ -278,14 +280,14 @@ mod tests {
 
         let denied = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        let explanation = explain(&injector, &denied, None, &[]).unwrap();
+        let explanation = explain(&injector, &denied, None, &[], &[]).unwrap();
         assert_eq!(explanation.decision, "deny");
         assert!(explanation.denied.unwrap().contains("sidecar.istio.io/proxyCPU"));
 
         let kindless = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        assert_eq!(explain(&injector, &kindless, None, &[]).unwrap().workload, "Pod/p");
+        assert_eq!(explain(&injector, &kindless, None, &[], &[]).unwrap().workload, "Pod/p");
         let service = json!({"kind": "Service", "metadata": {"name": "web"}});
-        let error = explain(&injector, &service, None, &[]).unwrap_err().to_string();
+        let error = explain(&injector, &service, None, &[], &[]).unwrap_err().to_string();
         assert!(
             error.starts_with("Service/web has no pod template (expected one of: Pod, Deployment,"),
             "{error}"
@@ -294,7 +296,14 @@ mod tests {
         let pod_level = json!({"kind": "Pod", "metadata": {"name": "p"},
             "spec": {"resources": {"requests": {"cpu": "1"}},
                      "containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}});
-        let explanation = explain(&Injector::new(InjectConfig::default()).unwrap(), &pod_level, None, &[]).unwrap();
+        let explanation = explain(
+            &Injector::new(InjectConfig::default()).unwrap(),
+            &pod_level,
+            None,
+            &[],
+            &[],
+        )
+        .unwrap();
         let row = explanation
             .resources
             .iter()
@@ -306,11 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn explains_a_quota_fit_with_the_quota_that_made_it() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}});
+        let quota: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "team"},
+            "spec": {"hard": {"requests.cpu": "2"}}, "status": {"used": {"requests.cpu": "1450m"}}}))
+        .unwrap();
+        let explanation = explain(&injector, &pod, None, &[], &[quota]).unwrap();
+        let row = explanation.resources.iter().find(|f| f.field == "cpu.request").unwrap();
+        assert_eq!(row.value, "50m", "{row:?}");
+        assert!(
+            row.adjustments.iter().any(|a| a.contains("to fit ResourceQuota team")),
+            "{row:?}"
+        );
+        assert!(
+            explanation
+                .to_text()
+                .contains("then lowered to 50m to fit ResourceQuota team")
+        );
+    }
+
+    #[test]
     fn explains_the_init_containers_own_fields_only() {
         let injector = Injector::new(InjectConfig::default()).unwrap();
         let pod = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar-injector.io/initCPU": "10m"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        let explanation = explain(&injector, &pod, None, &[]).unwrap();
+        let explanation = explain(&injector, &pod, None, &[], &[]).unwrap();
         let init: Vec<(&str, &str, &str)> = explanation
             .resources
             .iter()
@@ -323,7 +354,7 @@ mod tests {
         );
         let plain =
             json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        let explanation = explain(&injector, &plain, None, &[]).unwrap();
+        let explanation = explain(&injector, &plain, None, &[], &[]).unwrap();
         assert!(explanation.resources.iter().all(|f| !f.field.starts_with("init.")));
     }
 }

@@ -554,6 +554,7 @@ mod tests {
                 &json!({"kind": "Pod", "spec": spec}),
                 None,
                 &[],
+                &[],
             )
             .unwrap();
             assert_eq!(

@@ -56,6 +56,35 @@ pub enum InjectError {
         /// Where the limit came from.
         limit_source: String,
     },
+    /// The injected pod would exceed what is left of a ResourceQuota.
+    #[error(
+        "ResourceQuota {quota}: {resource} would be exceeded: {figures}; the API server has the last word, and the used figure here may be stale"
+    )]
+    QuotaExceeded {
+        /// The quota's name.
+        quota: String,
+        /// e.g. `requests.cpu`.
+        resource: String,
+        /// What the pod needs, what the injected containers add, what is left (hard, used),
+        /// and why the proxy was not shrunk when it was not.
+        figures: String,
+    },
+    /// A ResourceQuota requires a value the proxy has not and policy cannot give.
+    #[error(
+        "ResourceQuota {quota} requires {resource} on every container, and the {container} has no {what} to set it from; set {annotation} or quotaLimits in the config"
+    )]
+    QuotaRequiresValue {
+        /// The quota's name.
+        quota: String,
+        /// e.g. `limits.cpu`.
+        resource: String,
+        /// `proxy` or `init container`.
+        container: &'static str,
+        /// What is missing.
+        what: &'static str,
+        /// The annotation that would set it.
+        annotation: &'static str,
+    },
     /// An annotation holds a malformed value.
     #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
     InvalidAnnotation {

@@ -19,8 +19,10 @@ use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
 use crate::proxy_config::ProxyConfig;
 use crate::resize_policy::ProxyResizePolicy;
+use crate::resources::bounds::effective_bounds;
 use crate::resources::init::resolve_init;
 use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
+use crate::resources::quota::{QuotaInputs, apply_quotas};
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
@@ -130,6 +132,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Err(error) => return Err(Denial::new(error, warnings)),
     };
     let layered = resolution.resources;
+    let guaranteed = resolution.guaranteed;
     let proxy_resources = match override_resources(injector, request, &overrides, native) {
         Ok(own) => own.map_or(layered, |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
@@ -139,6 +142,17 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         with_init: settings.traffic.mode != InterceptionMode::None,
         init_first: config.cni_enabled,
     };
+    let (mut proxy_resources, mut init_resources) = (proxy_resources, init_resources);
+    if let Err(error) = apply_quota_foresight(
+        injector,
+        request,
+        placement,
+        guaranteed,
+        (&mut proxy_resources, &mut init_resources),
+        &mut warnings,
+    ) {
+        return Err(Denial::new(error, warnings));
+    }
     let resources = (&proxy_resources, &init_resources);
     let pod_level = match check_and_grow(
         config,
@@ -236,6 +250,32 @@ fn check_and_grow(
     }
     let limit_ranges = request.namespace_context.limit_ranges;
     grow_pod_level(request.pod, resources.0, resources.1, placement, limit_ranges, warnings)
+}
+
+/// ResourceQuota foresight ([`crate::resources::quota`]) on the proxy and init container.
+fn apply_quota_foresight(
+    injector: &Injector,
+    request: &PodRequest<'_>,
+    placement: Placement,
+    guaranteed: bool,
+    resources: (&mut ProxyResources, &mut ProxyResources),
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let context = &request.namespace_context;
+    if context.resource_quotas.is_empty() {
+        return Ok(());
+    }
+    let tuning = &injector.compiled.tuning;
+    let bounds = effective_bounds(&tuning.bounds, context.annotations)?;
+    let inputs = QuotaInputs {
+        pod: request.pod,
+        placement,
+        tuning,
+        bounds: &bounds,
+        limit_ranges: context.limit_ranges,
+        guaranteed,
+    };
+    apply_quotas(&inputs, context.resource_quotas, resources.0, resources.1, warnings)
 }
 
 /// The pod annotations that shape the sidecar, each parsed once.

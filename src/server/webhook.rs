@@ -195,6 +195,7 @@ fn answer_with(
     let context = NamespaceContext {
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
+        resource_quotas: &snapshot.resource_quotas,
     };
     answer_review(injector, parsed, &context, snapshot.warnings)
 }

@@ -14,10 +14,12 @@ use serde::Deserialize;
 use crate::quantity::{QuantityError, ResourceKind};
 
 mod compiled;
+pub mod quota;
 pub mod resize;
 pub mod tuning;
 
 pub use self::compiled::CompiledConfig;
+pub use self::quota::{OnQuota, QuotaLimits};
 pub use self::resize::{ResizePolicyConfig, ResizeRestart};
 
 /// Why a configuration file cannot be used.
@@ -303,6 +305,10 @@ pub struct InjectConfig {
     pub bounds: BTreeMap<String, BoundSpec>,
     /// What to do with a value outside the bounds.
     pub on_violation: OnViolation,
+    /// What to do when the injected pod would exceed a ResourceQuota.
+    pub on_quota: OnQuota,
+    /// The limits set when a ResourceQuota requires one nothing set.
+    pub quota_limits: QuotaLimits,
     /// Keep pods whose app containers are all Guaranteed in QoS Guaranteed.
     #[serde(rename = "preserveGuaranteedQoS")]
     pub preserve_guaranteed_qos: bool,
@@ -409,6 +415,8 @@ impl Default for InjectConfig {
             profiles: BTreeMap::new(),
             bounds: BTreeMap::new(),
             on_violation: OnViolation::Clamp,
+            on_quota: OnQuota::Fit,
+            quota_limits: QuotaLimits::default(),
             preserve_guaranteed_qos: true,
             concurrency: ConcurrencyConfig::default(),
             resize_policy: ResizePolicyConfig::default(),

@@ -21,12 +21,13 @@ pub mod layers;
 pub mod limit_range;
 pub mod pod_level;
 pub mod qos;
+pub mod quota;
 pub mod ratio;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::{Map, Value, json};
 
@@ -283,6 +284,8 @@ pub struct NamespaceContext<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
     /// The namespace's LimitRanges.
     pub limit_ranges: &'a [LimitRange],
+    /// The namespace's ResourceQuotas, with the `used` figures last seen.
+    pub resource_quotas: &'a [ResourceQuota],
 }
 
 /// The resolved resources and the warnings resolution produced.
