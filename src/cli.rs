@@ -76,6 +76,9 @@ struct ExplainArgs {
     /// ResourceQuota objects YAML, with `status.used` (quota foresight).
     #[arg(long, value_name = "FILE")]
     quotas: Option<PathBuf>,
+    /// A proposed pod: explain the `pods/resize` of the -f pod (as stored) to it.
+    #[arg(long, value_name = "FILE")]
+    resize: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: OutputFormat,
@@ -448,6 +451,26 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         Some(path) => read_typed(path, "ResourceQuota")?,
         None => Vec::new(),
     };
+    if let Some(path) = &args.resize {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+        let proposed = read_objects(&text, &origin)?
+            .into_iter()
+            .next()
+            .ok_or(format!("{origin} is empty"))?;
+        let stored = documents.first().ok_or(format!("{} is empty", args.filename))?;
+        let explanation =
+            sidecar_injector::explain::explain_resize(&injector, stored, &proposed, namespace.as_ref(), &limit_ranges)
+                .map_err(|e| e.to_string())?;
+        match args.output {
+            OutputFormat::Text => print!("{}", explanation.to_text()),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
+            ),
+        }
+        return Ok(());
+    }
     let mut explanations = Vec::new();
     for document in &documents {
         let explanation = sidecar_injector::explain::explain(

@@ -85,6 +85,12 @@ pub enum InjectError {
         /// The annotation that would set it.
         annotation: &'static str,
     },
+    /// A `pods/resize` of the injected proxy that policy refuses.
+    #[error("resize of istio-proxy refused: {reason}")]
+    ResizeRefused {
+        /// Why, naming the value and what would be accepted.
+        reason: String,
+    },
     /// An annotation holds a malformed value.
     #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
     InvalidAnnotation {
