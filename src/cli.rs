@@ -49,7 +49,8 @@ enum Command {
     ///
     /// Uses the same engine as the webhook. --namespace takes a Namespace object (its
     /// annotations apply as namespace defaults, profile and bounds); --limitranges takes
-    /// LimitRange objects (one or many YAML documents, or a List).
+    /// LimitRange objects (one or many YAML documents, or a List); --quotas takes
+    /// ResourceQuota objects with their status.
     Explain(ExplainArgs),
 }
 
@@ -72,6 +73,12 @@ struct ExplainArgs {
     /// LimitRange objects YAML.
     #[arg(long, value_name = "FILE")]
     limitranges: Option<PathBuf>,
+    /// ResourceQuota objects YAML, with `status.used` (quota foresight).
+    #[arg(long, value_name = "FILE")]
+    quotas: Option<PathBuf>,
+    /// A proposed pod: explain the `pods/resize` of the -f pod (as stored) to it.
+    #[arg(long, value_name = "FILE")]
+    resize: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: OutputFormat,
@@ -402,6 +409,16 @@ fn read_objects(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, Stri
     sidecar_injector::manifest::read_objects(text).map_err(|e| format!("{origin}: {e}"))
 }
 
+/// Every object in the file at `path`, each read as a `kind`.
+fn read_typed<T: serde::de::DeserializeOwned>(path: &std::path::Path, kind: &str) -> Result<Vec<T>, String> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+    read_objects(&text, &origin)?
+        .into_iter()
+        .map(|document| serde_json::from_value(document).map_err(|e| format!("{origin}: not a {kind}: {e}")))
+        .collect()
+}
+
 fn explain(args: ExplainArgs) -> Result<(), String> {
     let injector = args.config.injector()?;
     let documents = read_objects(&read_input(&args.filename)?, &args.filename)?;
@@ -430,10 +447,40 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         }
         None => Vec::new(),
     };
+    let resource_quotas: Vec<k8s_openapi::api::core::v1::ResourceQuota> = match &args.quotas {
+        Some(path) => read_typed(path, "ResourceQuota")?,
+        None => Vec::new(),
+    };
+    if let Some(path) = &args.resize {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+        let proposed = read_objects(&text, &origin)?
+            .into_iter()
+            .next()
+            .ok_or(format!("{origin} is empty"))?;
+        let stored = documents.first().ok_or(format!("{} is empty", args.filename))?;
+        let explanation =
+            sidecar_injector::explain::explain_resize(&injector, stored, &proposed, namespace.as_ref(), &limit_ranges)
+                .map_err(|e| e.to_string())?;
+        match args.output {
+            OutputFormat::Text => print!("{}", explanation.to_text()),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?
+            ),
+        }
+        return Ok(());
+    }
     let mut explanations = Vec::new();
     for document in &documents {
-        let explanation = sidecar_injector::explain::explain(&injector, document, namespace.as_ref(), &limit_ranges)
-            .map_err(|e| e.to_string())?;
+        let explanation = sidecar_injector::explain::explain(
+            &injector,
+            document,
+            namespace.as_ref(),
+            &limit_ranges,
+            &resource_quotas,
+        )
+        .map_err(|e| e.to_string())?;
         explanations.push(explanation);
     }
     match args.output {

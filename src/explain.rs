@@ -7,12 +7,12 @@
 
 use std::fmt::Write as _;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::annotations::{REGISTRY, Scope};
-use crate::engine::{FieldKey, NamespaceContext};
+use crate::engine::{Field, FieldKey, NamespaceContext};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
 
@@ -107,12 +107,13 @@ fn annotations_read(pod: &Pod, namespace: Option<&Namespace>) -> Vec<AnnotationE
     found
 }
 
-/// Explains one workload document in `namespace` with its LimitRanges.
+/// Explains one workload document in `namespace` with its LimitRanges and ResourceQuotas.
 pub fn explain(
     injector: &Injector,
     document: &Value,
     namespace: Option<&Namespace>,
     limit_ranges: &[LimitRange],
+    resource_quotas: &[ResourceQuota],
 ) -> Result<Explanation, ExplainError> {
     // A document without a kind is read as a Pod.
     let kind = document.get("kind").and_then(Value::as_str).unwrap_or("Pod");
@@ -134,6 +135,7 @@ pub fn explain(
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges,
+            resource_quotas,
         },
         reinjection: false,
     };
@@ -153,18 +155,18 @@ pub fn explain(
             explanation.warnings = outcome.warnings;
             if let Some(resources) = outcome.resources {
                 explanation.concurrency = resources.concurrency(injector.concurrency());
+                // The init container's fields that are not a copy of the proxy's.
+                let init_rows = outcome.init_resources.iter().flat_map(|init| {
+                    FieldKey::ALL
+                        .into_iter()
+                        .filter(|key| init.field(*key) != resources.field(*key))
+                        .map(|key| field_row(&format!("init.{key}"), init.field(key)))
+                });
                 explanation.resources = FieldKey::ALL
                     .into_iter()
-                    .map(|key| {
-                        let field = resources.field(key);
-                        FieldExplanation {
-                            field: key.to_string(),
-                            value: field.value.map_or_else(|| "-".to_string(), |q| q.to_string()),
-                            source: field.source.to_string(),
-                            adjustments: field.adjustments.clone(),
-                        }
-                    })
+                    .map(|key| field_row(&key.to_string(), resources.field(key)))
                     .filter(|field| field.value != "-" || field.source != "unset")
+                    .chain(init_rows)
                     .chain(outcome.pod_level.iter().map(|change| {
                         let (field, entry) = change.provenance();
                         FieldExplanation {
@@ -184,6 +186,16 @@ pub fn explain(
         }
     }
     Ok(explanation)
+}
+
+/// One row of the resource table.
+fn field_row(name: &str, field: &Field) -> FieldExplanation {
+    FieldExplanation {
+        field: name.to_string(),
+        value: field.value.map_or_else(|| "-".to_string(), |q| q.to_string()),
+        source: field.source.to_string(),
+        adjustments: field.adjustments.clone(),
+    }
 }
 
 impl Explanation {
@@ -221,6 +233,88 @@ impl Explanation {
     }
 }
 
+/// The explanation of a proposed `pods/resize`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResizeExplanation {
+    /// e.g. `resize:clamped`, `resize:followed` or `resize:deny`.
+    pub decision: String,
+    /// The refusal, when refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied: Option<String>,
+    /// The proxy's fields as the resize would store them, with what the guard changed.
+    pub resources: Vec<FieldExplanation>,
+    /// Warnings the webhook would return.
+    pub warnings: Vec<String>,
+}
+
+/// Explains the resize of the stored pod `old` to `new`, through the same guard as the
+/// webhook.
+pub fn explain_resize(
+    injector: &Injector,
+    old: &Value,
+    new: &Value,
+    namespace: Option<&Namespace>,
+    limit_ranges: &[LimitRange],
+) -> Result<ResizeExplanation, ExplainError> {
+    let read = |value: &Value| -> Result<Pod, ExplainError> {
+        serde_json::from_value(value.clone()).map_err(|e| ExplainError::InvalidPod(e.to_string()))
+    };
+    let (old, new) = (read(old)?, read(new)?);
+    let request = crate::engine::ResizeRequest {
+        old: &old,
+        new: &new,
+        namespace_context: NamespaceContext {
+            annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
+            limit_ranges,
+            resource_quotas: &[],
+        },
+    };
+    Ok(match injector.judge_resize(&request) {
+        Ok(outcome) => ResizeExplanation {
+            decision: outcome.verdict.as_str().to_string(),
+            denied: None,
+            resources: outcome
+                .proxy
+                .iter()
+                .flat_map(|proxy| {
+                    FieldKey::ALL
+                        .into_iter()
+                        .map(move |key| field_row(&key.to_string(), proxy.field(key)))
+                })
+                .filter(|field| field.value != "-")
+                .collect(),
+            warnings: outcome.warnings,
+        },
+        Err(denial) => ResizeExplanation {
+            decision: "resize:deny".into(),
+            denied: Some(denial.error.to_string()),
+            resources: Vec::new(),
+            warnings: denial.warnings,
+        },
+    })
+}
+
+impl ResizeExplanation {
+    /// A human-readable table.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(text, "decision:  {}", self.decision);
+        if let Some(reason) = &self.denied {
+            let _ = writeln!(text, "denied:    {reason}");
+        }
+        for field in &self.resources {
+            let _ = writeln!(text, "{:<24} {}", field.field, field.value);
+            for adjustment in &field.adjustments {
+                let _ = writeln!(text, "{:<24}   then {adjustment}", "");
+            }
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(text, "warning: {warning}");
+        }
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +331,7 @@ mod tests {
             json!({"metadata": {"name": "team", "annotations": {"sidecar.istio.io/proxyMemory": "300Mi"}}}),
         )
         .unwrap();
-        let explanation = explain(&injector, &pod, Some(&namespace), &[]).unwrap();
+        let explanation = explain(&injector, &pod, Some(&namespace), &[], &[]).unwrap();
         assert_eq!(explanation.decision, "inject:policy-enabled");
         let field = |name: &str| explanation.resources.iter().find(|f| f.field == name).unwrap().clone();
         assert_eq!(field("cpu.limit").value, "1");
@@ -268,14 +362,14 @@ mod tests {
 
         let denied = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        let explanation = explain(&injector, &denied, None, &[]).unwrap();
+        let explanation = explain(&injector, &denied, None, &[], &[]).unwrap();
         assert_eq!(explanation.decision, "deny");
         assert!(explanation.denied.unwrap().contains("sidecar.istio.io/proxyCPU"));
 
         let kindless = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
-        assert_eq!(explain(&injector, &kindless, None, &[]).unwrap().workload, "Pod/p");
+        assert_eq!(explain(&injector, &kindless, None, &[], &[]).unwrap().workload, "Pod/p");
         let service = json!({"kind": "Service", "metadata": {"name": "web"}});
-        let error = explain(&injector, &service, None, &[]).unwrap_err().to_string();
+        let error = explain(&injector, &service, None, &[], &[]).unwrap_err().to_string();
         assert!(
             error.starts_with("Service/web has no pod template (expected one of: Pod, Deployment,"),
             "{error}"
@@ -284,7 +378,14 @@ mod tests {
         let pod_level = json!({"kind": "Pod", "metadata": {"name": "p"},
             "spec": {"resources": {"requests": {"cpu": "1"}},
                      "containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}});
-        let explanation = explain(&Injector::new(InjectConfig::default()).unwrap(), &pod_level, None, &[]).unwrap();
+        let explanation = explain(
+            &Injector::new(InjectConfig::default()).unwrap(),
+            &pod_level,
+            None,
+            &[],
+            &[],
+        )
+        .unwrap();
         let row = explanation
             .resources
             .iter()
@@ -293,5 +394,70 @@ mod tests {
         // The proxy adds 100m to the containers; the init container runs before them, alone.
         assert_eq!(row.value, "1100m", "{row:?}");
         assert!(row.source.contains("pod spec.resources 1"), "{row:?}");
+    }
+
+    #[test]
+    fn explains_a_quota_fit_with_the_quota_that_made_it() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}});
+        let quota: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "team"},
+            "spec": {"hard": {"requests.cpu": "2"}}, "status": {"used": {"requests.cpu": "1450m"}}}))
+        .unwrap();
+        let explanation = explain(&injector, &pod, None, &[], &[quota]).unwrap();
+        let row = explanation.resources.iter().find(|f| f.field == "cpu.request").unwrap();
+        assert_eq!(row.value, "50m", "{row:?}");
+        assert!(
+            row.adjustments.iter().any(|a| a.contains("to fit ResourceQuota team")),
+            "{row:?}"
+        );
+        assert!(
+            explanation
+                .to_text()
+                .contains("then lowered to 50m to fit ResourceQuota team")
+        );
+    }
+
+    #[test]
+    fn explains_a_resize_decision() {
+        let injector =
+            Injector::new(InjectConfig::from_yaml("bounds:\n  memory.request: {max: 512Mi}\n", "t").unwrap()).unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "app", "image": "x"},
+            {"name": "istio-proxy", "image": "proxy", "resources": {"requests": {"memory": "128Mi"}}},
+        ]}});
+        let mut new = pod.clone();
+        new["spec"]["containers"][1]["resources"]["requests"]["memory"] = json!("1Gi");
+        let explanation = explain_resize(&injector, &pod, &new, None, &[]).unwrap();
+        assert_eq!(explanation.decision, "resize:clamped");
+        let row = explanation
+            .resources
+            .iter()
+            .find(|f| f.field == "memory.request")
+            .unwrap();
+        assert_eq!(row.value, "512Mi");
+        assert!(explanation.to_text().contains("then clamped to 512Mi (cluster max)"));
+    }
+
+    #[test]
+    fn explains_the_init_containers_own_fields_only() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "annotations": {"sidecar-injector.io/initCPU": "10m"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &pod, None, &[], &[]).unwrap();
+        let init: Vec<(&str, &str, &str)> = explanation
+            .resources
+            .iter()
+            .filter(|f| f.field.starts_with("init."))
+            .map(|f| (f.field.as_str(), f.value.as_str(), f.source.as_str()))
+            .collect();
+        assert_eq!(
+            init,
+            [("init.cpu.request", "10m", "pod annotation sidecar-injector.io/initCPU")]
+        );
+        let plain =
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &plain, None, &[], &[]).unwrap();
+        assert!(explanation.resources.iter().all(|f| !f.field.starts_with("init.")));
     }
 }

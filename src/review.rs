@@ -1,9 +1,9 @@
 //! The AdmissionReview wire format: bytes in, bytes out, around the pure engine.
 //!
 //! Requests are read in one pass into exactly what the engine needs: the envelope's fields,
-//! then (for Pod CREATEs only) the object's metadata fields the engine reads and its spec.
-//! Everything else, such as `managedFields`, `status` or `oldObject`, is skipped without
-//! being allocated. Operation and kind use kube-core's types. Responses are written in the
+//! then (for Pod CREATEs, and both objects of a `pods/resize` UPDATE) the object's metadata
+//! fields the engine reads and its spec. Everything else, such as `managedFields` or
+//! `status`, is skipped without being allocated. Operation and kind use kube-core's types. Responses are written in the
 //! form the API server requires, with the patch as a base64 string ([`WireReview`]).
 
 use std::collections::BTreeMap;
@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 
 use crate::engine::{Injector, PodRequest};
 use crate::engine::{NamespaceContext, ProxyResources};
+
+mod resize;
 
 /// API versions of AdmissionReview we answer.
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -176,6 +178,8 @@ struct Request {
     operation: Operation,
     #[serde(default)]
     object: Option<Box<RawValue>>,
+    #[serde(default)]
+    old_object: Option<Box<RawValue>>,
 }
 
 /// The parts of a Pod the engine reads.
@@ -236,6 +240,17 @@ impl ParsedReview {
             && request.kind.kind == "Pod"
             && request.sub_resource.is_none()
             && request.operation == Operation::Create
+    }
+}
+
+impl ParsedReview {
+    /// Whether this is an UPDATE of a Pod's `resize` subresource, which the resize guard judges.
+    pub fn is_pod_resize(&self) -> bool {
+        let request = &self.request;
+        request.kind.group.is_empty()
+            && request.kind.kind == "Pod"
+            && request.sub_resource.as_deref() == Some("resize")
+            && request.operation == Operation::Update
     }
 }
 
@@ -360,6 +375,7 @@ pub fn answer_review(
     context_warnings: Vec<String>,
 ) -> Result<ReviewAnswer, ReviewError> {
     let is_pod_create = parsed.is_pod_create();
+    let is_pod_resize = parsed.is_pod_resize();
     let ParsedReview {
         api_version,
         namespace,
@@ -374,6 +390,19 @@ pub fn answer_review(
         resources: None,
     };
     let mut response = allowed(&request.uid);
+    if is_pod_resize {
+        let objects = (request.old_object.as_deref(), request.object.as_deref());
+        resize::answer_resize(
+            injector,
+            &request.uid,
+            objects,
+            context,
+            context_warnings,
+            &mut response,
+            &mut summary,
+        )?;
+        return Ok(answer(&api_version, &response, summary));
+    }
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
     if !is_pod {
         return Ok(answer(&api_version, &response, summary));
@@ -553,6 +582,7 @@ mod tests {
                 &Injector::new(InjectConfig::default()).unwrap(),
                 &json!({"kind": "Pod", "spec": spec}),
                 None,
+                &[],
                 &[],
             )
             .unwrap();

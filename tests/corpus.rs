@@ -754,6 +754,7 @@ fn review_with_namespace(config: &InjectConfig, review: &Value, annotations: &[(
     let context = NamespaceContext {
         annotations: Some(&annotations),
         limit_ranges: &[],
+        resource_quotas: &[],
     };
     let body = serde_json::to_vec(review).unwrap_or_default();
     let parsed = parse_review(&body).unwrap_or_else(|e| panic!("{e}"));

@@ -34,6 +34,14 @@ pub const PROXY_EPHEMERAL_STORAGE_LIMIT: &str = "sidecar-injector.io/proxyEpheme
 pub const PROXY_CPU_RATIO: &str = "sidecar-injector.io/proxyCPURatio";
 /// Proxy memory request as a share of the app containers' requests.
 pub const PROXY_MEMORY_RATIO: &str = "sidecar-injector.io/proxyMemoryRatio";
+/// Init container CPU request.
+pub const INIT_CPU: &str = "sidecar-injector.io/initCPU";
+/// Init container memory request.
+pub const INIT_MEMORY: &str = "sidecar-injector.io/initMemory";
+/// Init container CPU limit.
+pub const INIT_CPU_LIMIT: &str = "sidecar-injector.io/initCPULimit";
+/// Init container memory limit.
+pub const INIT_MEMORY_LIMIT: &str = "sidecar-injector.io/initMemoryLimit";
 /// A named resource profile from the config.
 pub const PROFILE: &str = "sidecar-injector.io/profile";
 /// Namespace bounds that tighten the config's bounds.
@@ -267,6 +275,10 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(PROXY_EPHEMERAL_STORAGE_LIMIT, PodOrNamespace, MemoryQuantity, QUANTITY_MEMORY, "ephemeral-storage limit", Some("resources.limits.ephemeral-storage"), "2Gi"),
     row(PROXY_CPU_RATIO, PodOrNamespace, Ratio, RATIO_FORMS, "CPU request as a share of the app containers' requests", None, "10%"),
     row(PROXY_MEMORY_RATIO, PodOrNamespace, Ratio, RATIO_FORMS, "memory request as a share of the app containers' requests", None, "0.25"),
+    row(INIT_CPU, Pod, CpuQuantity, QUANTITY_CPU, "init container CPU request (unset: the proxy's)", Some("initResources.requests.cpu"), "10m"),
+    row(INIT_MEMORY, Pod, MemoryQuantity, QUANTITY_MEMORY, "init container memory request (unset: the proxy's)", Some("initResources.requests.memory"), "32Mi"),
+    row(INIT_CPU_LIMIT, Pod, CpuQuantity, QUANTITY_CPU, "init container CPU limit (unset: the proxy's)", Some("initResources.limits.cpu"), "100m"),
+    row(INIT_MEMORY_LIMIT, Pod, MemoryQuantity, QUANTITY_MEMORY, "init container memory limit (unset: the proxy's)", Some("initResources.limits.memory"), "64Mi"),
     row(PROFILE, PodOrNamespace, Name, "the name of a config profile", "resource preset from the config's `profiles`", Some("profiles"), "small"),
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, BOOL, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),

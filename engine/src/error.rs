@@ -40,6 +40,57 @@ pub enum InjectError {
         /// Where the limit came from.
         limit_source: String,
     },
+    /// The init container's own request for a resource is above its own limit.
+    #[error(
+        "init container {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
+    )]
+    InitRequestAboveLimit {
+        /// `CPU` or `memory`.
+        resource: &'static str,
+        /// Canonical request.
+        request: String,
+        /// Where the request came from.
+        request_source: String,
+        /// Canonical limit.
+        limit: String,
+        /// Where the limit came from.
+        limit_source: String,
+    },
+    /// The injected pod would exceed what is left of a ResourceQuota.
+    #[error(
+        "ResourceQuota {quota}: {resource} would be exceeded: {figures}; the API server has the last word, and the used figure here may be stale"
+    )]
+    QuotaExceeded {
+        /// The quota's name.
+        quota: String,
+        /// e.g. `requests.cpu`.
+        resource: String,
+        /// What the pod needs, what the injected containers add, what is left (hard, used),
+        /// and why the proxy was not shrunk when it was not.
+        figures: String,
+    },
+    /// A ResourceQuota requires a value the proxy has not and policy cannot give.
+    #[error(
+        "ResourceQuota {quota} requires {resource} on every container, and the {container} has no {what} to set it from; set {annotation} or quotaLimits in the config"
+    )]
+    QuotaRequiresValue {
+        /// The quota's name.
+        quota: String,
+        /// e.g. `limits.cpu`.
+        resource: String,
+        /// `proxy` or `init container`.
+        container: &'static str,
+        /// What is missing.
+        what: &'static str,
+        /// The annotation that would set it.
+        annotation: &'static str,
+    },
+    /// A `pods/resize` of the injected proxy that policy refuses.
+    #[error("resize of istio-proxy refused: {reason}")]
+    ResizeRefused {
+        /// Why, naming the value and what would be accepted.
+        reason: String,
+    },
     /// An annotation holds a malformed value.
     #[error("annotation {annotation} has value {value}, which is not valid: {reason} (accepted: {accepted})")]
     InvalidAnnotation {

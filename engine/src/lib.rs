@@ -31,9 +31,13 @@ pub(crate) mod proxy_config;
 pub mod quantity;
 pub(crate) mod reinject;
 mod render;
+pub mod resize;
+pub mod resize_policy;
 pub(crate) mod resources;
 pub(crate) mod sidecar;
 mod template;
+#[cfg(test)]
+mod test_support;
 pub(crate) mod traffic;
 pub(crate) mod user_volumes;
 mod volume_rules;
@@ -50,6 +54,7 @@ pub use self::error::InjectError;
 pub use self::fields::{FieldKey, Resource, Side};
 pub use self::patch::SerializedPatch;
 pub use self::reinject::strip_injection;
+pub use self::resize::{ResizeOutcome, ResizeRequest, ResizeVerdict};
 pub use self::resources::pod_level::PodLevelChange;
 pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Source};
 pub use self::workload::Workload;
@@ -84,6 +89,8 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The proxy's resources, when injected.
     pub resources: Option<ProxyResources>,
+    /// The init container's resources, when one is added.
+    pub init_resources: Option<ProxyResources>,
     /// The pod-level `spec.resources` values injection grows, when the pod sets them.
     pub pod_level: Vec<PodLevelChange>,
 }
@@ -150,6 +157,7 @@ impl Injector {
             decision: plan.decision,
             patch,
             warnings: plan.warnings,
+            init_resources: plan.with_init.then_some(plan.init_resources),
             resources: Some(plan.proxy_resources),
             pod_level: plan.pod_level,
         })
@@ -166,6 +174,7 @@ impl Outcome {
             patch: SerializedPatch::default(),
             warnings,
             resources: None,
+            init_resources: None,
             pod_level: Vec::new(),
         }
     }

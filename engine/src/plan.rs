@@ -18,7 +18,11 @@ use crate::overrides::Overrides;
 use crate::probes::ProbePlan;
 use crate::prometheus::PrometheusMerge;
 use crate::proxy_config::ProxyConfig;
+use crate::resize_policy::ProxyResizePolicy;
+use crate::resources::bounds::effective_bounds;
+use crate::resources::init::resolve_init;
 use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
+use crate::resources::quota::{QuotaInputs, apply_quotas};
 use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
@@ -79,6 +83,8 @@ pub(crate) struct Plan<'a> {
     pub proxy_ids: (i64, i64),
     /// App probes pointed at the agent.
     pub probe_plan: ProbePlan,
+    /// The proxy's `resizePolicy`, when the config writes one.
+    pub resize_policy: Option<ProxyResizePolicy>,
 }
 
 /// The plan, or the answer for a pod that is not injected.
@@ -114,9 +120,21 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     };
     let init_name = init_container_name(config);
     let overrides = Overrides::find(spec, init_name);
-    let init_resources = resolution.resources;
+    let init_resources = match resolve_init(
+        pod,
+        &resolution.resources,
+        tuning,
+        request.namespace_context.limit_ranges,
+        resolution.guaranteed,
+        &mut warnings,
+    ) {
+        Ok(init) => init,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    let layered = resolution.resources;
+    let guaranteed = resolution.guaranteed;
     let proxy_resources = match override_resources(injector, request, &overrides, native) {
-        Ok(own) => own.map_or_else(|| init_resources.clone(), |own| with_warnings(own, &mut warnings)),
+        Ok(own) => own.map_or(layered, |own| with_warnings(own, &mut warnings)),
         Err(error) => return Err(Denial::new(error, warnings)),
     };
     let placement = Placement {
@@ -124,6 +142,17 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         with_init: settings.traffic.mode != InterceptionMode::None,
         init_first: config.cni_enabled,
     };
+    let (mut proxy_resources, mut init_resources) = (proxy_resources, init_resources);
+    if let Err(error) = apply_quota_foresight(
+        injector,
+        request,
+        placement,
+        guaranteed,
+        (&mut proxy_resources, &mut init_resources),
+        &mut warnings,
+    ) {
+        return Err(Denial::new(error, warnings));
+    }
     let resources = (&proxy_resources, &init_resources);
     let pod_level = match check_and_grow(
         config,
@@ -177,6 +206,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         overrides,
         proxy_ids,
         probe_plan,
+        resize_policy: ProxyResizePolicy::for_pod(&config.resize_policy, pod),
     })))
 }
 
@@ -220,6 +250,32 @@ fn check_and_grow(
     }
     let limit_ranges = request.namespace_context.limit_ranges;
     grow_pod_level(request.pod, resources.0, resources.1, placement, limit_ranges, warnings)
+}
+
+/// ResourceQuota foresight ([`crate::resources::quota`]) on the proxy and init container.
+fn apply_quota_foresight(
+    injector: &Injector,
+    request: &PodRequest<'_>,
+    placement: Placement,
+    guaranteed: bool,
+    resources: (&mut ProxyResources, &mut ProxyResources),
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let context = &request.namespace_context;
+    if context.resource_quotas.is_empty() {
+        return Ok(());
+    }
+    let tuning = &injector.compiled.tuning;
+    let bounds = effective_bounds(&tuning.bounds, context.annotations)?;
+    let inputs = QuotaInputs {
+        pod: request.pod,
+        placement,
+        tuning,
+        bounds: &bounds,
+        limit_ranges: context.limit_ranges,
+        guaranteed,
+    };
+    apply_quotas(&inputs, context.resource_quotas, resources.0, resources.1, warnings)
 }
 
 /// The pod annotations that shape the sidecar, each parsed once.

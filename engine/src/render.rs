@@ -49,6 +49,7 @@ pub(crate) fn render<'t>(
         config,
         mesh_proxy_config: &template.mesh_proxy_config,
         log_levels: &plan.log_levels,
+        resize_policy: plan.resize_policy,
     };
     let init = plan.with_init.then(|| render_init(plan, &inputs));
     let (volumes, volume_names) = render_volumes(plan, config, template);

@@ -80,6 +80,8 @@ pub struct SidecarInputs<'a> {
     pub mesh_proxy_config: &'a serde_json::Map<String, Value>,
     /// Log levels of the proxy and agent.
     pub log_levels: &'a crate::log_levels::LogLevels,
+    /// The proxy's `resizePolicy`, when the config writes one.
+    pub resize_policy: Option<crate::resize_policy::ProxyResizePolicy>,
 }
 
 /// The `istio-proxy` container.
@@ -99,6 +101,9 @@ pub fn build_proxy_container(inputs: &SidecarInputs<'_>) -> Value {
         add_probes_and_lifecycle(object, inputs);
         if let Some(policy) = &inputs.config.image_pull_policy {
             object.insert("imagePullPolicy".into(), json!(policy));
+        }
+        if let Some(policy) = inputs.resize_policy {
+            object.insert("resizePolicy".into(), policy.to_json());
         }
     }
     container

@@ -1,7 +1,9 @@
-//! What the API server knows about namespaces: annotations and LimitRanges, from caches.
+//! What the API server knows about namespaces: annotations, LimitRanges and ResourceQuotas,
+//! from caches.
 //!
-//! Two `kube` reflectors keep local copies: namespaces (metadata only) and LimitRanges.
-//! The webhook answers `/readyz` only after both have synced once, or after the cache-sync
+//! Three `kube` reflectors keep local copies: namespaces (metadata only), LimitRanges and
+//! ResourceQuotas (with their `used` figures, for quota foresight).
+//! The webhook answers `/readyz` only after all have synced once, or after the cache-sync
 //! timeout: an injector that never turns ready (say, the API server refuses our watch) would
 //! block every pod creation in the mesh, while one that admits with config defaults and a
 //! warning does not; `sidecar_injector_cache_synced` says which it is. The watchers re-list
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -33,6 +35,8 @@ pub struct NamespaceSnapshot {
     pub annotations: Option<BTreeMap<String, String>>,
     /// Its LimitRanges.
     pub limit_ranges: Vec<LimitRange>,
+    /// Its ResourceQuotas.
+    pub resource_quotas: Vec<ResourceQuota>,
     /// Why the snapshot is incomplete, for the user.
     pub warnings: Vec<String>,
 }
@@ -43,6 +47,7 @@ pub struct ClusterCache {
     client: kube::Client,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     limit_ranges: Store<LimitRange>,
+    resource_quotas: Store<ResourceQuota>,
 }
 
 impl std::fmt::Debug for ClusterCache {
@@ -81,17 +86,27 @@ impl ClusterCache {
             reflector::reflector(limit_range_writer, limit_range_events),
         ));
 
+        let (resource_quotas, resource_quota_writer) = reflector::store();
+        let resource_quota_events =
+            watcher(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default()).default_backoff();
+        tokio::spawn(drain(
+            "resourcequotas",
+            reflector::reflector(resource_quota_writer, resource_quota_events),
+        ));
+
         let cache = ClusterCache {
             client,
             namespaces,
             limit_ranges,
+            resource_quotas,
         };
         let synced = cache.clone();
         tokio::spawn(async move {
             let sync = async {
                 let namespaces = synced.namespaces.wait_until_ready().await;
                 let limit_ranges = synced.limit_ranges.wait_until_ready().await;
-                namespaces.is_ok() && limit_ranges.is_ok()
+                let resource_quotas = synced.resource_quotas.wait_until_ready().await;
+                namespaces.is_ok() && limit_ranges.is_ok() && resource_quotas.is_ok()
             };
             tokio::pin!(sync);
             match tokio::time::timeout(sync_timeout, &mut sync).await {
@@ -126,6 +141,13 @@ impl ClusterCache {
                 .iter()
                 .filter(|lr| lr.metadata.namespace.as_deref() == Some(namespace))
                 .map(|lr| lr.as_ref().clone())
+                .collect(),
+            resource_quotas: self
+                .resource_quotas
+                .state()
+                .iter()
+                .filter(|quota| quota.metadata.namespace.as_deref() == Some(namespace))
+                .map(|quota| quota.as_ref().clone())
                 .collect(),
             ..NamespaceSnapshot::default()
         };

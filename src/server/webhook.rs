@@ -178,9 +178,10 @@ async fn discard_rest(chunks: &mut axum::body::BodyDataStream, mut seen: u64) ->
     true
 }
 
-/// The namespace's annotations and LimitRanges, for pod creations when connected.
+/// The namespace's annotations, LimitRanges and ResourceQuotas, for pod creations and
+/// resizes when connected.
 async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> NamespaceSnapshot {
-    match (&state.cluster, parsed.is_pod_create()) {
+    match (&state.cluster, parsed.is_pod_create() || parsed.is_pod_resize()) {
         (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
         _ => NamespaceSnapshot::default(),
     }
@@ -195,6 +196,7 @@ fn answer_with(
     let context = NamespaceContext {
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
+        resource_quotas: &snapshot.resource_quotas,
     };
     answer_review(injector, parsed, &context, snapshot.warnings)
 }

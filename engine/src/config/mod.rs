@@ -14,9 +14,13 @@ use serde::Deserialize;
 use crate::quantity::{QuantityError, ResourceKind};
 
 mod compiled;
+pub mod quota;
+pub mod resize;
 pub mod tuning;
 
 pub use self::compiled::CompiledConfig;
+pub use self::quota::{OnQuota, QuotaLimits};
+pub use self::resize::{ResizePolicyConfig, ResizeRestart};
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -291,17 +295,27 @@ pub struct InjectConfig {
     pub resource_merge: ResourceMerge,
     /// Default proxy resources.
     pub resources: ResourceDefaults,
+    /// The init container's own requests and limits, per field; a field left out copies the
+    /// proxy's value (Istio's behaviour). Pod annotations `sidecar-injector.io/initCPU`, ...
+    /// override them.
+    pub init_resources: ResourceDefaults,
     /// Named resource presets, chosen with `sidecar-injector.io/profile`.
     pub profiles: BTreeMap<String, ResourceDefaults>,
     /// Per-field min and max (`cpu.request`, `cpu.limit`, `memory.request`, ...).
     pub bounds: BTreeMap<String, BoundSpec>,
     /// What to do with a value outside the bounds.
     pub on_violation: OnViolation,
+    /// What to do when the injected pod would exceed a ResourceQuota.
+    pub on_quota: OnQuota,
+    /// The limits set when a ResourceQuota requires one nothing set.
+    pub quota_limits: QuotaLimits,
     /// Keep pods whose app containers are all Guaranteed in QoS Guaranteed.
     #[serde(rename = "preserveGuaranteedQoS")]
     pub preserve_guaranteed_qos: bool,
     /// How Envoy's worker count is derived.
     pub concurrency: ConcurrencyConfig,
+    /// The proxy's `resizePolicy` for in-place resize.
+    pub resize_policy: ResizePolicyConfig,
     /// `GOMEMLIMIT` as a percentage of the memory limit (1-100). At 100 it is istiod's
     /// `resourceFieldRef` to `limits.memory`, which the kubelet resolves.
     pub go_mem_limit_percent: u8,
@@ -394,11 +408,18 @@ impl Default for InjectConfig {
             native_sidecars: false,
             resource_merge: ResourceMerge::PerField,
             resources: ResourceDefaults::default(),
+            init_resources: ResourceDefaults {
+                requests: ResourceAmounts::default(),
+                limits: ResourceAmounts::default(),
+            },
             profiles: BTreeMap::new(),
             bounds: BTreeMap::new(),
             on_violation: OnViolation::Clamp,
+            on_quota: OnQuota::Fit,
+            quota_limits: QuotaLimits::default(),
             preserve_guaranteed_qos: true,
             concurrency: ConcurrencyConfig::default(),
+            resize_policy: ResizePolicyConfig::default(),
             go_mem_limit_percent: 90,
             provenance_annotation: true,
             compliance_policy: String::new(),

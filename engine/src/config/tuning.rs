@@ -4,15 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use super::{BoundSpec, ConfigError, InjectConfig, OnViolation, ResourceDefaults, ResourceMerge, examples_for};
+use super::{
+    BoundSpec, ConfigError, InjectConfig, OnQuota, OnViolation, ResourceDefaults, ResourceMerge, examples_for,
+};
 use crate::fields::{Bound, FieldBounds, FieldKey, FieldValues, Range, Resource, Side};
-use crate::quantity::Quantity;
+use crate::quantity::{Quantity, ResourceKind};
 
 /// The resource policy from config, parsed once at start-up.
 #[derive(Debug, Clone)]
 pub struct Tuning {
     /// Defaults per field.
     pub defaults: FieldValues,
+    /// The init container's own values per field (`initResources`); `None` copies the proxy.
+    pub init_defaults: FieldValues,
     /// Named profiles.
     pub profiles: BTreeMap<String, FieldValues>,
     /// Cluster bounds per field.
@@ -23,6 +27,10 @@ pub struct Tuning {
     pub merge: ResourceMerge,
     /// Keep QoS Guaranteed pods Guaranteed.
     pub preserve_guaranteed_qos: bool,
+    /// What to do when a ResourceQuota would be exceeded.
+    pub on_quota: OnQuota,
+    /// `quotaLimits`: per CPU and memory, the configured limit, or `None` for the request.
+    pub quota_limits: [Option<Quantity>; 2],
 }
 
 impl Tuning {
@@ -35,15 +43,24 @@ impl Tuning {
             .map(|(name, amounts)| Ok((name.clone(), parse_amounts(&format!("profiles.{name}"), amounts)?)))
             .collect::<Result<_, ConfigError>>()?;
         let bounds = parse_bounds(&config.bounds)?;
+        let init_defaults = parse_amounts("initResources", &config.init_resources)?;
+        let quota_limits = [
+            parse_quota_limit("quotaLimits.cpu", &config.quota_limits.cpu, ResourceKind::Cpu)?,
+            parse_quota_limit("quotaLimits.memory", &config.quota_limits.memory, ResourceKind::Memory)?,
+        ];
         let tuning = Tuning {
             defaults,
+            init_defaults,
             profiles,
             bounds,
             on_violation: config.on_violation,
             merge: config.resource_merge,
             preserve_guaranteed_qos: config.preserve_guaranteed_qos,
+            on_quota: config.on_quota,
+            quota_limits,
         };
-        for (name, values) in std::iter::once(("resources".to_string(), &tuning.defaults)).chain(
+        let init = ("initResources".to_string(), &tuning.init_defaults);
+        for (name, values) in [("resources".to_string(), &tuning.defaults), init].into_iter().chain(
             tuning
                 .profiles
                 .iter()
@@ -65,6 +82,21 @@ impl Tuning {
         }
         Ok(tuning)
     }
+}
+
+/// `request`, or a quantity.
+fn parse_quota_limit(key: &str, text: &str, kind: ResourceKind) -> Result<Option<Quantity>, ConfigError> {
+    if text.trim() == "request" {
+        return Ok(None);
+    }
+    Quantity::parse(text, kind)
+        .map(Some)
+        .map_err(|reason| ConfigError::Quantity {
+            key: key.into(),
+            value: text.into(),
+            reason,
+            examples: examples_for(kind),
+        })
 }
 
 /// Parses config amounts (`requests`/`limits` maps) into per-field values.

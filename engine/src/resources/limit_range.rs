@@ -371,6 +371,25 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
     Some(pod_total(&regular, &inits))
 }
 
+/// The largest `type: Container` min for `resource`, in units.
+pub(crate) fn container_min(limit_ranges: &[LimitRange], resource: Resource) -> Option<i64> {
+    combine(limit_ranges, "Container", resource).min.map(|min| min.units)
+}
+
+/// The tightest `type: Container` max for `resource`, in units, and its LimitRange.
+pub(crate) fn container_max(limit_ranges: &[LimitRange], resource: Resource) -> Option<(i64, String)> {
+    combine(limit_ranges, "Container", resource)
+        .max
+        .map(|max| (max.units, max.limit_range))
+}
+
+/// The largest `type: Container` min for `resource`, in units, and its LimitRange.
+pub(crate) fn container_min_named(limit_ranges: &[LimitRange], resource: Resource) -> Option<(i64, String)> {
+    combine(limit_ranges, "Container", resource)
+        .min
+        .map(|min| (min.units, min.limit_range))
+}
+
 /// The tightest `type: Pod` max for `resource`, in units, and the LimitRange that sets it.
 pub(crate) fn pod_max(limit_ranges: &[LimitRange], resource: Resource) -> Option<(i64, String)> {
     combine(limit_ranges, "Pod", resource)

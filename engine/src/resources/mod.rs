@@ -16,16 +16,18 @@
 //! `sidecar-injector.io/resources` annotation and the `explain` table.
 
 pub mod bounds;
+pub mod init;
 pub mod layers;
 pub mod limit_range;
 pub mod pod_level;
 pub mod qos;
+pub mod quota;
 pub mod ratio;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::{Map, Value, json};
 
@@ -53,6 +55,8 @@ pub enum Source {
     },
     /// The config file's `resources`.
     ConfigDefault,
+    /// The config file's `initResources` (the init container only).
+    InitConfig,
     /// A LimitRange's `default` or `defaultRequest`.
     LimitRangeDefault(String),
     /// Set to the other side to keep QoS Guaranteed.
@@ -71,6 +75,7 @@ impl fmt::Display for Source {
             Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
             Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
             Source::ConfigDefault => f.write_str("config default"),
+            Source::InitConfig => f.write_str("config initResources"),
             Source::LimitRangeDefault(name) => write!(f, "LimitRange {name} default"),
             Source::GuaranteedQos => f.write_str("QoS Guaranteed"),
             Source::Bound(which) => f.write_str(which),
@@ -279,6 +284,8 @@ pub struct NamespaceContext<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
     /// The namespace's LimitRanges.
     pub limit_ranges: &'a [LimitRange],
+    /// The namespace's ResourceQuotas, with the `used` figures last seen.
+    pub resource_quotas: &'a [ResourceQuota],
 }
 
 /// The resolved resources and the warnings resolution produced.
@@ -288,6 +295,8 @@ pub struct Resolution {
     pub resources: ProxyResources,
     /// Messages for the user (clamps, QoS changes).
     pub warnings: Vec<String>,
+    /// Whether the proxy was kept QoS Guaranteed (its limits equal its requests).
+    pub guaranteed: bool,
 }
 
 /// Runs the whole pipeline for one pod; `native` tells the pod-level LimitRange check
@@ -347,7 +356,11 @@ fn resolve_for(
         qos::equalize(&mut resources, None);
     }
     check_requests_within_limits(&resources)?;
-    Ok(Resolution { resources, warnings })
+    Ok(Resolution {
+        resources,
+        warnings,
+        guaranteed,
+    })
 }
 
 /// When a clamp, not the user, put a request above its limit, raises the limit to the

@@ -231,7 +231,7 @@ fn container_amount(container: &Container, resource: Resource, side: Side) -> i6
 
 /// The containers' aggregate for `side` (Kubernetes' `AggregateContainerRequests`/`Limits`):
 /// of the pod as it is (`injected: None`), or with the app's containers and ours in place.
-fn aggregate(
+pub(crate) fn aggregate(
     pod: &Pod,
     resource: Resource,
     side: Side,

@@ -68,6 +68,7 @@ fn resolve(
     let context = NamespaceContext {
         annotations: (!namespace.is_empty()).then_some(&annotations),
         limit_ranges,
+        resource_quotas: &[],
     };
     resolve_resources(pod, &context, tuning, false)
 }

@@ -1,0 +1,439 @@
+//! Step 7: ResourceQuota foresight, judged as the API server's quota admission will judge
+//! the injected pod after us.
+//!
+//! - **Limits required.** A quota on `cpu`/`requests.cpu`/`limits.cpu` (or memory) makes
+//!   the API server refuse a pod any of whose containers lacks that value
+//!   (`must specify limits.cpu for: istio-proxy`), unless the pod sets pod-level resources.
+//!   A missing proxy or init limit is set from policy (`quotaLimits`: the request, or a
+//!   configured value).
+//! - **Would exceed.** When the pod with the injected containers would need more than is
+//!   left (`hard` − `used`) of a quota, `onQuota: fit` shrinks the proxy (and an init
+//!   container sized like it) within its floors until it fits, with a warning naming the
+//!   quota and the numbers; `onQuota: deny`, or a pod that cannot fit, is denied naming the
+//!   quota, the resource, what the pod needs, what the injected containers add and what is
+//!   left.
+//! - **Scopes.** Only quotas whose `scopes` and `scopeSelector` match the injected pod
+//!   count: `BestEffort`, `NotBestEffort`, `Terminating`, `NotTerminating` and
+//!   `PriorityClass` (`In`, `NotIn`, `Exists`, `DoesNotExist`); a quota with another scope
+//!   is left to the API server.
+//!
+//! `used` is what the namespace's quota controller last wrote, so it can be stale: the
+//! API server's quota admission has the last word. A quota without a `used` figure for a
+//! resource is not judged for it.
+
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ScopedResourceSelectorRequirement};
+
+use super::limit_range::{container_min, quantity};
+use super::pod_level::{Placement, aggregate, pod_level_value};
+use super::{FieldKey, ProxyResources, Resource, Side, Tuning};
+use crate::config::OnQuota;
+use crate::error::InjectError;
+use crate::fields::FieldBounds;
+use crate::quantity::Quantity;
+
+/// What quota foresight needs besides the quotas.
+pub(crate) struct QuotaInputs<'a> {
+    /// The pod.
+    pub pod: &'a Pod,
+    /// Where the injected containers go.
+    pub placement: Placement,
+    /// The policy.
+    pub tuning: &'a Tuning,
+    /// The effective bounds (floors when shrinking).
+    pub bounds: &'a FieldBounds,
+    /// The namespace's LimitRanges (floors when shrinking).
+    pub limit_ranges: &'a [k8s_openapi::api::core::v1::LimitRange],
+    /// Whether the proxy is kept Guaranteed (both sides move together).
+    pub guaranteed: bool,
+}
+
+/// A quota resource name we can judge: the resource and the side it counts.
+fn quota_resource(name: &str) -> Option<(Resource, Side)> {
+    let (side, resource) = match name.split_once('.') {
+        Some(("requests", resource)) => (Side::Request, resource),
+        Some(("limits", resource)) => (Side::Limit, resource),
+        _ => (Side::Request, name),
+    };
+    Resource::from_name(resource).map(|resource| (resource, side))
+}
+
+/// Applies every matching quota to the proxy and init container resources.
+pub(crate) fn apply_quotas(
+    inputs: &QuotaInputs<'_>,
+    quotas: &[ResourceQuota],
+    proxy: &mut ProxyResources,
+    init: &mut ProxyResources,
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let mut sorted: Vec<&ResourceQuota> = quotas.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let matching: Vec<&ResourceQuota> = sorted
+        .into_iter()
+        .filter(|quota| quota_matches(quota, inputs.pod, proxy, init))
+        .collect();
+    let pod_level = inputs.pod.spec.as_ref().is_some_and(|spec| {
+        spec.resources
+            .as_ref()
+            .is_some_and(|r| r.requests.is_some() || r.limits.is_some())
+    });
+    if !pod_level {
+        for quota in &matching {
+            fill_required(inputs, quota, proxy, init, warnings)?;
+        }
+    }
+    for quota in &matching {
+        fit_quota(inputs, quota, proxy, init, warnings)?;
+    }
+    Ok(())
+}
+
+/// Whether the quota's scopes and scope selector all match the injected pod.
+fn quota_matches(quota: &ResourceQuota, pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
+    let Some(spec) = quota.spec.as_ref() else { return true };
+    let scope_names = spec
+        .scopes
+        .iter()
+        .flatten()
+        .map(|scope| ScopedResourceSelectorRequirement {
+            scope_name: scope.clone(),
+            operator: "Exists".into(),
+            values: None,
+        });
+    let selector = spec
+        .scope_selector
+        .iter()
+        .flat_map(|selector| selector.match_expressions.iter().flatten().cloned());
+    scope_names
+        .chain(selector)
+        .all(|requirement| scope_matches(&requirement, pod, proxy, init))
+}
+
+fn scope_matches(
+    requirement: &ScopedResourceSelectorRequirement,
+    pod: &Pod,
+    proxy: &ProxyResources,
+    init: &ProxyResources,
+) -> bool {
+    let spec = pod.spec.as_ref();
+    let terminating = spec
+        .and_then(|s| s.active_deadline_seconds)
+        .is_some_and(|seconds| seconds >= 0);
+    let best_effort = is_best_effort(pod, proxy, init);
+    let matched = match requirement.scope_name.as_str() {
+        "Terminating" => terminating,
+        "NotTerminating" => !terminating,
+        "BestEffort" => best_effort,
+        "NotBestEffort" => !best_effort,
+        "PriorityClass" => {
+            let class = spec
+                .and_then(|s| s.priority_class_name.as_deref())
+                .filter(|c| !c.is_empty());
+            let values = requirement.values.iter().flatten();
+            return match requirement.operator.as_str() {
+                "Exists" => class.is_some(),
+                "DoesNotExist" => class.is_none(),
+                "In" => class.is_some_and(|class| values.clone().any(|v| v == class)),
+                "NotIn" => !class.is_some_and(|class| values.clone().any(|v| v == class)),
+                _ => false,
+            };
+        }
+        _ => return false,
+    };
+    match requirement.operator.as_str() {
+        "Exists" => matched,
+        "DoesNotExist" => !matched,
+        _ => false,
+    }
+}
+
+/// BestEffort: no container, ours included, requests or limits CPU or memory.
+fn is_best_effort(pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
+    let ours = [proxy, init].into_iter().all(|resources| {
+        [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
+            resources.effective_request(resource).is_none()
+                && resources.value(FieldKey::new(resource, Side::Limit)).is_none()
+        })
+    });
+    let apps = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()));
+    ours && apps
+        .filter(|c| !crate::decision::is_injected_container(&c.name))
+        .all(|c| {
+            c.resources.as_ref().is_none_or(|r| {
+                let has = |map: &Option<
+                    std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+                >| {
+                    map.as_ref()
+                        .is_some_and(|m| m.contains_key("cpu") || m.contains_key("memory"))
+                };
+                !has(&r.requests) && !has(&r.limits)
+            })
+        })
+}
+
+/// Sets a limit (or request) a quota requires on every container, when the proxy or init
+/// container lacks it.
+fn fill_required(
+    inputs: &QuotaInputs<'_>,
+    quota: &ResourceQuota,
+    proxy: &mut ProxyResources,
+    init: &mut ProxyResources,
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let name = quota.metadata.name.clone().unwrap_or_default();
+    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
+    for key in hard.into_iter().flat_map(|hard| hard.keys()) {
+        let Some((resource, side)) = quota_resource(key) else {
+            continue;
+        };
+        if resource == Resource::EphemeralStorage {
+            continue;
+        }
+        let with_init = inputs.placement.with_init;
+        for (container, resources) in [("proxy", &mut *proxy), ("init container", &mut *init)] {
+            if container == "init container" && !with_init {
+                continue;
+            }
+            let field = FieldKey::new(resource, side);
+            let present = match side {
+                Side::Request => resources.effective_request(resource).is_some(),
+                Side::Limit => resources.value(field).is_some(),
+            };
+            if present {
+                continue;
+            }
+            let configured = match (side, resource) {
+                (Side::Limit, Resource::Cpu) => inputs.tuning.quota_limits[0],
+                (Side::Limit, Resource::Memory) => inputs.tuning.quota_limits[1],
+                _ => None,
+            };
+            let value = configured.or_else(|| match side {
+                Side::Limit => resources.value(FieldKey::new(resource, Side::Request)),
+                Side::Request => None,
+            });
+            let Some(value) = value else {
+                return Err(InjectError::QuotaRequiresValue {
+                    quota: name.clone(),
+                    resource: key.clone(),
+                    container,
+                    what: if side == Side::Limit {
+                        "request"
+                    } else {
+                        "request or limit"
+                    },
+                    annotation: field.annotation(),
+                });
+            };
+            let source = if configured.is_some() {
+                "quotaLimits"
+            } else {
+                "the request"
+            };
+            let why = format!("set to {value} from {source} (ResourceQuota {name} requires {key})");
+            warnings.push(format!("{container} {} {why}", field.describe()));
+            resources.adjust(field, value, why);
+        }
+    }
+    Ok(())
+}
+
+/// The pod's quota usage of `resource` on `side` with the injected containers at the given
+/// sizes (`None` for the pod without them): the pod-level value grown as injection grows it,
+/// else the containers' aggregate.
+fn usage(
+    pod: &Pod,
+    resource: Resource,
+    side: Side,
+    ours: Option<(&ProxyResources, &ProxyResources, Placement)>,
+) -> i64 {
+    let after = aggregate(pod, resource, side, ours);
+    match pod_level_value(pod, resource, side).filter(|_| resource != Resource::EphemeralStorage) {
+        Some(pod_level) => {
+            let before = aggregate(pod, resource, side, None);
+            pod_level.saturating_add(after.saturating_sub(before).max(0))
+        }
+        None => after,
+    }
+}
+
+/// Shrinks the proxy into what is left of one quota, or denies.
+fn fit_quota(
+    inputs: &QuotaInputs<'_>,
+    quota: &ResourceQuota,
+    proxy: &mut ProxyResources,
+    init: &mut ProxyResources,
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let name = quota.metadata.name.clone().unwrap_or_default();
+    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
+    let used = quota.status.as_ref().and_then(|status| status.used.as_ref());
+    let (Some(hard), Some(used)) = (hard, used) else {
+        return Ok(());
+    };
+    let pod = inputs.pod;
+    let placement = inputs.placement;
+    for (key, hard_value) in hard {
+        let Some((resource, side)) = quota_resource(key) else {
+            continue;
+        };
+        let kind = resource.kind();
+        let Some(used_value) = used.get(key).and_then(|q| Quantity::parse(&q.0, kind).ok()) else {
+            continue;
+        };
+        let Ok(hard_value) = Quantity::parse(&hard_value.0, kind) else {
+            continue;
+        };
+        let left = hard_value.units().saturating_sub(used_value.units());
+        let need = usage(pod, resource, side, Some((proxy, init, placement)));
+        if need <= left {
+            continue;
+        }
+        let without = usage(pod, resource, side, None);
+        let share = need.saturating_sub(without);
+        let show = |units: i64| quantity(resource, units).to_string();
+        let denial = |need: i64, share: i64, hint: String| InjectError::QuotaExceeded {
+            quota: name.clone(),
+            resource: key.clone(),
+            figures: format!(
+                "the pod needs {}, of which the injected containers add {}, and {} is left (hard {hard_value}, used {used_value}){hint}",
+                show(need),
+                show(share),
+                show(left.max(0)),
+            ),
+        };
+        if inputs.tuning.on_quota == OnQuota::Deny {
+            return Err(denial(need, share, String::new()));
+        }
+        let field = FieldKey::new(resource, side);
+        let current = match side {
+            Side::Request => proxy.effective_request(resource),
+            Side::Limit => proxy.value(field),
+        };
+        let Some(current) = current.map(|q| q.units()) else {
+            return Err(denial(need, share, "; the proxy sets no such value to shrink".into()));
+        };
+        let floor = shrink_floor(inputs, proxy, field);
+        let wanted = current.saturating_sub(need - left).max(floor);
+        let mut trial_proxy = proxy.clone();
+        let mut trial_init = init.clone();
+        let why = format!(
+            "lowered to {} to fit ResourceQuota {name} ({key}: hard {hard_value}, used {used_value}, {} left)",
+            show(wanted),
+            show(left.max(0))
+        );
+        shrink(
+            &mut trial_proxy,
+            &mut trial_init,
+            field,
+            current,
+            wanted,
+            inputs.guaranteed,
+            &why,
+        );
+        let new_need = usage(pod, resource, side, Some((&trial_proxy, &trial_init, placement)));
+        if new_need > left {
+            let hint = format!(
+                "; the proxy cannot shrink below {} ({})",
+                show(floor),
+                floor_reason(inputs, field)
+            );
+            return Err(denial(new_need, new_need.saturating_sub(without), hint));
+        }
+        warnings.push(format!(
+            "proxy {} {} {why}: the pod needed {}, of which the injected containers added {}; the API server has the last word, and the used figure may be stale",
+            field.describe(),
+            show(current),
+            show(need),
+            show(share)
+        ));
+        *proxy = trial_proxy;
+        *init = trial_init;
+    }
+    Ok(())
+}
+
+/// Lowers `field` of the proxy to `wanted`, and of an init container sized like it; keeps
+/// the other side equal when the proxy is kept Guaranteed, and request ≤ limit.
+fn shrink(
+    proxy: &mut ProxyResources,
+    init: &mut ProxyResources,
+    field: FieldKey,
+    current: i64,
+    wanted: i64,
+    guaranteed: bool,
+    why: &str,
+) {
+    let value = quantity(field.resource, wanted);
+    let other = field.other_side();
+    let init_current = match field.side {
+        Side::Request => init.effective_request(field.resource),
+        Side::Limit => init.value(field),
+    };
+    for (resources, is_proxy) in [(proxy, true), (init, false)] {
+        if !is_proxy && init_current.is_none_or(|v| v.units() <= wanted) {
+            continue;
+        }
+        if !is_proxy && init_current.is_some_and(|v| v.units() != current) {
+            // The init container was sized on its own; lower it only to the new value.
+            resources.adjust(field, value, why.to_string());
+            continue;
+        }
+        resources.adjust(field, value, why.to_string());
+        let guaranteed_pair = guaranteed && field.resource != Resource::EphemeralStorage;
+        let request_above_limit =
+            field.side == Side::Limit && resources.value(other).is_some_and(|request| request.units() > wanted);
+        if guaranteed_pair || request_above_limit {
+            resources.adjust(other, value, why.to_string());
+        }
+    }
+}
+
+/// How far the proxy's `field` may shrink: its bounds min and the LimitRange Container min,
+/// and for a limit the request (unless the request moves with it, Guaranteed).
+fn shrink_floor(inputs: &QuotaInputs<'_>, proxy: &ProxyResources, field: FieldKey) -> i64 {
+    let bound = inputs.bounds.range(field).min.as_ref().map(|b| b.value.units());
+    let limit_range = container_min(inputs.limit_ranges, field.resource);
+    let request = (field.side == Side::Limit && !inputs.guaranteed)
+        .then(|| proxy.effective_request(field.resource).map(|v| v.units()))
+        .flatten();
+    let other_min = inputs
+        .guaranteed
+        .then(|| {
+            inputs
+                .bounds
+                .range(field.other_side())
+                .min
+                .as_ref()
+                .map(|b| b.value.units())
+        })
+        .flatten();
+    [bound, limit_range, request, other_min]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+        .max(if field.resource == Resource::Cpu { 1 } else { 0 })
+}
+
+fn floor_reason(inputs: &QuotaInputs<'_>, field: FieldKey) -> String {
+    let mut reasons = Vec::new();
+    if let Some(bound) = inputs.bounds.range(field).min.as_ref() {
+        reasons.push(format!("{} min {}", bound.origin, bound.value));
+    }
+    if let Some(min) = container_min(inputs.limit_ranges, field.resource) {
+        reasons.push(format!("LimitRange min {}", quantity(field.resource, min)));
+    }
+    if field.side == Side::Limit && !inputs.guaranteed {
+        reasons.push("its request".into());
+    }
+    if reasons.is_empty() {
+        "its smallest size".into()
+    } else {
+        reasons.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

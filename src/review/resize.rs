@@ -1,0 +1,55 @@
+//! The answer to a `pods/resize` UPDATE: both pods decoded, the engine's resize guard
+//! ([`crate::engine::Injector::judge_resize`]), and the response.
+
+use kube_core::admission::AdmissionResponse;
+use serde_json::value::RawValue;
+
+use super::{ReviewError, ReviewSummary, into_pod};
+use crate::engine::{Injector, NamespaceContext, ResizeRequest};
+
+/// Judges the resize from `old_object` to `object`; fills `response` and `summary`.
+pub(super) fn answer_resize(
+    injector: &Injector,
+    uid: &str,
+    objects: (Option<&RawValue>, Option<&RawValue>),
+    context: &NamespaceContext<'_>,
+    mut warnings: Vec<String>,
+    response: &mut AdmissionResponse,
+    summary: &mut ReviewSummary,
+) -> Result<(), ReviewError> {
+    let missing = || ReviewError::MissingObject { uid: uid.to_string() };
+    let invalid = |reason: String| ReviewError::InvalidPod {
+        uid: uid.to_string(),
+        reason,
+    };
+    let (old, new) = (objects.0.ok_or_else(missing)?, objects.1.ok_or_else(missing)?);
+    let (old, _) = into_pod(old).map_err(invalid)?;
+    let (new, _) = into_pod(new).map_err(invalid)?;
+    if summary.pod.is_empty() {
+        summary.pod = new.metadata.name.clone().unwrap_or_default();
+    }
+    let request = ResizeRequest {
+        old: &old,
+        new: &new,
+        namespace_context: *context,
+    };
+    match injector.judge_resize(&request) {
+        Ok(outcome) => {
+            summary.decision = outcome.verdict.as_str();
+            summary.resources = outcome.proxy;
+            warnings.extend(outcome.warnings);
+            response.warnings = Some(warnings);
+            if !outcome.patch.is_empty() {
+                response.patch = Some(outcome.patch.into_bytes());
+            }
+        }
+        Err(denial) => {
+            summary.decision = "resize:deny";
+            summary.denial = Some(denial.error.to_string());
+            warnings.extend(denial.warnings);
+            response.warnings = Some(warnings);
+            *response = response.clone().deny(denial.error.to_string());
+        }
+    }
+    Ok(())
+}
