@@ -103,6 +103,10 @@ fn selector(container: Option<&str>, namespaces: &[String]) -> String {
             .collect();
         matchers.push(format!("namespace=~\"{}\"", escaped.join("|")));
     }
+    if matchers.is_empty() {
+        // PromQL refuses an empty `{}`.
+        return String::new();
+    }
     format!("{{{}}}", matchers.join(","))
 }
 
@@ -385,6 +389,7 @@ mod tests {
     #[test]
     fn selectors_escape_namespaces() {
         assert_eq!(selector(Some("istio-proxy"), &[]), "{container=\"istio-proxy\"}");
+        assert_eq!(selector(None, &[]), "");
         assert_eq!(selector(None, &["a".into(), "b\"".into()]), "{namespace=~\"a|b\\\"\"}");
     }
 

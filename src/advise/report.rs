@@ -25,8 +25,9 @@ fn show(value: Option<Quantity>) -> String {
     value.map_or_else(|| "-".to_string(), |q| q.to_canonical())
 }
 
-/// `(recommended - current) × pods`, summed per namespace, for the requests.
-fn change_per_namespace(recommendations: &[&Recommendation]) -> (Quantity, Quantity, usize) {
+/// `(recommended - current) × pods`, summed per namespace, for the requests: millicores,
+/// bytes and the pods counted.
+fn change_per_namespace(recommendations: &[&Recommendation]) -> (i64, i64, usize) {
     let mut cpu = 0i64;
     let mut memory = 0i64;
     let mut pods = 0;
@@ -39,12 +40,17 @@ fn change_per_namespace(recommendations: &[&Recommendation]) -> (Quantity, Quant
         memory += (values[1].units() - memory_now.units()) * count;
         pods += entry.pods;
     }
-    (Quantity::from_millicores(cpu), Quantity::from_bytes(memory), pods)
+    (cpu, memory, pods)
 }
 
-fn signed(quantity: Quantity) -> String {
-    let text = quantity.to_canonical();
-    if quantity.units() > 0 { format!("+{text}") } else { text }
+/// A change as a signed quantity: `+50m`, `-172Mi`, `0`.
+fn signed(units: i64, as_quantity: fn(i64) -> Quantity) -> String {
+    let text = as_quantity(units.abs()).to_canonical();
+    match units.signum() {
+        1 => format!("+{text}"),
+        -1 => format!("-{text}"),
+        _ => text,
+    }
 }
 
 impl Advice {
@@ -119,8 +125,8 @@ impl Advice {
             let _ = writeln!(
                 text,
                 "{namespace}: requested CPU {}, memory {} over {pods} running proxies (recommended − current, per workload × its pods)",
-                signed(cpu),
-                signed(memory)
+                signed(cpu, Quantity::from_millicores),
+                signed(memory, Quantity::from_bytes)
             );
         }
         text

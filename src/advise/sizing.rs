@@ -88,7 +88,7 @@ fn round_up(value: i64, step: i64) -> i64 {
 pub fn round_cpu(millicores: i64) -> i64 {
     let step = match millicores {
         ..=100 => 5,
-        ..=1000 => 25,
+        101..=1000 => 25,
         _ => 100,
     };
     round_up(millicores, step).max(5)
