@@ -133,6 +133,7 @@ pub fn explain(
         has_metadata,
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
+            recommendation: None,
             limit_ranges,
         },
         reinjection: false,

@@ -51,7 +51,7 @@ pub use self::fields::{FieldKey, Resource, Side};
 pub use self::patch::SerializedPatch;
 pub use self::reinject::strip_injection;
 pub use self::resources::pod_level::PodLevelChange;
-pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Source};
+pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Recommendation, Source};
 pub use self::workload::Workload;
 
 /// One pod to consider, with what the engine cannot read from the pod itself.

@@ -194,6 +194,7 @@ pub fn police(
         has_metadata: true,
         namespace_context: NamespaceContext {
             annotations: policy.annotations,
+            recommendation: None,
             limit_ranges: &[],
         },
         reinjection: false,
@@ -238,6 +239,7 @@ pub fn current_sizing(
         has_metadata: true,
         namespace_context: NamespaceContext {
             annotations: policy.annotations,
+            recommendation: None,
             limit_ranges: &[],
         },
         reinjection: false,

@@ -181,7 +181,14 @@ async fn discard_rest(chunks: &mut axum::body::BodyDataStream, mut seen: u64) ->
 /// The namespace's annotations and LimitRanges, for pod creations when connected.
 async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> NamespaceSnapshot {
     match (&state.cluster, parsed.is_pod_create()) {
-        (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
+        (Some(cluster), true) => {
+            let mut snapshot = cluster.snapshot(parsed.namespace(), &state.metrics).await;
+            let metadata = parsed.object_metadata();
+            if let Some(owner) = metadata.as_ref().and_then(super::vpa::PodOwner::from_metadata) {
+                cluster.add_recommendation(&mut snapshot, parsed.namespace(), &owner);
+            }
+            snapshot
+        }
         _ => NamespaceSnapshot::default(),
     }
 }
@@ -195,6 +202,7 @@ fn answer_with(
     let context = NamespaceContext {
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
+        recommendation: snapshot.recommendation.as_ref(),
     };
     answer_review(injector, parsed, &context, snapshot.warnings)
 }
