@@ -74,7 +74,12 @@ fn advise_against_a_real_prometheus() {
 
     // --- JSON against the known answer ---------------------------------------------
     let output = advise(&url, &config, &["--window", "6h", "-n", "shop", "-o", "json"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stderr),
+        prometheus.log_tail()
+    );
     let document: Value = serde_json::from_slice(&output.stdout).expect("advise -o json is JSON");
     println!("advise -o json (namespace shop):\n{}", text(&output.stdout));
     assert_eq!(document["window"], "6h");

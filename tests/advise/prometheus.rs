@@ -111,7 +111,6 @@ impl RunningPrometheus {
     }
 
     /// The last lines of its log.
-    #[allow(dead_code)]
     pub fn log_tail(&self) -> String {
         self.process.log_tail(30)
     }
