@@ -1,6 +1,6 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 26 from issue 14
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 27 from issue 14
 //! (VPA recommendations as a sizing layer; `advise --apply`).
 
 mod advise_apply;
@@ -104,6 +104,13 @@ pub async fn run_all(harness: &Harness) -> Report {
         .await;
     report
         .run(26, "advise --apply: diff, dry run, written", advise_apply::run(harness))
+        .await;
+    report
+        .run(
+            27,
+            "VPA: ReplicaSet cache miss, warned",
+            vpa::replica_set_cache_miss(harness),
+        )
         .await;
     report
 }

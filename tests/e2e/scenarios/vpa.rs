@@ -1,4 +1,4 @@
-//! Scenarios 23 to 25: a VerticalPodAutoscaler's `istio-proxy` target sizes the proxy.
+//! Scenarios 23 to 25 and 27: a VerticalPodAutoscaler's `istio-proxy` target sizes the proxy.
 //!
 //! The namespace sets `proxyCPU: 150m`, so every check tells the VPA layer (above it) from
 //! the namespace default (below it). Pods are owned by a ReplicaSet owned by a Deployment,
@@ -12,6 +12,8 @@
 //! - 25: beside VPA's own admission controller, `containerPolicies` gives `istio-proxy`
 //!   `mode: "Off"`, so the VPA has no entry for it and the proxy falls back to the namespace
 //!   default. Adding an entry makes the proxy follow it, and removing it again falls back.
+//! - 27: a ReplicaSet missing from the cache: the Deployment is read from the name and the
+//!   `pod-template-hash` label, with a warning.
 
 use std::time::{Duration, Instant};
 
@@ -261,4 +263,58 @@ pub async fn falls_back_without_a_proxy_entry(harness: &Harness) -> Outcome {
         "VPA with containerPolicies istio-proxy mode Off has no istio-proxy entry: proxy at the namespace's 150m; \
          an entry added to its status was followed (40m from {vpa}), and removing it fell back to 150m"
     ))
+}
+
+/// Scenario 27: a pod whose ReplicaSet the cache does not hold (here: never created, as for
+/// one created a moment before its pods) still finds its Deployment's VPA: the ReplicaSet's
+/// name without the pod's `pod-template-hash` label, with a warning saying so.
+pub async fn replica_set_cache_miss(harness: &Harness) -> Outcome {
+    const NAMESPACE: &str = "e2e-vpa-miss";
+    namespace(harness, NAMESPACE).await?;
+    let client = harness.cluster.client();
+    // A Deployment `late` with a VPA, and the chain's ReplicaSet only named, never stored.
+    deployment_chain(client, NAMESPACE, "late", "late-placeholder", "6c9d8f").await?;
+    create_vpa(
+        client,
+        NAMESPACE,
+        "late",
+        "late",
+        json!({"updatePolicy": {"updateMode": "Off"}}),
+        json!([proxy_entry("45m", "96Mi")]),
+    )
+    .await?;
+    let missing = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "late-6c9d8f".into(),
+        uid: "00000000-0000-0000-0000-000000000027".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let vpa = format!("vpa {NAMESPACE}/late");
+    let started = Instant::now();
+    for attempt in 0.. {
+        let pod = owned_pod(&format!("late-{attempt}"), &missing, "6c9d8f", &[]);
+        let (stored, warnings) = harness.cluster.create_pod_with_warnings(NAMESPACE, &pod).await?;
+        if cpu_from(&stored) == vpa {
+            expect_provenance(&stored, "cpu.request", "45m", &vpa, None)?;
+            expect_provenance(&stored, "memory.request", "96Mi", &vpa, None)?;
+            let said = warnings.iter().any(|w| {
+                w.contains("ReplicaSet late-6c9d8f is not in the cache yet")
+                    && w.contains("its Deployment was taken to be late")
+            });
+            ensure!(said, "no cache-miss warning in {warnings:?}");
+            return Ok(format!(
+                "ReplicaSet late-6c9d8f not in the cache: Deployment late taken from the pod-template-hash, \
+                 proxy 45m/96Mi from {vpa}, and the warning says so"
+            ));
+        }
+        namespace_default(&stored).map_err(|e| format!("pod late-{attempt}, before the VPA reached us: {e}"))?;
+        ensure!(
+            started.elapsed() < PICKUP_LIMIT,
+            "{attempt} pods and none followed {vpa}"
+        );
+        tokio::time::sleep(PICKUP_PAUSE).await;
+    }
+    unreachable!("the loop returns or fails")
 }
