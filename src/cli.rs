@@ -1,5 +1,7 @@
 //! Command-line interface: flags (each also read from a `SIDECAR_INJECTOR_*` variable) and dispatch.
 
+mod advise;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -52,6 +54,14 @@ enum Command {
     /// LimitRange objects (one or many YAML documents, or a List); --quotas takes
     /// ResourceQuota objects with their status.
     Explain(ExplainArgs),
+    /// Propose proxy sizes from what the proxies used, read from Prometheus.
+    ///
+    /// Reads container_cpu_usage_seconds_total and container_memory_working_set_bytes of
+    /// every istio-proxy container over --window, groups them by namespace and workload
+    /// (kube-state-metrics' kube_pod_owner and kube_replicaset_owner, else the pod name),
+    /// and puts each proposal through the config's bounds, profiles and onViolation as
+    /// admission would. Any failure is one line on stderr and exit status 2.
+    Advise(Box<advise::AdviseArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,14 +110,14 @@ enum LogFormat {
 }
 
 #[derive(Debug, Args)]
-struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Config file (YAML); see deploy/config.yaml. Built-in defaults when absent.
     #[arg(long, env = "SIDECAR_INJECTOR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
 impl ConfigArg {
-    fn injector(&self) -> Result<Injector, String> {
+    pub(crate) fn injector(&self) -> Result<Injector, String> {
         let config = match &self.config {
             Some(path) => InjectConfig::load(path).map_err(|e| e.to_string())?,
             None => InjectConfig::default(),
@@ -261,13 +271,29 @@ struct CertsArgs {
     out: PathBuf,
 }
 
+/// A command that failed: the one-line message and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// Shown after `error: `.
+    pub message: String,
+    /// The process exit status.
+    pub status: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, status: 1 }
+    }
+}
+
 /// Runs the chosen subcommand.
-pub fn run(cli: Cli) -> Result<(), String> {
+pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve(args) => serve(*args),
-        Command::Inject(args) => inject(args),
-        Command::Certs(args) => certs(args),
-        Command::Explain(args) => explain(args),
+        Command::Serve(args) => serve(*args).map_err(Failure::from),
+        Command::Inject(args) => inject(args).map_err(Failure::from),
+        Command::Certs(args) => certs(args).map_err(Failure::from),
+        Command::Explain(args) => explain(args).map_err(Failure::from),
+        Command::Advise(args) => advise::run(*args),
     }
 }
 

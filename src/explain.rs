@@ -134,6 +134,7 @@ pub fn explain(
         has_metadata,
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
+            recommendation: None,
             limit_ranges,
             resource_quotas,
         },
@@ -267,6 +268,7 @@ pub fn explain_resize(
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges,
             resource_quotas: &[],
+            recommendation: None,
         },
     };
     Ok(match injector.judge_resize(&request) {

@@ -3,9 +3,11 @@
 //!
 //! The crate is a pure engine ([`engine`]) with thin layers around it: the AdmissionReview
 //! wire format ([`review`]), the HTTPS server ([`server`]), manifests as YAML
-//! ([`manifest`]), offline injection ([`offline`]) and certificate generation ([`certs`]).
+//! ([`manifest`]), offline injection ([`offline`]), certificate generation ([`certs`]) and sizing advice from
+//! Prometheus ([`advise`]).
 #![forbid(unsafe_code)]
 
+pub mod advise;
 pub mod certs;
 pub mod explain;
 pub mod manifest;

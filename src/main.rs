@@ -1,4 +1,4 @@
-//! `sidecar-injector` command line: `serve`, `inject` and `certs`.
+//! `sidecar-injector` command line: `serve`, `inject`, `certs`, `explain` and `advise`.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -11,9 +11,9 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.status)
         }
     }
 }

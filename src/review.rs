@@ -233,6 +233,17 @@ impl ParsedReview {
         &self.namespace
     }
 
+    /// The object's `metadata` as JSON (the VPA layer reads its owner and labels).
+    pub fn object_metadata(&self) -> Option<serde_json::Value> {
+        #[derive(Deserialize)]
+        struct OnlyMetadata {
+            metadata: Option<serde_json::Value>,
+        }
+        let object = self.request.object.as_ref()?;
+        let parsed: OnlyMetadata = serde_json::from_str(object.get()).ok()?;
+        parsed.metadata
+    }
+
     /// Whether this is a Pod CREATE, the only request the engine looks at.
     pub fn is_pod_create(&self) -> bool {
         let request = &self.request;

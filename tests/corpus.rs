@@ -753,6 +753,7 @@ fn review_with_namespace(config: &InjectConfig, review: &Value, annotations: &[(
         .collect();
     let context = NamespaceContext {
         annotations: Some(&annotations),
+        recommendation: None,
         limit_ranges: &[],
         resource_quotas: &[],
     };

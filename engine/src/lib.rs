@@ -56,7 +56,7 @@ pub use self::patch::SerializedPatch;
 pub use self::reinject::strip_injection;
 pub use self::resize::{ResizeOutcome, ResizeRequest, ResizeVerdict};
 pub use self::resources::pod_level::PodLevelChange;
-pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Source};
+pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Recommendation, Source};
 pub use self::workload::Workload;
 
 /// One pod to consider, with what the engine cannot read from the pod itself.

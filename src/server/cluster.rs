@@ -11,6 +11,7 @@
 //! namespace missing from the cache (created a moment ago) is fetched live with a short
 //! timeout. When neither works the pod is still admitted: the engine falls back to the
 //! config defaults, the response carries a warning, and the fallback is counted.
+//! VerticalPodAutoscaler recommendations come from [`super::vpa`]'s caches.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::admin::Readiness;
 use super::metrics::Metrics;
+use super::vpa::{PodOwner, VpaCache};
+use crate::engine::Recommendation;
 
 /// How long a live namespace lookup may take on the request path.
 const LIVE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -39,6 +42,8 @@ pub struct NamespaceSnapshot {
     pub resource_quotas: Vec<ResourceQuota>,
     /// Why the snapshot is incomplete, for the user.
     pub warnings: Vec<String>,
+    /// The pod owner's VerticalPodAutoscaler recommendation for `istio-proxy`, if any.
+    pub recommendation: Option<Recommendation>,
 }
 
 /// Cached namespaces and LimitRanges, with a client for cache misses.
@@ -48,6 +53,7 @@ pub struct ClusterCache {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     limit_ranges: Store<LimitRange>,
     resource_quotas: Store<ResourceQuota>,
+    vpa: VpaCache,
 }
 
 impl std::fmt::Debug for ClusterCache {
@@ -95,6 +101,7 @@ impl ClusterCache {
         ));
 
         let cache = ClusterCache {
+            vpa: VpaCache::start(client.clone()),
             client,
             namespaces,
             limit_ranges,
@@ -129,6 +136,14 @@ impl ClusterCache {
             readiness.set_synced(true);
         });
         cache
+    }
+
+    /// Adds the VPA recommendation for a pod of `owner` to `snapshot` (and a warning when
+    /// the ReplicaSet was not in the cache).
+    pub fn add_recommendation(&self, snapshot: &mut NamespaceSnapshot, namespace: &str, owner: &PodOwner) {
+        let (recommendation, warning) = self.vpa.recommendation_for(namespace, owner);
+        snapshot.recommendation = recommendation;
+        snapshot.warnings.extend(warning);
     }
 
     /// The namespace's annotations and LimitRanges, never failing: what cannot be
@@ -186,7 +201,7 @@ impl ClusterCache {
 }
 
 /// Runs a reflector stream forever, logging errors (the backoff retries them).
-async fn drain<S, T, E>(what: &'static str, stream: S)
+pub(super) async fn drain<S, T, E>(what: &'static str, stream: S)
 where
     S: futures_util::Stream<Item = Result<T, E>>,
     E: std::fmt::Display,

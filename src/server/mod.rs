@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod options;
 pub mod reload;
 pub mod tls;
+pub mod vpa;
 pub mod webhook;
 
 use std::future::Future;

@@ -182,7 +182,14 @@ async fn discard_rest(chunks: &mut axum::body::BodyDataStream, mut seen: u64) ->
 /// resizes when connected.
 async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> NamespaceSnapshot {
     match (&state.cluster, parsed.is_pod_create() || parsed.is_pod_resize()) {
-        (Some(cluster), true) => cluster.snapshot(parsed.namespace(), &state.metrics).await,
+        (Some(cluster), true) => {
+            let mut snapshot = cluster.snapshot(parsed.namespace(), &state.metrics).await;
+            let metadata = parsed.object_metadata();
+            if let Some(owner) = metadata.as_ref().and_then(super::vpa::PodOwner::from_metadata) {
+                cluster.add_recommendation(&mut snapshot, parsed.namespace(), &owner);
+            }
+            snapshot
+        }
         _ => NamespaceSnapshot::default(),
     }
 }
@@ -197,6 +204,7 @@ fn answer_with(
         annotations: snapshot.annotations.as_ref(),
         limit_ranges: &snapshot.limit_ranges,
         resource_quotas: &snapshot.resource_quotas,
+        recommendation: snapshot.recommendation.as_ref(),
     };
     answer_review(injector, parsed, &context, snapshot.warnings)
 }

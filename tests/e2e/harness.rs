@@ -34,6 +34,8 @@ pub struct Harness {
     pub injector: RunningInjector,
     /// The injector's own namespace (from deploy/), which must never be sent to it.
     pub injector_namespace: String,
+    /// A kubeconfig for the cluster (for commands run against it).
+    pub kubeconfig: PathBuf,
     control_plane: Option<ControlPlane>,
     workdir: WorkDir,
 }
@@ -91,12 +93,15 @@ impl Harness {
         };
         let existing = control_plane.is_none();
         let client = cluster::client_from_kubeconfig(&kubeconfig).await?;
+        // Before the injector starts: it looks for the VPA CRD once, at start-up.
+        crate::vpa::install_crds(&client).await?;
         // With the namespace and LimitRange caches, as `serve` runs in a cluster.
         let injector = RunningInjector::start_with_cluster(deploy::injector_config()?, client.clone()).await?;
         let mut harness = Harness {
             cluster: Cluster::new(client),
             injector,
             injector_namespace: deploy::injector_namespace()?,
+            kubeconfig,
             control_plane,
             workdir,
         };

@@ -34,6 +34,13 @@ mod process;
 mod report;
 mod scenarios;
 mod sizing;
+mod vpa;
+// The `advise` test's Prometheus and data, for scenario 26.
+#[path = "../advise/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "../advise/prometheus.rs"]
+mod prometheus;
 
 use std::time::Instant;
 

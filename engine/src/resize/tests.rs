@@ -69,6 +69,7 @@ fn judge(
             annotations: None,
             limit_ranges,
             resource_quotas: &[],
+            recommendation: None,
         },
     })?;
     let mut patched = new.clone();

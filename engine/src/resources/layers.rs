@@ -1,7 +1,7 @@
 //! Step 1: each field from the most specific source that sets it.
 //!
-//! Precedence, per field: pod annotation > namespace annotation > profile > config
-//! default. At each annotation level a ratio annotation (`proxyCPURatio`,
+//! Precedence, per field: pod annotation > recommendation (a VerticalPodAutoscaler's
+//! target, requests only) > namespace annotation > profile > config default. At each annotation level a ratio annotation (`proxyCPURatio`,
 //! `proxyMemoryRatio`) sizes a request from the app containers' requests when the plain
 //! annotation is absent. With `resourceMerge: istio`, any resource annotation drops the
 //! profile and config defaults for every field, as Istio does.
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::ratio::{RATIO_FORMS, Ratio, app_requests, ratio_annotation};
-use super::{Field, FieldKey, FieldValues, ProxyResources, Resource, Side, Source, Tuning};
+use super::{Field, FieldKey, FieldValues, ProxyResources, Recommendation, Resource, Side, Source, Tuning};
 use crate::config::{ResourceMerge, examples_for};
 use crate::error::{InjectError, quoted};
 use crate::quantity::Quantity;
@@ -166,6 +166,7 @@ pub fn resolve_layers(
     pod: &Pod,
     pod_annotations: Option<&BTreeMap<String, String>>,
     namespace_annotations: Option<&BTreeMap<String, String>>,
+    recommendation: Option<&Recommendation>,
     tuning: &Tuning,
     include_override: bool,
     warnings: &mut Vec<String>,
@@ -182,10 +183,17 @@ pub fn resolve_layers(
             *resources.field_mut(key) = Field::from(value, Source::ProxyContainer);
             continue;
         }
-        let annotated = match from_annotations(key, Level::Pod, pod_annotations, pod, warnings)? {
-            Some(field) => Some(field),
-            None => from_annotations(key, Level::Namespace, namespace_annotations, pod, warnings)?,
-        };
+        if let Some(field) = from_annotations(key, Level::Pod, pod_annotations, pod, warnings)? {
+            any_annotated = true;
+            *resources.field_mut(key) = field;
+            continue;
+        }
+        // Not an annotation: with `resourceMerge: istio` it keeps the defaults for the rest.
+        if let Some((value, origin)) = recommendation.and_then(|r| Some((r.value(key)?, &r.origin))) {
+            *resources.field_mut(key) = Field::from(value, Source::Recommendation(origin.clone()));
+            continue;
+        }
+        let annotated = from_annotations(key, Level::Namespace, namespace_annotations, pod, warnings)?;
         if let Some(field) = annotated {
             any_annotated = true;
             *resources.field_mut(key) = field;

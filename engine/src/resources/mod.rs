@@ -3,8 +3,9 @@
 //! Six fields are resolved independently: CPU, memory and ephemeral-storage, each a
 //! request and a limit. The pipeline, each step in its own module:
 //!
-//! 1. [`layers`]: pod annotation > namespace annotation > profile > config default, with
-//!    proportional sizing (`proxyCPURatio`, `proxyMemoryRatio`) at the annotation levels;
+//! 1. [`layers`]: pod annotation > [`recommendation`] (a VerticalPodAutoscaler's) >
+//!    namespace annotation > profile > config default, with proportional sizing
+//!    (`proxyCPURatio`, `proxyMemoryRatio`) at the annotation levels;
 //! 2. [`qos`]: a pod whose app containers are all Guaranteed keeps QoS Guaranteed;
 //! 3. [`bounds`]: config min/max per field, which a namespace may tighten, clamped or denied;
 //! 4. [`limit_range`]: LimitRange defaults, container min/max and ratio, and pod max,
@@ -23,6 +24,7 @@ pub mod pod_level;
 pub mod qos;
 pub mod quota;
 pub mod ratio;
+pub mod recommendation;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +33,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ResourceRequire
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::{Map, Value, json};
 
+pub use self::recommendation::Recommendation;
 use super::error::InjectError;
 use crate::config::ConcurrencyFrom;
 pub use crate::config::tuning::Tuning;
@@ -46,6 +49,8 @@ pub enum Source {
     PodAnnotation(&'static str),
     /// A namespace annotation.
     NamespaceAnnotation(&'static str),
+    /// A recommendation for the pod's owner, e.g. `vpa shop/web`.
+    Recommendation(String),
     /// A named profile, chosen by the pod or its namespace.
     Profile {
         /// The profile.
@@ -73,6 +78,7 @@ impl fmt::Display for Source {
             Source::ProxyContainer => f.write_str("the pod's istio-proxy container"),
             Source::PodAnnotation(key) => write!(f, "pod annotation {key}"),
             Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
+            Source::Recommendation(origin) => f.write_str(origin),
             Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
             Source::ConfigDefault => f.write_str("config default"),
             Source::InitConfig => f.write_str("config initResources"),
@@ -286,6 +292,8 @@ pub struct NamespaceContext<'a> {
     pub limit_ranges: &'a [LimitRange],
     /// The namespace's ResourceQuotas, with the `used` figures last seen.
     pub resource_quotas: &'a [ResourceQuota],
+    /// A recommendation for the pod's owner (a VerticalPodAutoscaler's), when one is known.
+    pub recommendation: Option<&'a Recommendation>,
 }
 
 /// The resolved resources and the warnings resolution produced.
@@ -334,6 +342,7 @@ fn resolve_for(
         pod,
         pod_annotations,
         namespace.annotations,
+        namespace.recommendation,
         tuning,
         include_override,
         &mut warnings,

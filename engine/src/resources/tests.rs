@@ -67,6 +67,7 @@ fn resolve(
     let annotations = map(namespace);
     let context = NamespaceContext {
         annotations: (!namespace.is_empty()).then_some(&annotations),
+        recommendation: None,
         limit_ranges,
         resource_quotas: &[],
     };

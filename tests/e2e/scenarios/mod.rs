@@ -1,7 +1,9 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 27 from issue 14
+//! (VPA recommendations as a sizing layer; `advise --apply`).
 
+mod advise_apply;
 mod corpus_pods;
 mod denials;
 mod differential;
@@ -17,6 +19,7 @@ mod qos;
 mod reinvocation;
 mod restricted;
 mod selectors;
+mod vpa;
 
 use crate::harness::Harness;
 use crate::report::Report;
@@ -76,6 +79,37 @@ pub async fn run_all(harness: &Harness) -> Report {
             16,
             "differential: API server with and without us",
             differential::run(harness),
+        )
+        .await;
+    report
+        .run(
+            23,
+            "VPA target sizes the proxy (Deployment chain)",
+            vpa::follows_the_vpa(harness),
+        )
+        .await;
+    report
+        .run(
+            24,
+            "VPA within bounds; pod annotation wins",
+            vpa::within_bounds(harness),
+        )
+        .await;
+    report
+        .run(
+            25,
+            "no istio-proxy entry (mode Off): fallback",
+            vpa::falls_back_without_a_proxy_entry(harness),
+        )
+        .await;
+    report
+        .run(26, "advise --apply: diff, dry run, written", advise_apply::run(harness))
+        .await;
+    report
+        .run(
+            27,
+            "VPA: ReplicaSet cache miss, warned",
+            vpa::replica_set_cache_miss(harness),
         )
         .await;
     report

@@ -149,6 +149,7 @@ fn limit_ranges_hold_the_init_container() {
         annotations: None,
         limit_ranges: std::slice::from_ref(&limit_range),
         resource_quotas: &[],
+        recommendation: None,
     };
     let annotations = json!({"sidecar-injector.io/initCPU": "10m", "sidecar-injector.io/initMemory": "3Gi", "sidecar-injector.io/initMemoryLimit": "3Gi"});
     let (patched, outcome) = inject_and_apply(InjectConfig::default(), &pod(annotations, json!({})), context).unwrap();

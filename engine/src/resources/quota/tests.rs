@@ -46,6 +46,7 @@ fn run(config: InjectConfig, pod: &Value, quotas: &[ResourceQuota]) -> Result<(V
         annotations: None,
         limit_ranges: &[],
         resource_quotas: quotas,
+        recommendation: None,
     };
     inject_and_apply(config, pod, context)
 }

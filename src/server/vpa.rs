@@ -1,0 +1,335 @@
+//! VerticalPodAutoscaler recommendations for the proxy, from watched caches.
+//!
+//! Two reflectors: VPAs (`autoscaling.k8s.io/v1`, read as dynamic objects, so no VPA crate
+//! is needed) and ReplicaSets (metadata only, for the ReplicaSet → Deployment step). The
+//! API server hands the webhook a pod owned by a ReplicaSet; its Deployment comes from the
+//! ReplicaSet cache. When the cache misses (a ReplicaSet created a moment before its first
+//! pods), the Deployment is the ReplicaSet's name without the pod's `pod-template-hash`
+//! label, the name the Deployment controller gives it, and the pod gets a warning saying so.
+//!
+//! The VPA targeting the owner (`spec.targetRef` kind and name) gives its
+//! `status.recommendation.containerRecommendations` entry for `istio-proxy`; its `target`
+//! becomes the engine's [`Recommendation`], with provenance `vpa <namespace>/<name>`. No
+//! VPA, or no `istio-proxy` entry, leaves the layer out. When the CRD is not installed at
+//! start-up the layer is off, and one log line says so.
+
+use std::sync::{Arc, OnceLock};
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, ListParams, PartialObjectMeta};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::Recommendation;
+use crate::quantity::{Quantity, ResourceKind};
+
+/// The container whose recommendation is read.
+const PROXY_CONTAINER: &str = "istio-proxy";
+/// The label the Deployment controller puts on a ReplicaSet's pods, and ends its name with.
+const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+
+/// The pod's controller and the label that names its ReplicaSet's template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodOwner {
+    /// The controller owner's kind, e.g. `ReplicaSet`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The pod's `pod-template-hash` label.
+    pub template_hash: Option<String>,
+}
+
+impl PodOwner {
+    /// Reads the controller owner reference and the hash label from pod metadata JSON.
+    pub fn from_metadata(metadata: &Value) -> Option<Self> {
+        let owner = metadata
+            .get("ownerReferences")?
+            .as_array()?
+            .iter()
+            .find(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))?;
+        Some(PodOwner {
+            kind: owner.get("kind")?.as_str()?.to_string(),
+            name: owner.get("name")?.as_str()?.to_string(),
+            template_hash: metadata
+                .pointer(&format!("/labels/{POD_TEMPLATE_HASH}"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
+/// The workload a VPA would target for a pod of `owner`: a ReplicaSet is resolved to its
+/// controller through `replica_set_owner` (`None`: not in the cache; `Some(None)`: no
+/// controller). Returns kind, name and, on a cache miss, a warning.
+pub fn target_of(
+    owner: &PodOwner,
+    replica_set_owner: impl FnOnce(&str) -> Option<Option<(String, String)>>,
+) -> (String, String, Option<String>) {
+    if owner.kind != "ReplicaSet" {
+        return (owner.kind.clone(), owner.name.clone(), None);
+    }
+    match replica_set_owner(&owner.name) {
+        Some(Some(controller)) => (controller.0, controller.1, None),
+        Some(None) => (owner.kind.clone(), owner.name.clone(), None),
+        None => {
+            let deployment = owner
+                .template_hash
+                .as_deref()
+                .and_then(|hash| owner.name.strip_suffix(hash)?.strip_suffix('-'));
+            match deployment {
+                Some(deployment) => (
+                    "Deployment".into(),
+                    deployment.to_string(),
+                    Some(format!(
+                        "ReplicaSet {} is not in the cache yet: its Deployment was taken to be {deployment} from the pod-template-hash label",
+                        owner.name
+                    )),
+                ),
+                None => (owner.kind.clone(), owner.name.clone(), None),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VpaData {
+    spec: VpaSpec,
+    #[serde(default)]
+    status: Option<VpaStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VpaSpec {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetRef {
+    kind: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VpaStatus {
+    #[serde(default)]
+    recommendation: Option<VpaRecommendation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VpaRecommendation {
+    #[serde(default)]
+    container_recommendations: Vec<ContainerRecommendation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerRecommendation {
+    container_name: String,
+    #[serde(default)]
+    target: std::collections::BTreeMap<String, String>,
+}
+
+/// The `istio-proxy` recommendation of a VPA (`spec` and `status` as JSON) that targets
+/// `kind`/`name`; `None` when it targets something else or has no usable entry.
+pub fn recommendation_of(
+    vpa: &Value,
+    namespace: &str,
+    vpa_name: &str,
+    kind: &str,
+    name: &str,
+) -> Option<Recommendation> {
+    let data: VpaData = serde_json::from_value(vpa.clone()).ok()?;
+    let target = data.spec.target_ref?;
+    if target.kind != kind || target.name != name {
+        return None;
+    }
+    let entry = data
+        .status?
+        .recommendation?
+        .container_recommendations
+        .into_iter()
+        .find(|entry| entry.container_name == PROXY_CONTAINER)?;
+    let read = |resource: &str, kind: ResourceKind| {
+        entry
+            .target
+            .get(resource)
+            .and_then(|text| Quantity::parse(text, kind).ok())
+    };
+    let recommendation = Recommendation {
+        origin: format!("vpa {namespace}/{vpa_name}"),
+        cpu: read("cpu", ResourceKind::Cpu),
+        memory: read("memory", ResourceKind::Memory),
+    };
+    (recommendation.cpu.is_some() || recommendation.memory.is_some()).then_some(recommendation)
+}
+
+/// The caches, once the CRD was found.
+#[derive(Clone)]
+struct Stores {
+    vpas: Store<DynamicObject>,
+    replica_sets: Store<PartialObjectMeta<ReplicaSet>>,
+}
+
+/// VPA and ReplicaSet caches; empty (the layer off) until the CRD is found at start-up.
+#[derive(Clone, Default)]
+pub struct VpaCache {
+    stores: Arc<OnceLock<Stores>>,
+}
+
+impl std::fmt::Debug for VpaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VpaCache")
+            .field("on", &self.stores.get().is_some())
+            .finish()
+    }
+}
+
+fn vpa_resource() -> ApiResource {
+    let kind = GroupVersionKind::gvk("autoscaling.k8s.io", "v1", "VerticalPodAutoscaler");
+    ApiResource::from_gvk_with_plural(&kind, "verticalpodautoscalers")
+}
+
+// === impl VpaCache ===
+
+impl VpaCache {
+    /// Checks for the CRD, then starts both reflectors; logs once when the layer is off.
+    pub fn start(client: kube::Client) -> VpaCache {
+        let cache = VpaCache::default();
+        let stores = cache.stores.clone();
+        tokio::spawn(async move {
+            let resource = vpa_resource();
+            let vpas = Api::<DynamicObject>::all_with(client.clone(), &resource);
+            if let Err(error) = vpas.list(&ListParams::default().limit(1)).await {
+                let reason = match &error {
+                    kube::Error::Api(status) if status.code == 404 => "the CRD is not installed".to_string(),
+                    other => format!("VPAs cannot be listed: {other}"),
+                };
+                tracing::info!(
+                    "VerticalPodAutoscaler layer off: {reason} (autoscaling.k8s.io/v1 verticalpodautoscalers)"
+                );
+                return;
+            }
+            let vpa_writer = reflector::store::Writer::new(resource.clone());
+            let vpa_store = vpa_writer.as_reader();
+            let vpa_events = watcher(vpas, watcher::Config::default()).default_backoff();
+            tokio::spawn(super::cluster::drain(
+                "verticalpodautoscalers",
+                reflector::reflector(vpa_writer, vpa_events),
+            ));
+            let (replica_set_store, replica_set_writer) = reflector::store();
+            let replica_set_events = watcher(
+                Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff();
+            tokio::spawn(super::cluster::drain(
+                "replicasets",
+                reflector::reflector(replica_set_writer, replica_set_events),
+            ));
+            tracing::info!("VerticalPodAutoscaler layer on: watching VPAs and ReplicaSets");
+            let _ = stores.set(Stores {
+                vpas: vpa_store,
+                replica_sets: replica_set_store,
+            });
+        });
+        cache
+    }
+
+    /// The recommendation for a pod of `owner` in `namespace`, with a warning on a
+    /// ReplicaSet cache miss.
+    pub fn recommendation_for(&self, namespace: &str, owner: &PodOwner) -> (Option<Recommendation>, Option<String>) {
+        let Some(stores) = self.stores.get() else {
+            return (None, None);
+        };
+        let (kind, name, warning) = target_of(owner, |replica_set| {
+            let cached = stores
+                .replica_sets
+                .get(&ObjectRef::new(replica_set).within(namespace))?;
+            let controller = cached
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|owner| owner.controller == Some(true))
+                .map(|owner| (owner.kind.clone(), owner.name.clone()));
+            Some(controller)
+        });
+        let found = stores
+            .vpas
+            .state()
+            .iter()
+            .filter(|vpa| vpa.metadata.namespace.as_deref() == Some(namespace))
+            .find_map(|vpa| {
+                let vpa_name = vpa.metadata.name.as_deref()?;
+                recommendation_of(&vpa.data, namespace, vpa_name, &kind, &name)
+            });
+        (found, warning)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn replica_set_owner() -> PodOwner {
+        PodOwner {
+            kind: "ReplicaSet".into(),
+            name: "web-5b8c7d".into(),
+            template_hash: Some("5b8c7d".into()),
+        }
+    }
+
+    #[test]
+    fn owners_come_from_the_controller_reference_and_the_hash_label() {
+        let metadata = json!({"labels": {"pod-template-hash": "5b8c7d"}, "ownerReferences": [
+            {"kind": "Other", "name": "x"},
+            {"kind": "ReplicaSet", "name": "web-5b8c7d", "controller": true}]});
+        assert_eq!(PodOwner::from_metadata(&metadata), Some(replica_set_owner()));
+        assert_eq!(PodOwner::from_metadata(&json!({"name": "p"})), None);
+    }
+
+    #[test]
+    fn a_replica_set_resolves_to_its_deployment_and_a_miss_reads_the_hash() {
+        let owner = replica_set_owner();
+        let cached = target_of(&owner, |_| Some(Some(("Deployment".into(), "web".into()))));
+        assert_eq!(cached, ("Deployment".into(), "web".into(), None));
+        let alone = target_of(&owner, |_| Some(None));
+        assert_eq!(alone, ("ReplicaSet".into(), "web-5b8c7d".into(), None));
+        let (kind, name, warning) = target_of(&owner, |_| None);
+        assert_eq!((kind.as_str(), name.as_str()), ("Deployment", "web"));
+        assert!(warning.unwrap().contains("not in the cache"));
+        let stateful = PodOwner {
+            kind: "StatefulSet".into(),
+            name: "db".into(),
+            template_hash: None,
+        };
+        assert_eq!(target_of(&stateful, |_| unreachable!()).1, "db");
+    }
+
+    #[test]
+    fn the_istio_proxy_target_of_the_matching_vpa_is_the_recommendation() {
+        let vpa = json!({"spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+            "status": {"recommendation": {"containerRecommendations": [
+                {"containerName": "app", "target": {"cpu": "1", "memory": "1Gi"}},
+                {"containerName": "istio-proxy", "target": {"cpu": "35m", "memory": "52428800"}}]}}});
+        let found = recommendation_of(&vpa, "shop", "web-vpa", "Deployment", "web").unwrap();
+        assert_eq!(found.origin, "vpa shop/web-vpa");
+        assert_eq!(found.cpu.map(|q| q.to_canonical()).as_deref(), Some("35m"));
+        assert_eq!(found.memory.map(|q| q.to_canonical()).as_deref(), Some("52428800"));
+        assert_eq!(recommendation_of(&vpa, "shop", "web-vpa", "Deployment", "api"), None);
+        let no_proxy = json!({"spec": {"targetRef": {"kind": "Deployment", "name": "web"}},
+            "status": {"recommendation": {"containerRecommendations": [{"containerName": "app", "target": {"cpu": "1"}}]}}});
+        assert_eq!(recommendation_of(&no_proxy, "shop", "v", "Deployment", "web"), None);
+        let no_status = json!({"spec": {"targetRef": {"kind": "Deployment", "name": "web"}}});
+        assert_eq!(recommendation_of(&no_status, "shop", "v", "Deployment", "web"), None);
+    }
+}
