@@ -4,10 +4,12 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidecar_injector::certs::CertBundle;
+use sidecar_injector::check::{CheckOptions, CheckReport};
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
@@ -51,6 +53,45 @@ enum Command {
     /// annotations apply as namespace defaults, profile and bounds); --limitranges takes
     /// LimitRange objects (one or many YAML documents, or a List).
     Explain(ExplainArgs),
+    /// Check a live cluster: the webhook registration, each namespace's injection, and drift.
+    ///
+    /// Exits 0 when healthy, 1 when something is wrong (an error finding or a drifted pod),
+    /// 2 when the cluster cannot be read. Pods are judged by --config, which should be the
+    /// config the injector runs with.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Kubeconfig file; default KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: OutputFormat,
+    /// Only this namespace (repeatable); default all.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Only pods matching this label selector, e.g. app=web (drift).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// MutatingWebhookConfiguration to check (repeatable); default every one labelled
+    /// app.kubernetes.io/name=sidecar-injector.
+    #[arg(long = "webhook", value_name = "NAME")]
+    webhooks: Vec<String>,
+    /// Dial this HOST:PORT instead of the webhook's url host or Service name, e.g. a
+    /// `kubectl port-forward`; the certificate is still checked for the registration's name.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// The injector's /readyz URL; default: each pod behind the registration's Service,
+    /// through the API server's pod proxy.
+    #[arg(long, value_name = "URL")]
+    readyz: Option<String>,
+    /// The injector's namespace, when the registration calls a url rather than a Service.
+    #[arg(long, default_value = "sidecar-injector", value_name = "NS")]
+    injector_namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -254,14 +295,80 @@ struct CertsArgs {
     out: PathBuf,
 }
 
-/// Runs the chosen subcommand.
-pub fn run(cli: Cli) -> Result<(), String> {
+/// Runs the chosen subcommand; `Ok` carries the exit status.
+pub fn run(cli: Cli) -> Result<ExitCode, String> {
+    let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => serve(*args),
-        Command::Inject(args) => inject(args),
-        Command::Certs(args) => certs(args),
-        Command::Explain(args) => explain(args),
+        Command::Serve(args) => done(serve(*args)),
+        Command::Inject(args) => done(inject(args)),
+        Command::Certs(args) => done(certs(args)),
+        Command::Explain(args) => done(explain(args)),
+        Command::Check(args) => Ok(check(args)),
     }
+}
+
+/// `check`'s exit status when the cluster cannot be read or the flags are unusable.
+const CHECK_CANNOT_RUN: u8 = 2;
+
+fn check(args: CheckArgs) -> ExitCode {
+    match check_report(&args) {
+        Ok(report) => {
+            let printed = match args.output {
+                OutputFormat::Text => Ok(report.to_text()),
+                OutputFormat::Json => serde_json::to_string_pretty(&report).map(|json| json + "\n"),
+            };
+            match printed {
+                Ok(text) => print!("{text}"),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(CHECK_CANNOT_RUN);
+                }
+            }
+            if report.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(CHECK_CANNOT_RUN)
+        }
+    }
+}
+
+fn check_report(args: &CheckArgs) -> Result<CheckReport, String> {
+    let injector = args.config.injector()?;
+    let options = CheckOptions {
+        webhooks: args.webhooks.clone(),
+        namespaces: args.namespaces.clone(),
+        selector: args.selector.clone(),
+        connect: args.connect.clone(),
+        readyz: args.readyz.clone(),
+        injector_namespace: args.injector_namespace.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| format!("no Kubernetes API configured (pass --kubeconfig): {e}"))?,
+        };
+        let client = kube::Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+        sidecar_injector::check::check(&client, &injector, &options)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod check;
 pub mod explain;
 pub mod manifest;
 pub mod offline;
