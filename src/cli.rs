@@ -190,6 +190,10 @@ struct ServeArgs {
     /// Read namespace annotations and LimitRanges from the API server.
     #[arg(long, env = "SIDECAR_INJECTOR_CLUSTER", value_enum, default_value = "auto")]
     cluster: ClusterMode,
+    /// Emit Kubernetes Events on the workload when a pod is denied or its proxy's resources
+    /// are clamped, fitted or lowered (needs the cluster; --events=false turns them off).
+    #[arg(long, env = "SIDECAR_INJECTOR_EVENTS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    events: bool,
     /// CA (PEM) that clients must present a certificate from (mTLS from the API server).
     /// Without it no client certificate is asked for.
     #[arg(long, env = "SIDECAR_INJECTOR_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
@@ -420,7 +424,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
         let mut server = Server::bind(webhook, admin, tls_config, injector)
             .with_options(args.options())
-            .with_cache_sync_timeout(args.cache_sync_timeout);
+            .with_cache_sync_timeout(args.cache_sync_timeout)
+            .with_events(args.events);
         if let Some(files) = files {
             server = server.reload_tls(files, args.tls_reload_interval);
         }

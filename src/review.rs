@@ -17,8 +17,8 @@ use kube_core::response::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::engine::{FieldKey, NamespaceContext, PodLevelChange, ProxyResources};
 use crate::engine::{Injector, PodRequest};
-use crate::engine::{NamespaceContext, ProxyResources};
 
 /// API versions of AdmissionReview we answer.
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -73,6 +73,15 @@ pub struct ReviewSummary {
     pub denial: Option<String>,
     /// The proxy resources, when injected.
     pub resources: Option<ProxyResources>,
+    /// The pod's controlling owner (else its first owner), for Events on the workload.
+    pub owner: Option<OwnerReference>,
+    /// What the engine clamped, fitted or lowered, one line each (`cpu.limit clamped to 1
+    /// (cluster max)`), from the resources' and pod-level provenance.
+    pub adjustments: Vec<String>,
+    /// The request is a dry run: nothing outside the answer may change (no Events).
+    pub dry_run: bool,
+    /// `pod` is the pod's own name, not its generateName.
+    pub named: bool,
 }
 
 impl ReviewSummary {
@@ -176,6 +185,8 @@ struct Request {
     operation: Operation,
     #[serde(default)]
     object: Option<Box<RawValue>>,
+    #[serde(default, rename = "dryRun")]
+    dry_run: Option<bool>,
 }
 
 /// The parts of a Pod the engine reads.
@@ -372,6 +383,10 @@ pub fn answer_review(
         decision: "skip:not-a-pod",
         denial: None,
         resources: None,
+        owner: None,
+        adjustments: Vec::new(),
+        dry_run: request.dry_run.unwrap_or(false),
+        named: !request.name.is_empty(),
     };
     let mut response = allowed(&request.uid);
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
@@ -388,6 +403,7 @@ pub fn answer_review(
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
     let (pod, has_metadata) = into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
+        summary.named = pod.metadata.name.is_some();
         summary.pod = pod
             .metadata
             .name
@@ -395,6 +411,13 @@ pub fn answer_review(
             .or_else(|| pod.metadata.generate_name.clone())
             .unwrap_or_default();
     }
+    summary.owner = pod.metadata.owner_references.as_ref().and_then(|owners| {
+        owners
+            .iter()
+            .find(|owner| owner.controller == Some(true))
+            .or_else(|| owners.first())
+            .cloned()
+    });
     let pod_request = PodRequest {
         pod: &pod,
         namespace: &namespace,
@@ -407,6 +430,7 @@ pub fn answer_review(
     match injector.inject(&pod_request) {
         Ok(outcome) => {
             summary.decision = outcome.decision.as_str();
+            summary.adjustments = adjustments(outcome.resources.as_ref(), &outcome.pod_level);
             summary.resources = outcome.resources;
             warnings.extend(outcome.warnings);
             response.warnings = Some(warnings);
@@ -425,6 +449,25 @@ pub fn answer_review(
         }
     }
     Ok(answer(&api_version, &response, summary))
+}
+
+/// One line per adjusted resource value, from the engine's provenance.
+fn adjustments(resources: Option<&ProxyResources>, pod_level: &[PodLevelChange]) -> Vec<String> {
+    let fields = resources.into_iter().flat_map(|resources| {
+        FieldKey::ALL.into_iter().flat_map(move |key| {
+            resources
+                .field(key)
+                .adjustments
+                .iter()
+                .map(move |adjustment| format!("istio-proxy {key} {adjustment}"))
+        })
+    });
+    let pod = pod_level.iter().filter_map(|change| {
+        let note = change.note.as_ref()?;
+        let (field, _) = change.provenance();
+        Some(format!("{field} {note}"))
+    });
+    fields.chain(pod).collect()
 }
 
 /// A response allowing request `uid`, with no patch yet. (kube-core's `AdmissionResponse::from`
