@@ -113,6 +113,16 @@ impl Cluster {
             .context(format!("annotating namespace {name} with {key}={value}"))
     }
 
+    /// Sets label `key` of namespace `name` to `value` (a merge patch).
+    pub async fn label_namespace(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
+        let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .context(format!("labelling namespace {name} with {key}={value}"))
+    }
+
     /// Creates LimitRange `name` in `namespace` with `items`.
     pub async fn create_limit_range(
         &self,

@@ -34,6 +34,8 @@ pub struct Harness {
     pub injector: RunningInjector,
     /// The injector's own namespace (from deploy/), which must never be sent to it.
     pub injector_namespace: String,
+    /// The kubeconfig the run's client uses, for commands run against the cluster (`check`).
+    pub kubeconfig: PathBuf,
     control_plane: Option<ControlPlane>,
     workdir: WorkDir,
 }
@@ -97,6 +99,7 @@ impl Harness {
             cluster: Cluster::new(client),
             injector,
             injector_namespace: deploy::injector_namespace()?,
+            kubeconfig,
             control_plane,
             workdir,
         };
