@@ -535,6 +535,56 @@ mod tests {
         serde_json::from_slice(&answer.body).unwrap()
     }
 
+    /// The summary of a review of `object` with `dry_run`, under `config`.
+    fn summary_for(config: &str, object: Value, dry_run: bool) -> ReviewSummary {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "apps",
+                "operation": "CREATE",
+                "userInfo": {},
+                "dryRun": dry_run,
+                "object": object,
+            }
+        });
+        let injector = Injector::new(InjectConfig::from_yaml(config, "t").unwrap()).unwrap();
+        review(&injector, &serde_json::to_vec(&body).unwrap()).unwrap().summary
+    }
+
+    #[test]
+    fn the_summary_carries_what_events_need() {
+        let owned = json!({"metadata": {"generateName": "web-7d-", "annotations": {"sidecar.istio.io/proxyCPULimit": "3"},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "1"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d", "uid": "2", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let summary = summary_for("bounds:\n  cpu.limit: {max: '1'}\n", owned.clone(), false);
+        assert_eq!(
+            summary.owner.as_ref().map(|o| o.name.as_str()),
+            Some("web-7d"),
+            "the controller, not the first"
+        );
+        assert_eq!(
+            summary.adjustments,
+            ["istio-proxy cpu.limit clamped to 1 (cluster max)"]
+        );
+        assert!(!summary.dry_run && !summary.named, "{summary:?}");
+        assert_eq!(summary.pod, "web-7d-");
+        assert!(summary_for("{}", owned, true).dry_run);
+        let named = json!({"metadata": {"name": "lone", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let summary = summary_for("{}", named, false);
+        assert!(
+            summary.named && summary.owner.is_none() && summary.denial.is_some(),
+            "{summary:?}"
+        );
+        assert!(summary.adjustments.is_empty());
+    }
+
     #[test]
     fn injected_pod_gets_a_base64_patch_and_its_uid() {
         let response = answer_for(json!({"spec": {"containers": [{"name": "a", "image": "b"}]}}));

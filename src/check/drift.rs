@@ -214,3 +214,89 @@ pub(crate) fn find_drift(
     }
     (drifted, checked)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::check::{CheckOptions, namespaces, shipped_view};
+    use crate::config::InjectConfig;
+
+    fn pod(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team"},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}})
+    }
+
+    /// `pod` injected offline by `injector`.
+    fn injected(injector: &Injector, pod: Value) -> Pod {
+        let yaml = crate::offline::inject_yaml(injector, &pod.to_string(), "team").unwrap();
+        serde_json::from_value(crate::manifest::read_documents(&yaml).unwrap().remove(0)).unwrap()
+    }
+
+    #[test]
+    fn drift_is_what_todays_injection_changes_with_its_source() {
+        let today = Injector::new(InjectConfig::default()).unwrap();
+        let mut older = InjectConfig {
+            proxy_image: "docker.io/istio/proxyv2:1.20.0".into(),
+            ..InjectConfig::default()
+        };
+        older.resources.limits.cpu = Some("1500m".into());
+        let older = Injector::new(older).unwrap();
+        let mut view = shipped_view(
+            json!([{"metadata": {"name": "team", "labels": {"istio-injection": "enabled"},
+            "annotations": {"sidecar.istio.io/proxyMemory": "200Mi"}}}]),
+        );
+        let mut same = pod("same");
+        same["metadata"]["annotations"] = json!({"sidecar.istio.io/proxyMemory": "200Mi"});
+        let mut opted_out = pod("opted-out");
+        opted_out["metadata"]["labels"] = json!({"sidecar.istio.io/inject": "false"});
+        view.pods = vec![
+            injected(&older, pod("stale")),
+            injected(&today, same),
+            serde_json::from_value(pod("bare")).unwrap(),
+            serde_json::from_value(opted_out).unwrap(),
+        ];
+        let rows = namespaces::report(&today, &view, &CheckOptions::default());
+        let (drift, checked) = find_drift(&today, &view, &rows);
+        assert_eq!(checked, 4);
+        let fields = |pod: &str| -> Vec<(String, String, String, String)> {
+            drift
+                .iter()
+                .filter(|row| row.pod == pod)
+                .flat_map(|row| row.differences.iter())
+                .map(|d| (d.field.clone(), d.running.clone(), d.expected.clone(), d.source.clone()))
+                .collect()
+        };
+        let owned = |a: &str, b: &str, c: &str, d: &str| (a.to_string(), b.to_string(), c.to_string(), d.to_string());
+        assert_eq!(
+            fields("stale"),
+            [
+                owned(
+                    "image",
+                    "docker.io/istio/proxyv2:1.20.0",
+                    "docker.io/istio/proxyv2:1.28.0",
+                    "config proxyImage"
+                ),
+                owned("cpu.limit", "1500m", "2", "config default"),
+                owned(
+                    "memory.request",
+                    "128Mi",
+                    "200Mi",
+                    "namespace annotation sidecar.istio.io/proxyMemory"
+                ),
+            ]
+        );
+        assert_eq!(
+            fields("bare"),
+            [owned(
+                "proxy",
+                "none",
+                "istio-proxy",
+                "sent to sidecar-injector/namespace.sidecar-injector.istio.io; engine: inject:policy-enabled"
+            )]
+        );
+        // Injected as today would, and opted out: no drift.
+        assert_eq!(drift.len(), 2, "{drift:#?}");
+    }
+}

@@ -120,6 +120,20 @@ impl ClusterView {
     }
 }
 
+/// The shipped registration (`deploy/webhook/`) and `namespaces` as a view, for tests.
+#[cfg(test)]
+pub(crate) fn shipped_view(namespaces: serde_json::Value) -> ClusterView {
+    let text = include_str!("../../deploy/webhook/mutatingwebhookconfiguration.yaml");
+    let document = crate::manifest::read_documents(text)
+        .expect("the shipped registration is YAML")
+        .remove(0);
+    ClusterView {
+        configurations: vec![serde_json::from_value(document).expect("a MutatingWebhookConfiguration")],
+        namespaces: serde_json::from_value(namespaces).expect("namespaces"),
+        ..ClusterView::default()
+    }
+}
+
 fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> CheckError {
     let what = what.into();
     move |error| CheckError::Api { what, error }

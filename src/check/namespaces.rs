@@ -276,3 +276,84 @@ pub(crate) fn report(injector: &Injector, view: &ClusterView, options: &CheckOpt
         .map(|namespace| namespace_report(injector, view, namespace, &own))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::check::shipped_view;
+    use crate::config::InjectConfig;
+
+    #[test]
+    fn each_label_gives_its_state_revision_and_webhook() {
+        let ns = |name: &str, labels: serde_json::Value| json!({"metadata": {"name": name, "labels": labels}});
+        let view = shipped_view(json!([
+            ns("on", json!({"istio-injection": "enabled"})),
+            ns("rev", json!({"istio.io/rev": "default"})),
+            ns("canary", json!({"istio.io/rev": "canary"})),
+            ns("off", json!({"istio-injection": "disabled"})),
+            ns("plain", json!({})),
+            ns("sidecar-injector", json!({"istio-injection": "enabled"})),
+            ns("kube-system", json!({})),
+        ]));
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let options = CheckOptions::default();
+        let rows = report(&injector, &view, &options);
+        let got: Vec<(&str, Injection, Option<&str>, Vec<&str>)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.name.as_str(),
+                    row.injection,
+                    row.revision.as_deref(),
+                    row.webhooks.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        let webhook = "sidecar-injector/namespace.sidecar-injector.istio.io";
+        assert_eq!(
+            got,
+            [
+                ("on", Injection::Enabled, Some("default"), vec![webhook]),
+                (
+                    "rev",
+                    Injection::Enabled,
+                    Some("default"),
+                    vec!["sidecar-injector/rev.namespace.sidecar-injector.istio.io"]
+                ),
+                ("canary", Injection::Disabled, None, vec![]),
+                ("off", Injection::Disabled, None, vec![]),
+                (
+                    "plain",
+                    Injection::OptIn,
+                    Some("default"),
+                    vec!["sidecar-injector/object.sidecar-injector.istio.io"]
+                ),
+                ("sidecar-injector", Injection::Excluded, None, vec![]),
+                ("kube-system", Injection::Excluded, None, vec![]),
+            ]
+        );
+        assert!(rows.iter().all(|row| row.status == Status::Ok), "{rows:#?}");
+        assert!(
+            rows[2]
+                .reason
+                .contains("no webhook of this injector selects revision canary"),
+            "{}",
+            rows[2].reason
+        );
+
+        // A namespace whose pods would all be denied is an error, with the denial.
+        let view = shipped_view(
+            json!([{"metadata": {"name": "bad", "labels": {"istio-injection": "enabled"},
+            "annotations": {"sidecar.istio.io/proxyCPU": "lots"}}}]),
+        );
+        let rows = report(&injector, &view, &options);
+        assert_eq!((rows[0].status, rows[0].decision.as_str()), (Status::Error, "deny"));
+        assert!(
+            rows[0].reason.contains("sidecar.istio.io/proxyCPU"),
+            "{}",
+            rows[0].reason
+        );
+    }
+}

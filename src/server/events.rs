@@ -467,6 +467,46 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_and_counts_without_waiting_and_a_dry_run_queues_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let (notices, mut queued) = mpsc::channel(1);
+        let sender = EventSender {
+            notices,
+            metrics: metrics.clone(),
+        };
+        let mut summary = ReviewSummary {
+            uid: "u".into(),
+            namespace: "team".into(),
+            pod: "web-1".into(),
+            decision: "deny",
+            denial: Some("annotation x is wrong".into()),
+            resources: None,
+            owner: None,
+            adjustments: vec!["istio-proxy cpu.limit clamped to 1 (cluster max)".into()],
+            dry_run: true,
+            named: true,
+        };
+        sender.observe(&summary);
+        assert!(queued.try_recv().is_err(), "a dry run queued a notice");
+        summary.dry_run = false;
+        // Two notices (the denial and the adjustment) into a queue of one: the second is dropped.
+        sender.observe(&summary);
+        let first = queued.try_recv().unwrap();
+        assert_eq!(
+            (first.reason, first.pod.as_deref()),
+            (EventReason::InjectionDenied, Some("web-1"))
+        );
+        assert!(queued.try_recv().is_err());
+        assert!(
+            metrics
+                .encode()
+                .contains("sidecar_injector_events_total{result=\"dropped\"} 1"),
+            "{}",
+            metrics.encode()
+        );
+    }
+
+    #[test]
     fn notes_are_cut_on_a_character_boundary() {
         assert_eq!(truncate("ab", 5), "ab");
         assert_eq!(truncate("aé", 2), "a");
