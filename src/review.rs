@@ -516,27 +516,8 @@ mod tests {
     use super::*;
     use crate::config::InjectConfig;
 
-    fn answer_for(object: Value) -> Value {
-        let body = json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u1",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": "apps",
-                "operation": "CREATE",
-                "userInfo": {},
-                "object": object,
-            }
-        });
-        let injector = Injector::new(InjectConfig::default()).unwrap();
-        let answer = review(&injector, &serde_json::to_vec(&body).unwrap()).unwrap();
-        serde_json::from_slice(&answer.body).unwrap()
-    }
-
-    /// The summary of a review of `object` with `dry_run`, under `config`.
-    fn summary_for(config: &str, object: Value, dry_run: bool) -> ReviewSummary {
+    /// A pod CREATE review of `object`, as the API server sends it.
+    fn review_body(object: Value, dry_run: bool) -> Vec<u8> {
         let body = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -551,8 +532,19 @@ mod tests {
                 "object": object,
             }
         });
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    fn answer_for(object: Value) -> Value {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let answer = review(&injector, &review_body(object, false)).unwrap();
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    /// The summary of a review of `object` with `dry_run`, under `config`.
+    fn summary_for(config: &str, object: Value, dry_run: bool) -> ReviewSummary {
         let injector = Injector::new(InjectConfig::from_yaml(config, "t").unwrap()).unwrap();
-        review(&injector, &serde_json::to_vec(&body).unwrap()).unwrap().summary
+        review(&injector, &review_body(object, dry_run)).unwrap().summary
     }
 
     #[test]
