@@ -178,9 +178,20 @@ pub async fn healthy(harness: &Harness) -> Outcome {
         text.status,
         text.stdout
     );
+    let unreadable = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidecar-injector"))
+        .args(["check", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .await
+        .context("running check without a kubeconfig")?;
+    ensure!(
+        unreadable.status.code() == Some(2),
+        "an unreadable kubeconfig: {:?} {}",
+        unreadable.status,
+        String::from_utf8_lossy(&unreadable.stderr)
+    );
     let findings_total = report["registration"].as_array().map_or(0, Vec::len);
     Ok(format!(
-        "exit 0, {findings_total} findings all ok/warn, {webhooks} caBundles verified, /readyz 200, JSON shape as documented"
+        "exit 0, {findings_total} findings all ok/warn, {webhooks} caBundles verified, /readyz 200, JSON shape as documented; no kubeconfig: exit 2"
     ))
 }
 
@@ -315,13 +326,13 @@ pub async fn namespace_states(harness: &Harness) -> Outcome {
 
 /// A pod as an older policy injected it: the shipped config with another proxy image and
 /// other default resources, through offline injection (the engine, not a hand-made proxy).
-fn stale_pod(name: &str) -> Result<Pod, String> {
+fn stale_pod(name: &str, labels: &[(&str, &str)]) -> Result<Pod, String> {
     let mut config: InjectConfig = deploy::injector_config()?;
     config.proxy_image = "docker.io/istio/proxyv2:1.20.0".into();
     config.resources.requests.cpu = Some("300m".into());
     config.resources.limits.memory = Some("2Gi".into());
     let injector = Injector::new(config).context("the older config")?;
-    let pod = serde_json::to_string(&test_pod(name, &[], &[])).context("pod as JSON")?;
+    let pod = serde_json::to_string(&test_pod(name, labels, &[])).context("pod as JSON")?;
     let injected = sidecar_injector::offline::inject_yaml(&injector, &pod, "default").context("offline injection")?;
     let document = sidecar_injector::manifest::read_documents(&injected)
         .context("reading the injected pod")?
@@ -340,13 +351,13 @@ pub async fn drift(harness: &Harness) -> Outcome {
     harness.cluster.create_namespace(namespace, &[]).await?;
     let stale = harness
         .cluster
-        .create_pod(namespace, &stale_pod("stale")?)
+        .create_pod(namespace, &stale_pod("stale", &[("app", "stale")])?)
         .await
         .context("storing the stale pod")?;
     ensure!(proxy_count(&stale) == 1, "the stale pod has no proxy");
     harness
         .cluster
-        .create_pod(namespace, &test_pod("bare", &[], &[]))
+        .create_pod(namespace, &test_pod("bare", &[("app", "bare")], &[]))
         .await
         .context("storing the bare pod")?;
     harness
@@ -408,6 +419,38 @@ pub async fn drift(harness: &Harness) -> Outcome {
                 .is_some_and(|(running, expected, _)| running == "none" && expected == "istio-proxy"),
         "bare pod: {bare:?}"
     );
+    let selected = run_check(
+        harness,
+        &[
+            "--webhook",
+            E2E_WEBHOOK,
+            "-n",
+            namespace,
+            "-l",
+            "app=stale",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    let selected = selected.json()?;
+    let pods: Vec<&str> = selected["drift"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["pod"].as_str())
+        .collect();
+    ensure!(
+        selected["pods_checked"] == 1 && pods == ["stale"],
+        "-l app=stale: {selected}"
+    );
+    let refused = run_check(harness, &["--webhook", E2E_WEBHOOK, "-n", namespace, "-l", "app in (("]).await?;
+    ensure!(
+        refused.status == 2 && refused.stderr.contains("cannot read pods in e2e-check-drift"),
+        "a selector the API server refuses: exit {}: {}",
+        refused.status,
+        refused.stderr
+    );
     let text = run_check(harness, &["--webhook", E2E_WEBHOOK, "-n", namespace]).await?;
     eprintln!(
         "check on the e2e cluster (scenario 44):\n$ sidecar-injector check --webhook {E2E_WEBHOOK} -n {namespace}\n{}",
@@ -418,5 +461,5 @@ pub async fn drift(harness: &Harness) -> Outcome {
         "text: {}",
         text.stdout
     );
-    Ok("stale pod: image, cpu.request, memory.request (namespace annotation), memory.limit with sources; bare pod: proxy missing; exit 1".into())
+    Ok("stale pod: image, cpu.request, memory.request (namespace annotation), memory.limit with sources; bare pod: proxy missing; exit 1; -l app=stale: 1 pod; a bad selector: exit 2".into())
 }
