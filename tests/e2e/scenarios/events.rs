@@ -3,7 +3,8 @@
 //! (`proxyCPU=abc`) or clamped (`proxyCPULimit=10` over the shipped bound of 8); the Events
 //! are read back from `events.k8s.io/v1`, on the Deployment. A second identical denial raises
 //! the first Event's `series.count` instead of making another, and a denied pod without an
-//! owner gets its Event on itself.
+//! owner gets its Event on itself. Both workloads have 0 replicas, so on an existing cluster
+//! no controller makes pods from them.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::events::v1::Event;
@@ -38,7 +39,7 @@ async fn workload(harness: &Harness, name: &str) -> Result<OwnerReference, Strin
         "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}});
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": name},
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": template}
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}}, "template": template}
     }))
     .context("deployment")?;
     let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
@@ -47,7 +48,7 @@ async fn workload(harness: &Harness, name: &str) -> Result<OwnerReference, Strin
         .context(format!("creating Deployment {name}"))?;
     let mut replica_set: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": format!("{name}-rs")},
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": template}
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}}, "template": template}
     }))
     .context("replica set")?;
     replica_set.metadata.owner_references = Some(vec![owner(
