@@ -78,7 +78,7 @@ struct CheckArgs {
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     selector: Option<String>,
     /// MutatingWebhookConfiguration to check (repeatable); default every one labelled
-    /// app.kubernetes.io/name=sidecar-injector.
+    /// app.kubernetes.io/name=sidecar-injector, else the one named sidecar-injector.
     #[arg(long = "webhook", value_name = "NAME")]
     webhooks: Vec<String>,
     /// Dial this HOST:PORT instead of the webhook's url host or Service name, e.g. a

@@ -32,6 +32,9 @@ pub use self::registration::Finding;
 /// configuration carrying it is checked.
 pub const WEBHOOK_LABEL: (&str, &str) = ("app.kubernetes.io/name", "sidecar-injector");
 
+/// The registration's name in `deploy/webhook/`, looked up when none carries [`WEBHOOK_LABEL`].
+pub const DEFAULT_WEBHOOK_NAME: &str = "sidecar-injector";
+
 /// Why `check` could not answer at all (exit status 2), as opposed to finding problems.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -66,7 +69,8 @@ pub enum Status {
 /// What to check, from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
-    /// MutatingWebhookConfiguration names; empty: those labelled [`WEBHOOK_LABEL`].
+    /// MutatingWebhookConfiguration names; empty: those labelled [`WEBHOOK_LABEL`], else the
+    /// one named [`DEFAULT_WEBHOOK_NAME`].
     pub webhooks: Vec<String>,
     /// Only these namespaces (namespace report and drift); empty: all.
     pub namespaces: Vec<String>,
@@ -149,7 +153,17 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
             .list(&params)
             .await
             .map_err(api_error("MutatingWebhookConfigurations"))?;
-        listed.items
+        if listed.items.is_empty() {
+            let named = configurations_api
+                .get_opt(DEFAULT_WEBHOOK_NAME)
+                .await
+                .map_err(api_error(format!(
+                    "MutatingWebhookConfiguration {DEFAULT_WEBHOOK_NAME}"
+                )))?;
+            named.into_iter().collect()
+        } else {
+            listed.items
+        }
     } else {
         let mut found = Vec::new();
         for name in &options.webhooks {
@@ -163,7 +177,10 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
     };
     if configurations.is_empty() {
         let wanted = if options.webhooks.is_empty() {
-            format!("labelled {}={}", WEBHOOK_LABEL.0, WEBHOOK_LABEL.1)
+            format!(
+                "labelled {}={} or named {DEFAULT_WEBHOOK_NAME}",
+                WEBHOOK_LABEL.0, WEBHOOK_LABEL.1
+            )
         } else {
             options.webhooks.join(", ")
         };
