@@ -219,7 +219,7 @@ fn namespace_report(injector: &Injector, view: &ClusterView, namespace: &Namespa
             )
         } else {
             format!(
-                "{label_words}: only pods labelled {} are sent ({}); engine: {}",
+                "{label_words}: only pods labelled {} are injected (sent to {}; engine: {})",
                 asked.join(","),
                 sending.join(", "),
                 decision.as_str()
