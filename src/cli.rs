@@ -6,10 +6,12 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidecar_injector::certs::CertBundle;
+use sidecar_injector::check::{CheckOptions, CheckReport};
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
@@ -62,6 +64,45 @@ enum Command {
     /// and puts each proposal through the config's bounds, profiles and onViolation as
     /// admission would. Any failure is one line on stderr and exit status 2.
     Advise(Box<advise::AdviseArgs>),
+    /// Check a live cluster: the webhook registration, each namespace's injection, and drift.
+    ///
+    /// Exits 0 when healthy, 1 when something is wrong (an error finding or a drifted pod),
+    /// 2 when the cluster cannot be read. Pods are judged by --config, which should be the
+    /// config the injector runs with.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Kubeconfig file; default KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: OutputFormat,
+    /// Only this namespace (repeatable); default all.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Only pods matching this label selector, e.g. app=web (drift).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// MutatingWebhookConfiguration to check (repeatable); default every one labelled
+    /// app.kubernetes.io/name=sidecar-injector, else the one named sidecar-injector.
+    #[arg(long = "webhook", value_name = "NAME")]
+    webhooks: Vec<String>,
+    /// Dial this HOST:PORT instead of the webhook's url host or Service name, e.g. a
+    /// `kubectl port-forward`; the certificate is still checked for the registration's name.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// The injector's /readyz URL; default: each pod behind the registration's Service,
+    /// through the API server's pod proxy.
+    #[arg(long, value_name = "URL")]
+    readyz: Option<String>,
+    /// The injector's namespace, when the registration calls a url rather than a Service.
+    #[arg(long, default_value = "sidecar-injector", value_name = "NS")]
+    injector_namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -166,6 +207,10 @@ struct ServeArgs {
     /// Read namespace annotations and LimitRanges from the API server.
     #[arg(long, env = "SIDECAR_INJECTOR_CLUSTER", value_enum, default_value = "auto")]
     cluster: ClusterMode,
+    /// Emit Kubernetes Events on the workload when a pod is denied or its proxy's resources
+    /// are clamped, fitted or lowered (needs the cluster; --events=false turns them off).
+    #[arg(long, env = "SIDECAR_INJECTOR_EVENTS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    events: bool,
     /// CA (PEM) that clients must present a certificate from (mTLS from the API server).
     /// Without it no client certificate is asked for.
     #[arg(long, env = "SIDECAR_INJECTOR_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
@@ -286,15 +331,81 @@ impl From<String> for Failure {
     }
 }
 
-/// Runs the chosen subcommand.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs the chosen subcommand; `Ok` carries the exit status.
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS).map_err(Failure::from);
     match cli.command {
-        Command::Serve(args) => serve(*args).map_err(Failure::from),
-        Command::Inject(args) => inject(args).map_err(Failure::from),
-        Command::Certs(args) => certs(args).map_err(Failure::from),
-        Command::Explain(args) => explain(args).map_err(Failure::from),
-        Command::Advise(args) => advise::run(*args),
+        Command::Serve(args) => done(serve(*args)),
+        Command::Inject(args) => done(inject(args)),
+        Command::Certs(args) => done(certs(args)),
+        Command::Explain(args) => done(explain(args)),
+        Command::Advise(args) => advise::run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => Ok(check(args)),
     }
+}
+
+/// `check`'s exit status when the cluster cannot be read or the flags are unusable.
+const CHECK_CANNOT_RUN: u8 = 2;
+
+fn check(args: CheckArgs) -> ExitCode {
+    match check_report(&args) {
+        Ok(report) => {
+            let printed = match args.output {
+                OutputFormat::Text => Ok(report.to_text()),
+                OutputFormat::Json => serde_json::to_string_pretty(&report).map(|json| json + "\n"),
+            };
+            match printed {
+                Ok(text) => print!("{text}"),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(CHECK_CANNOT_RUN);
+                }
+            }
+            if report.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(CHECK_CANNOT_RUN)
+        }
+    }
+}
+
+fn check_report(args: &CheckArgs) -> Result<CheckReport, String> {
+    let injector = args.config.injector()?;
+    let options = CheckOptions {
+        webhooks: args.webhooks.clone(),
+        namespaces: args.namespaces.clone(),
+        selector: args.selector.clone(),
+        connect: args.connect.clone(),
+        readyz: args.readyz.clone(),
+        injector_namespace: args.injector_namespace.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| format!("no Kubernetes API configured (pass --kubeconfig): {e}"))?,
+        };
+        let client = kube::Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+        sidecar_injector::check::check(&client, &injector, &options)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn init_logging(format: LogFormat) {
@@ -346,7 +457,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
         let mut server = Server::bind(webhook, admin, tls_config, injector)
             .with_options(args.options())
-            .with_cache_sync_timeout(args.cache_sync_timeout);
+            .with_cache_sync_timeout(args.cache_sync_timeout)
+            .with_events(args.events);
         if let Some(files) = files {
             server = server.reload_tls(files, args.tls_reload_interval);
         }

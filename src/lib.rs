@@ -9,6 +9,7 @@
 
 pub mod advise;
 pub mod certs;
+pub mod check;
 pub mod explain;
 pub mod manifest;
 pub mod offline;

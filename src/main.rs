@@ -1,4 +1,4 @@
-//! `sidecar-injector` command line: `serve`, `inject`, `certs`, `explain` and `advise`.
+//! `sidecar-injector` command line: `serve`, `inject`, `certs`, `explain`, `advise` and `check`.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -10,7 +10,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.status)

@@ -17,8 +17,8 @@ use kube_core::response::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::engine::{FieldKey, NamespaceContext, PodLevelChange, ProxyResources};
 use crate::engine::{Injector, PodRequest};
-use crate::engine::{NamespaceContext, ProxyResources};
 
 mod resize;
 
@@ -75,6 +75,15 @@ pub struct ReviewSummary {
     pub denial: Option<String>,
     /// The proxy resources, when injected.
     pub resources: Option<ProxyResources>,
+    /// The pod's controlling owner (else its first owner), for Events on the workload.
+    pub owner: Option<OwnerReference>,
+    /// What the engine clamped, fitted or lowered, one line each (`cpu.limit clamped to 1
+    /// (cluster max)`), from the resources' and pod-level provenance.
+    pub adjustments: Vec<String>,
+    /// The request is a dry run: nothing outside the answer may change (no Events).
+    pub dry_run: bool,
+    /// `pod` is the pod's own name, not its generateName.
+    pub named: bool,
 }
 
 impl ReviewSummary {
@@ -180,6 +189,8 @@ struct Request {
     object: Option<Box<RawValue>>,
     #[serde(default)]
     old_object: Option<Box<RawValue>>,
+    #[serde(default, rename = "dryRun")]
+    dry_run: Option<bool>,
 }
 
 /// The parts of a Pod the engine reads.
@@ -399,6 +410,10 @@ pub fn answer_review(
         decision: "skip:not-a-pod",
         denial: None,
         resources: None,
+        owner: None,
+        adjustments: Vec::new(),
+        dry_run: request.dry_run.unwrap_or(false),
+        named: !request.name.is_empty(),
     };
     let mut response = allowed(&request.uid);
     if is_pod_resize {
@@ -428,6 +443,7 @@ pub fn answer_review(
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
     let (pod, has_metadata) = into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
     if summary.pod.is_empty() {
+        summary.named = pod.metadata.name.is_some();
         summary.pod = pod
             .metadata
             .name
@@ -435,6 +451,13 @@ pub fn answer_review(
             .or_else(|| pod.metadata.generate_name.clone())
             .unwrap_or_default();
     }
+    summary.owner = pod.metadata.owner_references.as_ref().and_then(|owners| {
+        owners
+            .iter()
+            .find(|owner| owner.controller == Some(true))
+            .or_else(|| owners.first())
+            .cloned()
+    });
     let pod_request = PodRequest {
         pod: &pod,
         namespace: &namespace,
@@ -447,6 +470,7 @@ pub fn answer_review(
     match injector.inject(&pod_request) {
         Ok(outcome) => {
             summary.decision = outcome.decision.as_str();
+            summary.adjustments = adjustments(outcome.resources.as_ref(), &outcome.pod_level);
             summary.resources = outcome.resources;
             warnings.extend(outcome.warnings);
             response.warnings = Some(warnings);
@@ -465,6 +489,25 @@ pub fn answer_review(
         }
     }
     Ok(answer(&api_version, &response, summary))
+}
+
+/// One line per adjusted resource value, from the engine's provenance.
+fn adjustments(resources: Option<&ProxyResources>, pod_level: &[PodLevelChange]) -> Vec<String> {
+    let fields = resources.into_iter().flat_map(|resources| {
+        FieldKey::ALL.into_iter().flat_map(move |key| {
+            resources
+                .field(key)
+                .adjustments
+                .iter()
+                .map(move |adjustment| format!("istio-proxy {key} {adjustment}"))
+        })
+    });
+    let pod = pod_level.iter().filter_map(|change| {
+        let note = change.note.as_ref()?;
+        let (field, _) = change.provenance();
+        Some(format!("{field} {note}"))
+    });
+    fields.chain(pod).collect()
 }
 
 /// A response allowing request `uid`, with no patch yet. (kube-core's `AdmissionResponse::from`
@@ -513,7 +556,8 @@ mod tests {
     use super::*;
     use crate::config::InjectConfig;
 
-    fn answer_for(object: Value) -> Value {
+    /// A pod CREATE review of `object`, as the API server sends it.
+    fn review_body(object: Value, dry_run: bool) -> Vec<u8> {
         let body = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -524,12 +568,53 @@ mod tests {
                 "namespace": "apps",
                 "operation": "CREATE",
                 "userInfo": {},
+                "dryRun": dry_run,
                 "object": object,
             }
         });
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    fn answer_for(object: Value) -> Value {
         let injector = Injector::new(InjectConfig::default()).unwrap();
-        let answer = review(&injector, &serde_json::to_vec(&body).unwrap()).unwrap();
+        let answer = review(&injector, &review_body(object, false)).unwrap();
         serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    /// The summary of a review of `object` with `dry_run`, under `config`.
+    fn summary_for(config: &str, object: Value, dry_run: bool) -> ReviewSummary {
+        let injector = Injector::new(InjectConfig::from_yaml(config, "t").unwrap()).unwrap();
+        review(&injector, &review_body(object, dry_run)).unwrap().summary
+    }
+
+    #[test]
+    fn the_summary_carries_what_events_need() {
+        let owned = json!({"metadata": {"generateName": "web-7d-", "annotations": {"sidecar.istio.io/proxyCPULimit": "3"},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "1"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d", "uid": "2", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let summary = summary_for("bounds:\n  cpu.limit: {max: '1'}\n", owned.clone(), false);
+        assert_eq!(
+            summary.owner.as_ref().map(|o| o.name.as_str()),
+            Some("web-7d"),
+            "the controller, not the first"
+        );
+        assert_eq!(
+            summary.adjustments,
+            ["istio-proxy cpu.limit clamped to 1 (cluster max)"]
+        );
+        assert!(!summary.dry_run && !summary.named, "{summary:?}");
+        assert_eq!(summary.pod, "web-7d-");
+        assert!(summary_for("{}", owned, true).dry_run);
+        let named = json!({"metadata": {"name": "lone", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let summary = summary_for("{}", named, false);
+        assert!(
+            summary.named && summary.owner.is_none() && summary.denial.is_some(),
+            "{summary:?}"
+        );
+        assert!(summary.adjustments.is_empty());
     }
 
     #[test]

@@ -49,7 +49,7 @@ use self::plan::Planned;
 use self::template::SidecarTemplate;
 use crate::config::{CompiledConfig, ConfigError, InjectConfig};
 
-pub use self::decision::{Decision, InjectReason, SkipReason};
+pub use self::decision::{Decision, InjectReason, PROXY_CONTAINER, SkipReason};
 pub use self::error::InjectError;
 pub use self::fields::{FieldKey, Resource, Side};
 pub use self::patch::SerializedPatch;

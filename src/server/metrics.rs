@@ -52,6 +52,14 @@ pub struct Metrics {
     connections_open: Gauge,
     handshake_failures: Family<ReasonLabel, Counter>,
     cache_synced: Gauge,
+    events: Family<ResultLabel, Counter>,
+}
+
+/// The `result` label of the Event counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// What became of the Event.
+    pub result: String,
 }
 
 impl Default for Metrics {
@@ -130,6 +138,12 @@ const CACHE_SYNCED: (&str, &str) = (
     "1 once the namespace and LimitRange caches have synced",
 );
 
+/// `sidecar_injector_events`.
+const EVENTS: (&str, &str) = (
+    "sidecar_injector_events",
+    "Kubernetes Events about denied or adjusted pods, by result (created, updated, deduplicated, rate-limited, dropped, failed, no-object)",
+);
+
 /// Registers metrics in one registry, handing back the handle to record with.
 struct Registrar<'r>(&'r mut Registry);
 
@@ -164,6 +178,7 @@ impl Metrics {
         let connections_open = register.metric(CONNECTIONS_OPEN, Gauge::default());
         let handshake_failures = register.metric(HANDSHAKE_FAILURES, Family::<ReasonLabel, Counter>::default());
         let cache_synced = register.metric(CACHE_SYNCED, Gauge::default());
+        let events = register.metric(EVENTS, Family::<ResultLabel, Counter>::default());
 
         Metrics {
             registry,
@@ -182,7 +197,17 @@ impl Metrics {
             connections_open,
             handshake_failures,
             cache_synced,
+            events,
         }
+    }
+
+    /// Counts what became of an Event notice.
+    pub fn event(&self, result: &str) {
+        self.events
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a successful reload.

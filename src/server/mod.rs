@@ -10,6 +10,7 @@ pub mod admin;
 pub(crate) mod blocking;
 pub mod cluster;
 pub mod deadline;
+pub mod events;
 pub mod https;
 pub mod idle;
 pub mod metrics;
@@ -61,6 +62,7 @@ pub struct Server {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     cluster: Option<kube::Client>,
+    events: bool,
     cache_sync_timeout: Duration,
     options: ServeOptions,
     tls_reload: Option<(TlsFiles, Duration)>,
@@ -85,6 +87,7 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
             cluster: None,
+            events: true,
             cache_sync_timeout: DEFAULT_CACHE_SYNC_TIMEOUT,
             options: ServeOptions::default(),
             tls_reload: None,
@@ -97,6 +100,13 @@ impl Server {
     pub fn with_cluster(mut self, client: kube::Client) -> Self {
         self.readiness = Arc::new(Readiness::new(true));
         self.cluster = Some(client);
+        self
+    }
+
+    /// Whether a server with a cluster emits Kubernetes Events on the workload when it denies
+    /// a pod or adjusts its proxy's resources ([`events`]); on by default.
+    pub fn with_events(mut self, enabled: bool) -> Self {
+        self.events = enabled;
         self
     }
 
@@ -206,10 +216,15 @@ impl Server {
             metrics,
             readiness,
             cluster,
+            events,
             cache_sync_timeout,
             options,
             ..
         } = self;
+        let events = cluster
+            .clone()
+            .filter(|_| events)
+            .map(|client| events::start(client, metrics.clone()));
         let cluster =
             cluster.map(|client| ClusterCache::start(client, readiness.clone(), metrics.clone(), cache_sync_timeout));
         let admin = admin::router(AdminState {
@@ -234,6 +249,7 @@ impl Server {
             cluster,
             blocking: BlockingLane::new(&options),
             options: options.clone(),
+            events,
         }));
         let served = HttpsServer {
             listener: webhook_listener,

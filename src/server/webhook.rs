@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use super::blocking::{BlockingError, BlockingLane};
 use super::cluster::{ClusterCache, NamespaceSnapshot};
 use super::deadline::{DeadlineState, enforce_deadline};
+use super::events::EventSender;
 use super::metrics::Metrics;
 use super::options::ServeOptions;
 use crate::engine::Injector;
@@ -45,6 +46,8 @@ pub struct WebhookState {
     pub(crate) blocking: BlockingLane,
     /// The request deadline.
     pub options: ServeOptions,
+    /// Where Events about denied and adjusted pods are queued, when connected and wanted.
+    pub events: Option<EventSender>,
 }
 
 /// The webhook's routes, with the per-request deadline.
@@ -239,6 +242,9 @@ async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Res
     let response = match result {
         Ok(answer) => {
             let summary = &answer.summary;
+            if let Some(events) = &state.events {
+                events.observe(summary);
+            }
             match (&summary.denial, summary.injected()) {
                 (Some(reason), _) => {
                     metrics.failure("denied");

@@ -105,12 +105,22 @@ impl Cluster {
 
     /// Sets annotation `key` of namespace `name` to `value` (a merge patch).
     pub async fn annotate_namespace(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
-        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.set_namespace_metadata(name, "annotations", key, value).await
+    }
+
+    /// Sets label `key` of namespace `name` to `value` (a merge patch).
+    pub async fn label_namespace(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
+        self.set_namespace_metadata(name, "labels", key, value).await
+    }
+
+    /// Sets `metadata.<map>.<key>` of namespace `name` to `value` (a merge patch).
+    async fn set_namespace_metadata(&self, name: &str, map: &str, key: &str, value: &str) -> Result<(), String> {
+        let patch = serde_json::json!({"metadata": {map: {key: value}}});
         Api::<Namespace>::all(self.client.clone())
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(drop)
-            .context(format!("annotating namespace {name} with {key}={value}"))
+            .context(format!("setting {map} {key}={value} on namespace {name}"))
     }
 
     /// Creates LimitRange `name` in `namespace` with `items`.

@@ -112,6 +112,11 @@ impl RunningInjector {
         self.webhook
     }
 
+    /// The admin server's address (`/readyz`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
     /// The CA (PEM) that signed the serving certificate, for `clientConfig.caBundle`.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem

@@ -1,13 +1,16 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
 //! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 27 from issue 14
-//! (VPA recommendations as a sizing layer; `advise --apply`).
+//! (VPA recommendations as a sizing layer; `advise --apply`), 41 to 45 from issue 16 (`check`
+//! on a live cluster, Events).
 
 mod advise_apply;
+mod check_cluster;
 mod corpus_pods;
 mod denials;
 mod differential;
 mod dry_run;
+mod events;
 mod failure_policy;
 mod injection;
 mod limit_ranges;
@@ -112,5 +115,22 @@ pub async fn run_all(harness: &Harness) -> Report {
             vpa::replica_set_cache_miss(harness),
         )
         .await;
+    report
+        .run(41, "check: healthy registration", check_cluster::healthy(harness))
+        .await;
+    report
+        .run(42, "check: wrong caBundle", check_cluster::wrong_ca_bundle(harness))
+        .await;
+    report
+        .run(
+            43,
+            "check: namespace injection states",
+            check_cluster::namespace_states(harness),
+        )
+        .await;
+    report
+        .run(44, "check: drift with sources", check_cluster::drift(harness))
+        .await;
+    report.run(45, "Events on the workload", events::run(harness)).await;
     report
 }
