@@ -19,6 +19,7 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+pub mod installed_istio;
 mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;
@@ -43,7 +44,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use self::plan::Planned;
 use self::template::SidecarTemplate;
-use crate::config::{CompiledConfig, ConfigError, InjectConfig};
+use crate::config::layers::InstalledSetting;
+use crate::config::{CompiledConfig, ConfigError, InjectConfig, Provenance, UserConfig};
 
 pub use self::decision::{Decision, InjectReason, SkipReason};
 pub use self::error::InjectError;
@@ -104,6 +106,7 @@ pub struct Injector {
     compiled: CompiledConfig,
     concurrency: ConcurrencyPolicy,
     template: SidecarTemplate,
+    provenance: Provenance,
 }
 
 // === impl Injector ===
@@ -123,7 +126,29 @@ impl Injector {
             compiled,
             concurrency,
             template,
+            provenance: Provenance::default(),
         })
+    }
+
+    /// The config file's keys over the installed Istio's settings over the built-in
+    /// defaults ([`UserConfig::compose`]), checked as [`Injector::new`] checks; a bad value
+    /// that came from the installed Istio is named with the ConfigMap path it was read from.
+    pub fn compose(user: &UserConfig, installed: &[InstalledSetting]) -> Result<Self, ConfigError> {
+        let (config, provenance) = user.compose(installed)?;
+        let mut injector = Injector::new(config).map_err(|error| match error.key() {
+            Some(key) if provenance.source_of(key).is_installed() => ConfigError::Installed {
+                source_name: provenance.source_of(key).to_string(),
+                error: Box::new(error),
+            },
+            _ => error,
+        })?;
+        injector.provenance = provenance;
+        Ok(injector)
+    }
+
+    /// Where each config key's value came from (empty for [`Injector::new`]).
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// How `--concurrency` is derived.
