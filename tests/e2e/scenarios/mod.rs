@@ -1,6 +1,7 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 28
+//! to 33 from issue 15 (the installed Istio: its ConfigMaps, revisions, paths, templates).
 
 mod corpus_pods;
 mod denials;
@@ -8,6 +9,7 @@ mod differential;
 mod dry_run;
 mod failure_policy;
 mod injection;
+mod installed_istio;
 mod limit_ranges;
 mod manifests;
 mod mtls;
@@ -76,6 +78,20 @@ pub async fn run_all(harness: &Harness) -> Report {
             16,
             "differential: API server with and without us",
             differential::run(harness),
+        )
+        .await;
+    report
+        .run(
+            28,
+            "installed Istio: ConfigMap change, next pod",
+            installed_istio::change_applies_to_next_pod(harness),
+        )
+        .await;
+    report
+        .run(
+            29,
+            "installed Istio: bad ConfigMap keeps last good",
+            installed_istio::bad_configmap_keeps_last_good(harness),
         )
         .await;
     report
