@@ -27,8 +27,11 @@ async fn injects_proxy_and_init_with_default_resources() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["app", "istio-proxy"]);
+    // Native sidecars, the default: istio-init, then istio-proxy with restartPolicy Always.
+    assert_eq!(names, ["app"]);
     assert_eq!(injected["spec"]["initContainers"][0]["name"], "istio-init");
+    assert_eq!(injected["spec"]["initContainers"][1]["name"], "istio-proxy");
+    assert_eq!(injected["spec"]["initContainers"][1]["restartPolicy"], "Always");
     let expected = json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}});
     assert_eq!(resources_of(&injected, "istio-proxy"), expected);
     assert_eq!(resources_of(&injected, "istio-init"), expected);
@@ -78,8 +81,9 @@ async fn injects_proxy_and_init_with_default_resources() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(status["containers"], json!(["istio-proxy"]));
-    assert_eq!(status["initContainers"], json!(["istio-init"]));
+    // As istiod writes it for native sidecars: the proxy is listed among the init containers.
+    assert_eq!(status["containers"], Value::Null);
+    assert_eq!(status["initContainers"], json!(["istio-init", "istio-proxy"]));
     assert_eq!(status["volumes"].as_array().unwrap().len(), 9);
     let volumes = injected["spec"]["volumes"].as_array().unwrap();
     assert_eq!(volumes.len(), 9);
@@ -459,7 +463,12 @@ async fn admin_endpoints_report_health_and_metrics() {
 
 #[tokio::test]
 async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
-    let server = TestServer::start(InjectConfig::default()).await;
+    // Holding the app reorders containers in the classic layout only.
+    let classic = InjectConfig {
+        native_sidecars: false,
+        ..InjectConfig::default()
+    };
+    let server = TestServer::start(classic).await;
     let pod = simple_pod(json!({
         "proxy.istio.io/config": "holdApplicationUntilProxyStarts: true\nconcurrency: 3\nproxyMetadata:\n  FOO: bar\n",
         "prometheus.io/port": "9090",

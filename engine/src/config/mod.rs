@@ -419,7 +419,7 @@ impl Default for InjectConfig {
             policy: InjectionPolicy::Enabled,
             never_inject_selector: Vec::new(),
             always_inject_selector: Vec::new(),
-            native_sidecars: false,
+            native_sidecars: true,
             resource_merge: ResourceMerge::PerField,
             resources: ResourceDefaults::default(),
             profiles: BTreeMap::new(),
@@ -517,7 +517,10 @@ mod tests {
             [Some(100), Some(2000), Some(128 << 20), Some(1 << 30), None, None]
         );
         assert_eq!(config.policy, InjectionPolicy::Enabled);
-        assert!(!config.native_sidecars);
+        assert!(
+            config.native_sidecars,
+            "Istio has defaulted to native sidecars since 1.27"
+        );
     }
 
     #[test]
