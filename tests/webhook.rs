@@ -577,3 +577,63 @@ async fn pod_level_resources_grow_by_what_the_proxy_adds() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn path_parameters_set_cluster_network_and_env_as_istiod_does() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let pod = simple_pod(json!({}));
+    let env_of = |injected: &Value| -> Vec<(String, Option<String>)> {
+        container(injected, "istio-proxy").unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|var| {
+                (
+                    var["name"].as_str().unwrap().to_string(),
+                    var["value"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    for path in [
+        "/inject/cluster/east/net/network1/extra/a--slash--b",
+        "/inject/:ENV:cluster=east:ENV:net=network1:ENV:extra=a/b",
+    ] {
+        let body = serde_json::to_vec(&pod_review("p", "apps", &pod)).unwrap();
+        let answer = server.post(path, Some("application/json"), body).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let injected = apply_and_check(&pod, &answer.json());
+        let env = env_of(&injected);
+        let tail: Vec<(&str, Option<&str>)> = env[env.len() - 3..]
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_deref()))
+            .collect();
+        // istiod's updateClusterEnvs: the path's variables last, in name order.
+        assert_eq!(
+            tail,
+            [
+                ("EXTRA", Some("a/b")),
+                ("ISTIO_META_CLUSTER_ID", Some("east")),
+                ("ISTIO_META_NETWORK", Some("network1")),
+            ],
+            "{path}"
+        );
+        assert_eq!(
+            env.iter().filter(|(name, _)| name == "ISTIO_META_CLUSTER_ID").count(),
+            1
+        );
+        assert_eq!(
+            injected["metadata"]["labels"]["topology.istio.io/network"], "network1",
+            "{path}"
+        );
+    }
+    let plain = apply_and_check(&pod, &server.review(&pod_review("q", "apps", &pod)).await);
+    let env = env_of(&plain);
+    assert!(env.contains(&("ISTIO_META_CLUSTER_ID".to_string(), Some("Kubernetes".to_string()))));
+    assert!(
+        !env.iter()
+            .any(|(name, _)| name == "ISTIO_META_NETWORK" || name == "EXTRA")
+    );
+    assert!(plain["metadata"]["labels"].get("topology.istio.io/network").is_none());
+    server.stop().await;
+}

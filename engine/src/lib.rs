@@ -19,6 +19,7 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+pub mod inject_path;
 pub mod installed_istio;
 mod log_levels;
 pub(crate) mod metadata;
@@ -144,6 +145,26 @@ impl Injector {
         })?;
         injector.provenance = provenance;
         Ok(injector)
+    }
+
+    /// The engine for a request whose webhook path carries parameters
+    /// ([`inject_path::InjectPath`]): its cluster and network replace the configured ones and
+    /// every variable is set on the proxy, as istiod does; `None` when the path has none.
+    pub fn for_inject_path(&self, path: &inject_path::InjectPath) -> Result<Option<Injector>, ConfigError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let mut config = self.compiled.raw.clone();
+        if let Some(cluster) = path.envs.get(inject_path::CLUSTER_ENV).filter(|c| !c.is_empty()) {
+            config.cluster_id = cluster.clone();
+        }
+        if let Some(network) = path.envs.get(inject_path::NETWORK_ENV).filter(|n| !n.is_empty()) {
+            config.network = network.clone();
+        }
+        config.path_envs = path.envs.clone();
+        let mut injector = Injector::new(config)?;
+        injector.provenance = self.provenance.clone();
+        Ok(Some(injector))
     }
 
     /// Where each config key's value came from (empty for [`Injector::new`]).

@@ -408,6 +408,10 @@ pub struct InjectConfig {
     /// Where the installed Istio's settings come from (`static`: this file only; `cluster`:
     /// the istiod chart's ConfigMaps, under this file's own keys).
     pub istio: IstioSourceConfig,
+    /// Proxy environment variables set by the webhook's URL path ([`crate::inject_path`]),
+    /// for the request being answered; never read from the file.
+    #[serde(skip)]
+    pub path_envs: BTreeMap<String, String>,
 }
 
 impl Default for InjectConfig {
@@ -462,6 +466,7 @@ impl Default for InjectConfig {
             proxy_component_log_level: "misc:error".into(),
             agent_log_level: "default:info".into(),
             istio: IstioSourceConfig::default(),
+            path_envs: BTreeMap::new(),
         }
     }
 }
