@@ -14,6 +14,7 @@ mod limit_ranges;
 mod manifests;
 mod mtls;
 mod namespace_tuning;
+mod paths_and_templates;
 mod pod_security;
 mod qos;
 mod reinvocation;
@@ -92,6 +93,20 @@ pub async fn run_all(harness: &Harness) -> Report {
             29,
             "installed Istio: bad ConfigMap keeps last good",
             installed_istio::bad_configmap_keeps_last_good(harness),
+        )
+        .await;
+    report
+        .run(
+            30,
+            "path parameters cluster/net",
+            paths_and_templates::path_parameters(harness),
+        )
+        .await;
+    report
+        .run(
+            31,
+            "gateway template admitted",
+            paths_and_templates::gateway_template(harness),
         )
         .await;
     report
