@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::check::{CheckOptions, CheckReport};
-use sidecar_injector::config::InjectConfig;
+use sidecar_injector::config::UserConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
 use sidecar_injector::server::options::{
@@ -158,12 +158,17 @@ pub(crate) struct ConfigArg {
 }
 
 impl ConfigArg {
+    /// The file as written, so the keys it sets are known.
+    pub(crate) fn user_config(&self) -> Result<UserConfig, String> {
+        match &self.config {
+            Some(path) => UserConfig::load(path).map_err(|e| e.to_string()),
+            None => Ok(UserConfig::defaults()),
+        }
+    }
+
+    /// The engine for the file alone (offline commands read no installed Istio).
     pub(crate) fn injector(&self) -> Result<Injector, String> {
-        let config = match &self.config {
-            Some(path) => InjectConfig::load(path).map_err(|e| e.to_string())?,
-            None => InjectConfig::default(),
-        };
-        Injector::new(config).map_err(|e| e.to_string())
+        Injector::compose(&self.user_config()?, &[]).map_err(|e| e.to_string())
     }
 }
 
@@ -422,7 +427,8 @@ fn init_logging(format: LogFormat) {
 
 fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
-    let injector = args.config.injector()?;
+    let user = args.config.user_config()?;
+    let injector = Injector::compose(&user, &[]).map_err(|e| e.to_string())?;
     let files = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -456,6 +462,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
         let mut server = Server::bind(webhook, admin, tls_config, injector)
+            .with_user_config(user)?
             .with_options(args.options())
             .with_cache_sync_timeout(args.cache_sync_timeout)
             .with_events(args.events);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::annotations::{REGISTRY, Scope};
-use crate::engine::{Field, FieldKey, NamespaceContext};
+use crate::engine::{Field, FieldKey, NamespaceContext, Source};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
 
@@ -53,6 +53,17 @@ pub struct AnnotationExplanation {
     pub effect: &'static str,
 }
 
+/// One config key whose value is not the built-in default, and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingExplanation {
+    /// The config key, e.g. `proxyLogLevel`.
+    pub key: String,
+    /// Its value in force, as JSON.
+    pub value: Value,
+    /// `config`, `istio values <path>`, `istio config <key>` or `mesh config <path>`.
+    pub source: String,
+}
+
 /// The whole explanation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -74,6 +85,22 @@ pub struct Explanation {
     pub warnings: Vec<String>,
     /// The registry's annotations set on the pod or its namespace.
     pub annotations: Vec<AnnotationExplanation>,
+    /// The config keys not at their built-in default, with their sources.
+    pub settings: Vec<SettingExplanation>,
+}
+
+/// The config keys the file or the installed Istio set, with their values in force.
+fn settings_in_force(injector: &Injector) -> Vec<SettingExplanation> {
+    let values = serde_json::to_value(injector.config()).unwrap_or_default();
+    injector
+        .provenance()
+        .entries()
+        .map(|(key, source)| SettingExplanation {
+            key: key.to_string(),
+            value: values.get(key).cloned().unwrap_or(Value::Null),
+            source: source.to_string(),
+        })
+        .collect()
 }
 
 /// The registry's annotations present on the pod (and its labels, for the inject switch) and,
@@ -149,7 +176,9 @@ pub fn explain(
         concurrency: None,
         warnings: Vec::new(),
         annotations: annotations_read(&pod, namespace),
+        settings: settings_in_force(injector),
     };
+    let defaults_source = injector.provenance().source_of("resources");
     match injector.inject(&request) {
         Ok(outcome) => {
             explanation.decision = outcome.decision.as_str().to_string();
@@ -165,7 +194,14 @@ pub fn explain(
                 });
                 explanation.resources = FieldKey::ALL
                     .into_iter()
-                    .map(|key| field_row(&key.to_string(), resources.field(key)))
+                    .map(|key| {
+                        let field = resources.field(key);
+                        let mut row = field_row(&key.to_string(), field);
+                        if matches!(field.source, Source::ConfigDefault) && defaults_source.is_installed() {
+                            row.source = format!("{} ({defaults_source})", field.source);
+                        }
+                        row
+                    })
                     .filter(|field| field.value != "-" || field.source != "unset")
                     .chain(init_rows)
                     .chain(outcome.pod_level.iter().map(|change| {
@@ -225,6 +261,12 @@ impl Explanation {
             let _ = writeln!(text, "\nannotations read:");
             for read in &self.annotations {
                 let _ = writeln!(text, "  {} ({}) = {:?}: {}", read.key, read.on, read.value, read.effect);
+            }
+        }
+        if !self.settings.is_empty() {
+            let _ = writeln!(text, "\nsettings not at their default:");
+            for setting in &self.settings {
+                let _ = writeln!(text, "  {} = {} ({})", setting.key, setting.value, setting.source);
             }
         }
         for warning in &self.warnings {
@@ -461,5 +503,53 @@ mod tests {
             json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
         let explanation = explain(&injector, &plain, None, &[], &[]).unwrap();
         assert!(explanation.resources.iter().all(|f| !f.field.starts_with("init.")));
+    }
+
+    #[test]
+    fn names_the_source_of_each_setting() {
+        let fixture = |suffix: &str| {
+            let path = format!(
+                "{}/tests/fixtures/istio-install/canary.{suffix}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let injector_data = std::collections::BTreeMap::from([
+            ("values".to_string(), fixture("values.json")),
+            ("config".to_string(), fixture("config.yaml")),
+        ]);
+        let mesh_data = std::collections::BTreeMap::from([("mesh".to_string(), fixture("mesh.yaml"))]);
+        let installed = crate::engine::installed_istio::InstalledIstio::parse(
+            "istio-sidecar-injector-canary",
+            Some(&injector_data),
+            "istio-canary",
+            Some(&mesh_data),
+        )
+        .unwrap();
+        let user = crate::config::UserConfig::from_yaml("proxyComponentLogLevel: misc:warning\n", "c.yaml").unwrap();
+        let injector = Injector::compose(&user, &installed.settings().unwrap()).unwrap();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"sidecar.istio.io/inject": "true"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let explanation = explain(&injector, &pod, None, &[], &[]).unwrap();
+        let source = |key: &str| {
+            explanation
+                .settings
+                .iter()
+                .find(|setting| setting.key == key)
+                .map(|setting| setting.source.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(source("proxyLogLevel"), "istio values global.proxy.logLevel");
+        assert_eq!(source("proxyComponentLogLevel"), "config");
+        assert_eq!(source("trustDomain"), "mesh config trustDomain");
+        assert_eq!(source("policy"), "istio config policy");
+        let cpu = explanation.resources.iter().find(|f| f.field == "cpu.request").unwrap();
+        assert_eq!(cpu.value, "250m");
+        assert_eq!(cpu.source, "config default (istio values global.proxy.resources)");
+        let text = explanation.to_text();
+        assert!(
+            text.contains("proxyLogLevel = \"debug\" (istio values global.proxy.logLevel)"),
+            "{text}"
+        );
     }
 }

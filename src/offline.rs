@@ -124,7 +124,9 @@ mod tests {
                 .map(|c| c["name"].as_str().unwrap().to_string())
                 .collect()
         };
-        assert_eq!(names(&documents[0], "containers"), ["app", "istio-proxy"]);
+        // Native sidecars, the default: the proxy is an init container after istio-init.
+        assert_eq!(names(&documents[0], "containers"), ["app"]);
+        assert_eq!(names(&documents[0], "initContainers"), ["istio-init", "istio-proxy"]);
         let twice = inject_yaml(&injector, &once, "default").unwrap();
         assert_eq!(
             once, twice,

@@ -27,8 +27,11 @@ async fn injects_proxy_and_init_with_default_resources() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["app", "istio-proxy"]);
+    // Native sidecars, the default: istio-init, then istio-proxy with restartPolicy Always.
+    assert_eq!(names, ["app"]);
     assert_eq!(injected["spec"]["initContainers"][0]["name"], "istio-init");
+    assert_eq!(injected["spec"]["initContainers"][1]["name"], "istio-proxy");
+    assert_eq!(injected["spec"]["initContainers"][1]["restartPolicy"], "Always");
     let expected = json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}});
     assert_eq!(resources_of(&injected, "istio-proxy"), expected);
     assert_eq!(resources_of(&injected, "istio-init"), expected);
@@ -78,8 +81,9 @@ async fn injects_proxy_and_init_with_default_resources() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(status["containers"], json!(["istio-proxy"]));
-    assert_eq!(status["initContainers"], json!(["istio-init"]));
+    // As istiod writes it for native sidecars: the proxy is listed among the init containers.
+    assert_eq!(status["containers"], Value::Null);
+    assert_eq!(status["initContainers"], json!(["istio-init", "istio-proxy"]));
     assert_eq!(status["volumes"].as_array().unwrap().len(), 9);
     let volumes = injected["spec"]["volumes"].as_array().unwrap();
     assert_eq!(volumes.len(), 9);
@@ -459,7 +463,12 @@ async fn admin_endpoints_report_health_and_metrics() {
 
 #[tokio::test]
 async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
-    let server = TestServer::start(InjectConfig::default()).await;
+    // Holding the app reorders containers in the classic layout only.
+    let classic = InjectConfig {
+        native_sidecars: false,
+        ..InjectConfig::default()
+    };
+    let server = TestServer::start(classic).await;
     let pod = simple_pod(json!({
         "proxy.istio.io/config": "holdApplicationUntilProxyStarts: true\nconcurrency: 3\nproxyMetadata:\n  FOO: bar\n",
         "prometheus.io/port": "9090",
@@ -566,5 +575,65 @@ async fn pod_level_resources_grow_by_what_the_proxy_adds() {
         provenance["pod.cpu.request"]["value"], grown["requests"]["cpu"],
         "{provenance}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn path_parameters_set_cluster_network_and_env_as_istiod_does() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let pod = simple_pod(json!({}));
+    let env_of = |injected: &Value| -> Vec<(String, Option<String>)> {
+        container(injected, "istio-proxy").unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|var| {
+                (
+                    var["name"].as_str().unwrap().to_string(),
+                    var["value"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    for path in [
+        "/inject/cluster/east/net/network1/extra/a--slash--b",
+        "/inject/:ENV:cluster=east:ENV:net=network1:ENV:extra=a/b",
+    ] {
+        let body = serde_json::to_vec(&pod_review("p", "apps", &pod)).unwrap();
+        let answer = server.post(path, Some("application/json"), body).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let injected = apply_and_check(&pod, &answer.json());
+        let env = env_of(&injected);
+        let tail: Vec<(&str, Option<&str>)> = env[env.len() - 3..]
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_deref()))
+            .collect();
+        // istiod's updateClusterEnvs: the path's variables last, in name order.
+        assert_eq!(
+            tail,
+            [
+                ("EXTRA", Some("a/b")),
+                ("ISTIO_META_CLUSTER_ID", Some("east")),
+                ("ISTIO_META_NETWORK", Some("network1")),
+            ],
+            "{path}"
+        );
+        assert_eq!(
+            env.iter().filter(|(name, _)| name == "ISTIO_META_CLUSTER_ID").count(),
+            1
+        );
+        assert_eq!(
+            injected["metadata"]["labels"]["topology.istio.io/network"], "network1",
+            "{path}"
+        );
+    }
+    let plain = apply_and_check(&pod, &server.review(&pod_review("q", "apps", &pod)).await);
+    let env = env_of(&plain);
+    assert!(env.contains(&("ISTIO_META_CLUSTER_ID".to_string(), Some("Kubernetes".to_string()))));
+    assert!(
+        !env.iter()
+            .any(|(name, _)| name == "ISTIO_META_NETWORK" || name == "EXTRA")
+    );
+    assert!(plain["metadata"]["labels"].get("topology.istio.io/network").is_none());
     server.stop().await;
 }

@@ -50,6 +50,8 @@ pub const BOUNDS: &str = "sidecar-injector.io/bounds";
 pub const PROVENANCE: &str = "sidecar-injector.io/resources";
 /// Native sidecar layout for one pod.
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+/// Istio's injection templates for one pod, comma-separated (`sidecar`, `gateway`, ...).
+pub const TEMPLATES: &str = "inject.istio.io/templates";
 /// Envoy's log level for one pod.
 pub const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
 /// Envoy's per-component log levels for one pod.
@@ -282,6 +284,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(PROFILE, PodOrNamespace, Name, "the name of a config profile", "resource preset from the config's `profiles`", Some("profiles"), "small"),
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, BOOL, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
+    row(TEMPLATES, Pod, Text, "comma-separated Istio template names, e.g. sidecar or gateway", "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(LOG_LEVEL, Pod, Choice, LOG_LEVEL_FORMS, "Envoy's log level (`--proxyLogLevel`)", Some("proxyLogLevel"), "debug"),
     row(COMPONENT_LOG_LEVEL, Pod, Text, COMPONENT_LOG_LEVEL_FORMS, "Envoy's component log levels (`--proxyComponentLogLevel`)", Some("proxyComponentLogLevel"), "misc:error,rbac:debug"),

@@ -19,6 +19,8 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+pub mod inject_path;
+pub mod installed_istio;
 mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;
@@ -47,7 +49,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use self::plan::Planned;
 use self::template::SidecarTemplate;
-use crate::config::{CompiledConfig, ConfigError, InjectConfig};
+use crate::config::layers::InstalledSetting;
+use crate::config::{CompiledConfig, ConfigError, InjectConfig, Provenance, UserConfig};
 
 pub use self::decision::{Decision, InjectReason, PROXY_CONTAINER, SkipReason};
 pub use self::error::InjectError;
@@ -111,6 +114,7 @@ pub struct Injector {
     compiled: CompiledConfig,
     concurrency: ConcurrencyPolicy,
     template: SidecarTemplate,
+    provenance: Provenance,
 }
 
 // === impl Injector ===
@@ -130,7 +134,49 @@ impl Injector {
             compiled,
             concurrency,
             template,
+            provenance: Provenance::default(),
         })
+    }
+
+    /// The config file's keys over the installed Istio's settings over the built-in
+    /// defaults ([`UserConfig::compose`]), checked as [`Injector::new`] checks; a bad value
+    /// that came from the installed Istio is named with the ConfigMap path it was read from.
+    pub fn compose(user: &UserConfig, installed: &[InstalledSetting]) -> Result<Self, ConfigError> {
+        let (config, provenance) = user.compose(installed)?;
+        let mut injector = Injector::new(config).map_err(|error| match error.key() {
+            Some(key) if provenance.source_of(key).is_installed() => ConfigError::Installed {
+                source_name: provenance.source_of(key).to_string(),
+                error: Box::new(error),
+            },
+            _ => error,
+        })?;
+        injector.provenance = provenance;
+        Ok(injector)
+    }
+
+    /// The engine for a request whose webhook path carries parameters
+    /// ([`inject_path::InjectPath`]): its cluster and network replace the configured ones and
+    /// every variable is set on the proxy, as istiod does; `None` when the path has none.
+    pub fn for_inject_path(&self, path: &inject_path::InjectPath) -> Result<Option<Injector>, ConfigError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let mut config = self.compiled.raw.clone();
+        if let Some(cluster) = path.envs.get(inject_path::CLUSTER_ENV).filter(|c| !c.is_empty()) {
+            config.cluster_id = cluster.clone();
+        }
+        if let Some(network) = path.envs.get(inject_path::NETWORK_ENV).filter(|n| !n.is_empty()) {
+            config.network = network.clone();
+        }
+        config.path_envs = path.envs.clone();
+        let mut injector = Injector::new(config)?;
+        injector.provenance = self.provenance.clone();
+        Ok(Some(injector))
+    }
+
+    /// Where each config key's value came from (empty for [`Injector::new`]).
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// How `--concurrency` is derived.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::Value;
 
-use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE};
+use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE, TEMPLATES};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
@@ -105,7 +105,8 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Err((skip, warnings)) => return Ok(Planned::Skip(skip, warnings)),
     };
     let annotations = pod.metadata.annotations.as_ref();
-    let native = native_sidecar(annotations, config.native_sidecars, &mut warnings);
+    let native =
+        native_sidecar(annotations, config.native_sidecars, &mut warnings) && !names_gateway_template(annotations);
     // Resources first, then the annotations, then the override: the first bad value found is
     // the one the denial names.
     let tuning = &injector.compiled.tuning;
@@ -410,6 +411,15 @@ fn proxy_ids(
 }
 
 /// `sidecar.istio.io/nativeSidecar`, else the config; a bad value warns and keeps the default.
+/// Whether the pod names Istio's `gateway` template, whose proxy is the pod's own main
+/// container: istiod's gateway template keeps it among the containers whatever
+/// `ENABLE_NATIVE_SIDECARS` says (a gateway pod has no other container to keep running).
+fn names_gateway_template(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations
+        .and_then(|map| map.get(TEMPLATES))
+        .is_some_and(|names| names.split(',').any(|name| name.trim() == "gateway"))
+}
+
 fn native_sidecar(annotations: Option<&BTreeMap<String, String>>, default: bool, warnings: &mut Vec<String>) -> bool {
     let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
         return default;

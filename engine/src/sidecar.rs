@@ -283,6 +283,7 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
         env.push(value_env("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
     env.extend(metadata_env(inputs));
+    crate::inject_path::move_path_envs_last(&mut env, config);
     env
 }
 

@@ -21,6 +21,8 @@ pub enum ReloadKind {
     Tls,
     /// The injection config file.
     Config,
+    /// The installed Istio's ConfigMaps (`istio.source: cluster`).
+    Istio,
 }
 
 impl ReloadKind {
@@ -29,6 +31,7 @@ impl ReloadKind {
         match self {
             ReloadKind::Tls => "tls",
             ReloadKind::Config => "config",
+            ReloadKind::Istio => "istio",
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Metrics {
     tls_reload_failures: Counter,
     config_reloads: Counter,
     config_reload_failures: Counter,
+    istio_reloads: Counter,
+    istio_reload_failures: Counter,
     request_timeouts: Counter,
     blocking_reviews: Counter,
     connections_open: Gauge,
@@ -112,6 +117,16 @@ const CONFIG_RELOAD_FAILURES: (&str, &str) = (
     "sidecar_injector_config_reload_failures",
     "Changed config files that were refused (the previous config stays in use)",
 );
+/// `sidecar_injector_istio_config_reloads`.
+const ISTIO_RELOADS: (&str, &str) = (
+    "sidecar_injector_istio_config_reloads",
+    "Times the installed Istio's ConfigMaps were read and their settings taken into use",
+);
+/// `sidecar_injector_istio_config_failures`.
+const ISTIO_RELOAD_FAILURES: (&str, &str) = (
+    "sidecar_injector_istio_config_failures",
+    "Installed Istio ConfigMaps that did not parse or validate (the last good settings stay in use)",
+);
 /// `sidecar_injector_request_timeouts`.
 const REQUEST_TIMEOUTS: (&str, &str) = (
     "sidecar_injector_request_timeouts",
@@ -173,6 +188,8 @@ impl Metrics {
         let tls_reload_failures = register.metric(TLS_RELOAD_FAILURES, Counter::default());
         let config_reloads = register.metric(CONFIG_RELOADS, Counter::default());
         let config_reload_failures = register.metric(CONFIG_RELOAD_FAILURES, Counter::default());
+        let istio_reloads = register.metric(ISTIO_RELOADS, Counter::default());
+        let istio_reload_failures = register.metric(ISTIO_RELOAD_FAILURES, Counter::default());
         let request_timeouts = register.metric(REQUEST_TIMEOUTS, Counter::default());
         let blocking_reviews = register.metric(BLOCKING_REVIEWS, Counter::default());
         let connections_open = register.metric(CONNECTIONS_OPEN, Gauge::default());
@@ -192,6 +209,8 @@ impl Metrics {
             tls_reload_failures,
             config_reloads,
             config_reload_failures,
+            istio_reloads,
+            istio_reload_failures,
             request_timeouts,
             blocking_reviews,
             connections_open,
@@ -215,6 +234,7 @@ impl Metrics {
         match kind {
             ReloadKind::Tls => self.tls_reloads.inc(),
             ReloadKind::Config => self.config_reloads.inc(),
+            ReloadKind::Istio => self.istio_reloads.inc(),
         };
     }
 
@@ -223,6 +243,7 @@ impl Metrics {
         match kind {
             ReloadKind::Tls => self.tls_reload_failures.inc(),
             ReloadKind::Config => self.config_reload_failures.inc(),
+            ReloadKind::Istio => self.istio_reload_failures.inc(),
         };
     }
 

@@ -13,6 +13,8 @@ pub mod deadline;
 pub mod events;
 pub mod https;
 pub mod idle;
+pub mod installed_istio;
+pub mod layers;
 pub mod metrics;
 pub mod options;
 pub mod reload;
@@ -33,12 +35,14 @@ use self::admin::{AdminState, Readiness};
 use self::blocking::BlockingLane;
 use self::cluster::ClusterCache;
 use self::https::HttpsServer;
+use self::installed_istio::InstalledIstioSource;
+use self::layers::ConfigLayers;
 use self::metrics::{Metrics, ReloadKind};
 use self::options::ServeOptions;
 use self::reload::FilePoller;
 use self::tls::{TlsFiles, TlsHandle};
 use self::webhook::WebhookState;
-use crate::config::InjectConfig;
+use crate::config::{IstioSource, UserConfig};
 use crate::engine::Injector;
 
 /// How long `/readyz` waits for the namespace caches by default before reporting ready
@@ -59,6 +63,7 @@ pub struct Server {
     admin_listener: TcpListener,
     tls: TlsHandle,
     injector: Arc<ArcSwap<Injector>>,
+    layers: Arc<ConfigLayers>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     cluster: Option<kube::Client>,
@@ -79,11 +84,14 @@ impl Server {
         tls: impl Into<TlsHandle>,
         injector: Injector,
     ) -> Self {
+        let user = UserConfig::explicit(injector.config().clone()).unwrap_or_else(|_| UserConfig::defaults());
+        let injector = Arc::new(ArcSwap::from_pointee(injector));
         Server {
             webhook_listener,
             admin_listener,
             tls: tls.into(),
-            injector: Arc::new(ArcSwap::from_pointee(injector)),
+            layers: Arc::new(ConfigLayers::new(user, injector.clone())),
+            injector,
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
             cluster: None,
@@ -114,6 +122,14 @@ impl Server {
     pub fn with_cache_sync_timeout(mut self, timeout: Duration) -> Self {
         self.cache_sync_timeout = timeout;
         self
+    }
+
+    /// The config file as written, so that settings of the installed Istio
+    /// (`istio.source: cluster`) fill the keys it leaves out; without it every key of the
+    /// engine's config counts as set.
+    pub fn with_user_config(self, user: UserConfig) -> Result<Self, String> {
+        self.layers.set_user(user)?;
+        Ok(self)
     }
 
     /// Limits, timeouts and the drain schedule.
@@ -176,30 +192,25 @@ impl Server {
         }
         if let Some((path, interval)) = self.config_reload.take() {
             let origin = path.display().to_string();
-            let build = move |contents: &[Vec<u8>]| -> Result<Injector, String> {
+            let layers = self.layers.clone();
+            let apply = move |contents: &[Vec<u8>]| -> Result<(), String> {
                 let text = contents
                     .first()
                     .map(|bytes| String::from_utf8_lossy(bytes))
                     .unwrap_or_default();
-                let config = InjectConfig::from_yaml(&text, &origin).map_err(|error| error.to_string())?;
-                Injector::new(config).map_err(|error| error.to_string())
+                let user = UserConfig::from_yaml(&text, &origin).map_err(|error| error.to_string())?;
+                layers.set_user(user)
             };
             let mut poller = FilePoller::new(vec![path], None);
-            if let Some(Ok(contents)) = poller.poll()
-                && let Ok(injector) = build(&contents)
-            {
-                self.injector.store(Arc::new(injector));
+            if let Some(Ok(contents)) = poller.poll() {
+                let _ = apply(&contents);
             }
-            let injector = self.injector.clone();
             pollers.push(reload::spawn(
                 poller,
                 interval,
                 ReloadKind::Config,
                 self.metrics.clone(),
-                move |contents| {
-                    injector.store(Arc::new(build(contents)?));
-                    Ok(())
-                },
+                apply,
             ));
         }
         pollers
@@ -207,7 +218,20 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let pollers = self.start_reloads();
+        let mut pollers = self.start_reloads();
+        let user = self.layers.user().config;
+        if let (Some(client), IstioSource::Cluster) = (&self.cluster, user.istio.source) {
+            let source = InstalledIstioSource {
+                namespace: user.istio.namespace.clone(),
+                revision: user.revision.clone(),
+            };
+            pollers.push(installed_istio::spawn(
+                client.clone(),
+                source,
+                self.layers.clone(),
+                self.metrics.clone(),
+            ));
+        }
         let Server {
             webhook_listener,
             admin_listener,

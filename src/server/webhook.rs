@@ -1,4 +1,6 @@
 //! The HTTPS `/inject` endpoint: HTTP concerns only, around [`crate::review::review`].
+//! `/inject/<key>/<value>/...` (and `/inject/:ENV:<key>=<value>...`) carry istiod's path
+//! parameters, such as `/inject/cluster/<c>/net/<n>` ([`InjectPath`]).
 //!
 //! Status codes: 200 with an AdmissionReview for every request that could be read
 //! (allowed, patched or denied); 400 for a body that is not an AdmissionReview; 413 for a
@@ -30,6 +32,7 @@ use super::metrics::Metrics;
 use super::options::ServeOptions;
 use crate::engine::Injector;
 use crate::engine::NamespaceContext;
+use crate::engine::inject_path::InjectPath;
 use crate::review::{ParsedReview, ReviewAnswer, ReviewError, answer_review, parse_review};
 
 /// What every webhook request needs.
@@ -59,6 +62,7 @@ pub fn router(state: Arc<WebhookState>) -> Router {
     Router::new()
         .route("/inject", post(inject))
         .route("/inject/", post(inject))
+        .route("/inject/{*parameters}", post(inject))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(deadline, enforce_deadline))
 }
@@ -215,8 +219,14 @@ fn answer_with(
 /// Checks the request, reads and parses the body, and answers it: inline when the body is
 /// small, else on the blocking pool, with the namespace looked up in between (that lookup
 /// may wait on the API server, which must not hold a blocking thread or a permit).
-async fn handle(state: &WebhookState, headers: &HeaderMap, body: Body) -> Result<ReviewAnswer, ApiError> {
-    let injector = state.injector.load_full();
+async fn handle(state: &WebhookState, path: &str, headers: &HeaderMap, body: Body) -> Result<ReviewAnswer, ApiError> {
+    let mut injector = state.injector.load_full();
+    if let Some(for_path) = injector
+        .for_inject_path(&InjectPath::parse(path))
+        .map_err(|error| ApiError::Internal(format!("webhook path {path:?}: {error}")))?
+    {
+        injector = Arc::new(for_path);
+    }
     is_json(headers)?;
     let body = read_body(headers, body, injector.config().max_body_bytes).await?;
     if !state.blocking.takes(body.len()) {
@@ -238,7 +248,7 @@ async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Res
     let metrics = &state.metrics;
     metrics.request();
     let (parts, body) = request.into_parts();
-    let result = handle(&state, &parts.headers, body).await;
+    let result = handle(&state, parts.uri.path(), &parts.headers, body).await;
     let response = match result {
         Ok(answer) => {
             let summary = &answer.summary;

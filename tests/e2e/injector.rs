@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use sidecar_injector::certs::CertBundle;
-use sidecar_injector::config::InjectConfig;
+use sidecar_injector::config::{InjectConfig, UserConfig};
 use sidecar_injector::engine::Injector;
 use sidecar_injector::server::Server;
 use sidecar_injector::server::tls::server_config_with_client_ca;
@@ -59,8 +59,25 @@ impl RunningInjector {
         Self::start_with(config, None, Some(client_ca_pem)).await
     }
 
+    /// Like [`RunningInjector::start_with_cluster`], with the config file as written, so that
+    /// with `istio.source: cluster` the installed Istio's ConfigMaps fill the keys it leaves
+    /// out, as `serve --config` does.
+    pub async fn start_with_user_config(user: UserConfig, client: kube::Client) -> Result<Self, String> {
+        let config = user.config.clone();
+        Self::start_server(config, Some(user), Some(client), None).await
+    }
+
     async fn start_with(
         config: InjectConfig,
+        client: Option<kube::Client>,
+        client_ca_pem: Option<&str>,
+    ) -> Result<Self, String> {
+        Self::start_server(config, None, client, client_ca_pem).await
+    }
+
+    async fn start_server(
+        config: InjectConfig,
+        user: Option<UserConfig>,
         client: Option<kube::Client>,
         client_ca_pem: Option<&str>,
     ) -> Result<Self, String> {
@@ -81,6 +98,9 @@ impl RunningInjector {
             .context("binding admin")?;
         let injector = Injector::new(config).context("validating the injector config")?;
         let mut server = Server::bind(webhook_listener, admin_listener, tls, injector);
+        if let Some(user) = user {
+            server = server.with_user_config(user).context("composing the injector config")?;
+        }
         if let Some(client) = client {
             server = server.with_cluster(client);
         }

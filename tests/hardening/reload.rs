@@ -23,7 +23,12 @@ async fn injected_image(client: &Client, server: &Running, uid: &str) -> String 
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|op| op["value"]["image"].as_str())
+        // One container added, or (native sidecars, no init containers yet) the whole list.
+        .flat_map(|op| match &op["value"] {
+            Value::Array(containers) => containers.iter().collect::<Vec<_>>(),
+            container => vec![container],
+        })
+        .filter_map(|container| container["image"].as_str())
         .find(|image| image.contains("proxyv2"))
         .unwrap_or_default()
         .to_string()

@@ -9,16 +9,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::quantity::{QuantityError, ResourceKind};
 
 mod compiled;
+pub mod istio_source;
+pub mod layers;
 pub mod quota;
 pub mod resize;
 pub mod tuning;
 
 pub use self::compiled::CompiledConfig;
+pub use self::istio_source::{IstioSource, IstioSourceConfig};
+pub use self::layers::{Provenance, SettingSource, UserConfig};
 pub use self::quota::{OnQuota, QuotaLimits};
 pub use self::resize::{ResizePolicyConfig, ResizeRestart};
 
@@ -73,10 +77,31 @@ pub enum ConfigError {
         /// The accepted form.
         reason: String,
     },
+    /// A value taken from the installed Istio is refused.
+    #[error("{error} (read from {source_name})")]
+    Installed {
+        /// Where it was read, e.g. `istio values global.proxy.logLevel`.
+        source_name: String,
+        /// What is wrong with it.
+        error: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// The config key a value error names.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Quantity { key, .. }
+            | ConfigError::RequestAboveLimit { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Installed { error, .. } => error.key(),
+            ConfigError::Read { .. } | ConfigError::Schema { .. } => None,
+        }
+    }
 }
 
 /// Whether pods without an explicit choice are injected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InjectionPolicy {
     /// Inject unless the pod opts out (Istio's default).
@@ -87,7 +112,7 @@ pub enum InjectionPolicy {
 }
 
 /// How the four resource annotations combine with the configured defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum ResourceMerge {
     /// Each annotation overrides only its own field; the rest keep their defaults.
@@ -98,7 +123,7 @@ pub enum ResourceMerge {
 }
 
 /// The Kubernetes distribution, where it changes what is injected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum Platform {
     /// Any conformant Kubernetes.
@@ -110,7 +135,7 @@ pub enum Platform {
 }
 
 /// Which CNI plugin chain Istio CNI runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum CniProvider {
     /// Chained into the node's CNI config.
@@ -122,7 +147,7 @@ pub enum CniProvider {
 }
 
 /// Where the proxy sends inbound traffic (MeshConfig `inboundTrafficPolicy.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum InboundTrafficPolicy {
     /// To the pod IP.
@@ -134,7 +159,7 @@ pub enum InboundTrafficPolicy {
 }
 
 /// How inbound and outbound traffic is captured into the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 pub enum InterceptionMode {
     /// iptables REDIRECT (Istio's default).
     #[default]
@@ -170,7 +195,7 @@ impl InterceptionMode {
 }
 
 /// CPU and memory amounts as written in the config file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceAmounts {
     /// CPU, e.g. `100m`.
@@ -185,7 +210,7 @@ pub struct ResourceAmounts {
 }
 
 /// Default requests and limits for the proxy and init container.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceDefaults {
     /// Default requests.
@@ -215,7 +240,7 @@ impl Default for ResourceDefaults {
 }
 
 /// What to do with a proxy value outside the configured bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnViolation {
     /// Clamp it into range and warn.
@@ -226,7 +251,7 @@ pub enum OnViolation {
 }
 
 /// Which CPU field Envoy's worker count follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ConcurrencyFrom {
     /// The CPU limit, rounded up to whole cores (what pilot-agent itself does).
@@ -240,7 +265,7 @@ pub enum ConcurrencyFrom {
 }
 
 /// A min and max for one field.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BoundSpec {
     /// Smallest value.
@@ -252,7 +277,7 @@ pub struct BoundSpec {
 }
 
 /// How `--concurrency` is derived.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ConcurrencyConfig {
     /// `limit` or `request`.
@@ -274,7 +299,7 @@ impl Default for ConcurrencyConfig {
 }
 
 /// Everything that shapes injection. Field names are the YAML keys in camelCase.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct InjectConfig {
     /// Image of the `istio-proxy` container.
@@ -394,6 +419,13 @@ pub struct InjectConfig {
     pub proxy_component_log_level: String,
     /// pilot-agent's and istio-iptables' `--log_output_level` (istiod's `global.logging.level`).
     pub agent_log_level: String,
+    /// Where the installed Istio's settings come from (`static`: this file only; `cluster`:
+    /// the istiod chart's ConfigMaps, under this file's own keys).
+    pub istio: IstioSourceConfig,
+    /// Proxy environment variables set by the webhook's URL path ([`crate::inject_path`]),
+    /// for the request being answered; never read from the file.
+    #[serde(skip)]
+    pub path_envs: BTreeMap<String, String>,
 }
 
 impl Default for InjectConfig {
@@ -405,7 +437,7 @@ impl Default for InjectConfig {
             policy: InjectionPolicy::Enabled,
             never_inject_selector: Vec::new(),
             always_inject_selector: Vec::new(),
-            native_sidecars: false,
+            native_sidecars: true,
             resource_merge: ResourceMerge::PerField,
             resources: ResourceDefaults::default(),
             init_resources: ResourceDefaults {
@@ -454,6 +486,8 @@ impl Default for InjectConfig {
             proxy_log_level: "warning".into(),
             proxy_component_log_level: "misc:error".into(),
             agent_log_level: "default:info".into(),
+            istio: IstioSourceConfig::default(),
+            path_envs: BTreeMap::new(),
         }
     }
 }
@@ -509,7 +543,10 @@ mod tests {
             [Some(100), Some(2000), Some(128 << 20), Some(1 << 30), None, None]
         );
         assert_eq!(config.policy, InjectionPolicy::Enabled);
-        assert!(!config.native_sidecars);
+        assert!(
+            config.native_sidecars,
+            "Istio has defaulted to native sidecars since 1.27"
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //! pod gets `NotRequired` for memory too, and the resize guard refuses a change of the
 //! proxy's memory limit there instead (see `crate::resize`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What the kubelet does to a container when one resource is resized in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum ResizeRestart {
     /// Apply the new value to the running container.
     NotRequired,
@@ -38,7 +38,7 @@ impl ResizeRestart {
 }
 
 /// The `resizePolicy` written on the injected `istio-proxy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ResizePolicyConfig {
     /// Write `resizePolicy` at all (off for clusters without in-place resize, where the API

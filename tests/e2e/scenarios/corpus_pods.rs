@@ -20,11 +20,13 @@ enum Fate {
     NotInjected,
     /// Refused by our webhook.
     Denied,
+    /// Refused by the API server after our patch because `spec.containers` is empty.
+    NoContainers,
 }
 
 /// Inputs that are not injected or are refused, and why.
 #[rustfmt::skip]
-const EXPECTED_OTHERWISE: [(&str, Fate, &str); 8] = [
+const EXPECTED_OTHERWISE: [(&str, Fate, &str); 9] = [
     ("hello-host-network.yaml", Fate::NotInjected, "hostNetwork pods are skipped"),
     ("hello-host-network-with-ns.yaml", Fate::NotInjected, "hostNetwork pods are skipped"),
     ("hello-ignore.yaml", Fate::NotInjected, "the pod opts out"),
@@ -35,6 +37,9 @@ const EXPECTED_OTHERWISE: [(&str, Fate, &str); 8] = [
     // Istio drops every default once one resource annotation is set; deploy/config.yaml
     // merges per field (resourceMerge: perField), so the default CPU limit 2 stays.
     ("traffic-annotations.yaml", Fate::Denied, "proxyCPU 4 is above the default CPU limit 2"),
+    // Its only container is istio-proxy; native sidecars (the default) move it to the init
+    // containers, as Istio's golden output does (`containers: []`), which the API server refuses.
+    ("only-proxy-container.yaml", Fate::NoContainers, "native layout leaves no container, as Istio's"),
 ];
 /// The issue asks for at least this many injected pods.
 const MINIMUM_INJECTED: usize = 10;
@@ -65,7 +70,14 @@ pub async fn run(harness: &Harness) -> Outcome {
                 },
                 Err(error) => {
                     let message = api_message(&error);
-                    (message.contains("denied the request").then_some(Fate::Denied), message)
+                    let fate = if message.contains("denied the request") {
+                        Some(Fate::Denied)
+                    } else if message.contains("spec.containers: Required value") {
+                        Some(Fate::NoContainers)
+                    } else {
+                        None
+                    };
+                    (fate, message)
                 }
             };
             if fate == Some(expected) {
@@ -89,8 +101,10 @@ pub async fn run(harness: &Harness) -> Outcome {
         dir.display()
     );
     Ok(format!(
-        "{injected} pods stored with one proxy; {} stored uninjected and {} denied, as expected",
+        "{injected} pods stored with one proxy; {} stored uninjected, {} denied and {} refused for \
+         having no container left (as Istio's native output), as expected",
         count(Fate::NotInjected),
-        count(Fate::Denied)
+        count(Fate::Denied),
+        count(Fate::NoContainers)
     ))
 }

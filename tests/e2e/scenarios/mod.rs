@@ -1,8 +1,9 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
 //! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 27 from issue 14
-//! (VPA recommendations as a sizing layer; `advise --apply`), 41 to 45 from issue 16 (`check`
-//! on a live cluster, Events).
+//! (VPA recommendations as a sizing layer; `advise --apply`), 28 to 33 from issue 15 (the
+//! installed Istio: its ConfigMaps, revisions, paths, templates), 41 to 45 from issue 16
+//! (`check` on a live cluster, Events).
 
 mod advise_apply;
 mod check_cluster;
@@ -13,10 +14,12 @@ mod dry_run;
 mod events;
 mod failure_policy;
 mod injection;
+mod installed_istio;
 mod limit_ranges;
 mod manifests;
 mod mtls;
 mod namespace_tuning;
+mod paths_and_templates;
 mod pod_security;
 mod qos;
 mod reinvocation;
@@ -113,6 +116,34 @@ pub async fn run_all(harness: &Harness) -> Report {
             27,
             "VPA: ReplicaSet cache miss, warned",
             vpa::replica_set_cache_miss(harness),
+        )
+        .await;
+    report
+        .run(
+            28,
+            "installed Istio: ConfigMap change, next pod",
+            installed_istio::change_applies_to_next_pod(harness),
+        )
+        .await;
+    report
+        .run(
+            29,
+            "installed Istio: bad ConfigMap keeps last good",
+            installed_istio::bad_configmap_keeps_last_good(harness),
+        )
+        .await;
+    report
+        .run(
+            30,
+            "path parameters cluster/net",
+            paths_and_templates::path_parameters(harness),
+        )
+        .await;
+    report
+        .run(
+            31,
+            "gateway template admitted",
+            paths_and_templates::gateway_template(harness),
         )
         .await;
     report
