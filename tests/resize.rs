@@ -20,8 +20,18 @@ fn resize_review(uid: &str, old: &Value, new: &Value) -> Value {
 
 fn with_proxy(pod: &Value, side: &str, resource: &str, value: &str) -> Value {
     let mut new = pod.clone();
-    let containers = new["spec"]["containers"].as_array_mut().unwrap();
-    let proxy = containers.iter_mut().find(|c| c["name"] == "istio-proxy").unwrap();
+    // The proxy is a native sidecar (an init container) by default, else a container.
+    let is_proxy = |c: &Value| c["name"] == "istio-proxy";
+    let list = ["initContainers", "containers"]
+        .into_iter()
+        .find(|list| new["spec"][list].as_array().is_some_and(|c| c.iter().any(is_proxy)))
+        .unwrap();
+    let proxy = new["spec"][list]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| is_proxy(c))
+        .unwrap();
     proxy["resources"][side][resource] = json!(value);
     new
 }
