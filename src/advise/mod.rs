@@ -8,6 +8,7 @@
 //! admission policy ([`sizing`]), and [`report`] writes the result as text, JSON or YAML.
 
 pub mod apply;
+mod gather;
 pub mod prometheus;
 pub mod report;
 pub mod sizing;
@@ -18,15 +19,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use self::prometheus::{Prometheus, PrometheusError};
+pub use self::gather::{AdviseError, CPU_METRIC, Gathered, MEMORY_METRIC, gather};
 use self::sizing::{NamespacePolicy, Percentiles};
 use self::usage::{Owners, Series, Usage, WorkloadUsage};
 use crate::engine::Injector;
 use crate::engine::annotations::REGISTRY;
 use crate::quantity::Quantity;
-
-/// The proxy container whose usage is read.
-const PROXY_CONTAINER: &str = "istio-proxy";
 
 /// What `advise` was asked.
 #[derive(Debug, Clone)]
@@ -45,104 +43,6 @@ pub struct AdviseOptions {
     pub timeout: Duration,
     /// The evaluation time, Unix seconds (now).
     pub at: f64,
-}
-
-/// Why `advise` has no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum AdviseError {
-    /// Prometheus could not be asked.
-    #[error(transparent)]
-    Prometheus(#[from] PrometheusError),
-    /// Prometheus has none of the series.
-    #[error(
-        "Prometheus at {url} has no {cpu} or {memory} series for container=\"{PROXY_CONTAINER}\" in the last {window}{scope}"
-    )]
-    NoSeries {
-        /// The base URL.
-        url: String,
-        /// The CPU metric.
-        cpu: &'static str,
-        /// The memory metric.
-        memory: &'static str,
-        /// The window.
-        window: String,
-        /// ` in namespaces a, b` or empty.
-        scope: String,
-    },
-}
-
-/// The CPU counter read.
-pub const CPU_METRIC: &str = "container_cpu_usage_seconds_total";
-/// The memory gauge read.
-pub const MEMORY_METRIC: &str = "container_memory_working_set_bytes";
-
-/// What Prometheus returned.
-#[derive(Debug, Clone, Default)]
-pub struct Gathered {
-    /// CPU counter series with raw samples.
-    pub cpu: Vec<Series>,
-    /// Working-set series with raw samples.
-    pub memory: Vec<Series>,
-    /// `kube_pod_owner`.
-    pub pod_owner: Vec<Series>,
-    /// `kube_replicaset_owner`.
-    pub replica_set_owner: Vec<Series>,
-    /// `kube_pod_annotations` (only the annotations kube-state-metrics was allowed to export).
-    pub pod_annotations: Vec<Series>,
-}
-
-fn selector(container: Option<&str>, namespaces: &[String]) -> String {
-    let mut matchers = Vec::new();
-    if let Some(container) = container {
-        matchers.push(format!("container=\"{container}\""));
-    }
-    if !namespaces.is_empty() {
-        let escaped: Vec<String> = namespaces
-            .iter()
-            .map(|n| n.replace('\\', "\\\\").replace('"', "\\\""))
-            .collect();
-        matchers.push(format!("namespace=~\"{}\"", escaped.join("|")));
-    }
-    if matchers.is_empty() {
-        // PromQL refuses an empty `{}`.
-        return String::new();
-    }
-    format!("{{{}}}", matchers.join(","))
-}
-
-/// Asks Prometheus for everything [`advise`] needs.
-pub async fn gather(options: &AdviseOptions) -> Result<Gathered, AdviseError> {
-    let prometheus = Prometheus::new(&options.prometheus, options.timeout)?;
-    let window = &options.window;
-    let proxies = selector(Some(PROXY_CONTAINER), &options.namespaces);
-    let everything = selector(None, &options.namespaces);
-    let cpu = prometheus
-        .query(&format!("{CPU_METRIC}{proxies}[{window}]"), options.at)
-        .await?;
-    let memory = prometheus
-        .query(&format!("{MEMORY_METRIC}{proxies}[{window}]"), options.at)
-        .await?;
-    if cpu.is_empty() && memory.is_empty() {
-        return Err(AdviseError::NoSeries {
-            url: options.prometheus.clone(),
-            cpu: CPU_METRIC,
-            memory: MEMORY_METRIC,
-            window: window.clone(),
-            scope: if options.namespaces.is_empty() {
-                String::new()
-            } else {
-                format!(" in namespaces {}", options.namespaces.join(", "))
-            },
-        });
-    }
-    let latest = |metric: &str| format!("max_over_time({metric}{everything}[{window}])");
-    Ok(Gathered {
-        cpu,
-        memory,
-        pod_owner: prometheus.query(&latest("kube_pod_owner"), options.at).await?,
-        replica_set_owner: prometheus.query(&latest("kube_replicaset_owner"), options.at).await?,
-        pod_annotations: prometheus.query(&latest("kube_pod_annotations"), options.at).await?,
-    })
 }
 
 /// Observed figures as quantities.
@@ -384,13 +284,6 @@ mod tests {
             found[&("shop".to_string(), "p".to_string())],
             BTreeMap::from([(key.to_string(), "30m".to_string())])
         );
-    }
-
-    #[test]
-    fn selectors_escape_namespaces() {
-        assert_eq!(selector(Some("istio-proxy"), &[]), "{container=\"istio-proxy\"}");
-        assert_eq!(selector(None, &[]), "");
-        assert_eq!(selector(None, &["a".into(), "b\"".into()]), "{namespace=~\"a|b\\\"\"}");
     }
 
     #[test]

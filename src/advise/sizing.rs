@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use crate::engine::annotations::INJECT;
-use crate::engine::{FieldKey, Injector, NamespaceContext, PodRequest, Resource, Side};
+use crate::engine::{FieldKey, Injector, NamespaceContext, PodRequest, ProxyResources, Resource, Side};
 use crate::quantity::Quantity;
 
 /// The three fields `advise` recommends, in output order.
@@ -164,13 +164,32 @@ pub struct NamespacePolicy<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
 }
 
-/// A pod in `namespace` carrying `annotations`, as the engine reads one.
-fn probe_pod(annotations: &BTreeMap<String, String>) -> Result<Pod, String> {
+/// The proxy resources admission gives a pod of `namespace` carrying `annotations`
+/// (`None` when it would not inject it); `Err` is the denial.
+fn admit(
+    injector: &Injector,
+    namespace: &str,
+    policy: NamespacePolicy<'_>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(Option<ProxyResources>, &'static str), String> {
     let mut annotations = annotations.clone();
     annotations.insert(INJECT.to_string(), "true".to_string());
     let pod: Value = json!({"metadata": {"name": "advise", "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "advise"}]}});
-    serde_json::from_value(pod).map_err(|e| e.to_string())
+    let pod: Pod = serde_json::from_value(pod).map_err(|e| e.to_string())?;
+    let request = PodRequest {
+        pod: &pod,
+        namespace,
+        workload: None,
+        has_metadata: true,
+        namespace_context: NamespaceContext {
+            annotations: policy.annotations,
+            ..NamespaceContext::default()
+        },
+        reinjection: false,
+    };
+    let outcome = injector.inject(&request).map_err(|denial| denial.error.to_string())?;
+    Ok((outcome.resources, outcome.decision.as_str()))
 }
 
 /// Puts `values` through admission, as a pod of `namespace` annotating them would be.
@@ -186,26 +205,9 @@ pub fn police(
         .zip(values)
         .map(|(key, value)| (key.annotation().to_string(), value.to_canonical()))
         .collect();
-    let pod = probe_pod(&annotations)?;
-    let request = PodRequest {
-        pod: &pod,
-        namespace,
-        workload: None,
-        has_metadata: true,
-        namespace_context: NamespaceContext {
-            annotations: policy.annotations,
-            recommendation: None,
-            limit_ranges: &[],
-            resource_quotas: &[],
-        },
-        reinjection: false,
-    };
-    let outcome = injector
-        .inject(&request)
-        .map_err(|denial| format!("admission would deny it: {}", denial.error))?;
-    let resources = outcome
-        .resources
-        .ok_or_else(|| format!("admission would not inject it ({})", outcome.decision.as_str()))?;
+    let (resources, decision) = admit(injector, namespace, policy, &annotations)
+        .map_err(|denial| format!("admission would deny it: {denial}"))?;
+    let resources = resources.ok_or_else(|| format!("admission would not inject it ({decision})"))?;
     let mut policed = Policed {
         values,
         clamped: Vec::new(),
@@ -232,24 +234,9 @@ pub fn current_sizing(
     policy: NamespacePolicy<'_>,
     pod_annotations: &BTreeMap<String, String>,
 ) -> Result<[Option<Quantity>; 3], String> {
-    let pod = probe_pod(pod_annotations)?;
-    let request = PodRequest {
-        pod: &pod,
-        namespace,
-        workload: None,
-        has_metadata: true,
-        namespace_context: NamespaceContext {
-            annotations: policy.annotations,
-            recommendation: None,
-            limit_ranges: &[],
-            resource_quotas: &[],
-        },
-        reinjection: false,
-    };
-    let outcome = injector
-        .inject(&request)
-        .map_err(|denial| format!("admission would deny its pods: {}", denial.error))?;
-    let resources = outcome.resources.unwrap_or_else(crate::engine::ProxyResources::unset);
+    let (resources, _) = admit(injector, namespace, policy, pod_annotations)
+        .map_err(|denial| format!("admission would deny its pods: {denial}"))?;
+    let resources = resources.unwrap_or_else(ProxyResources::unset);
     Ok(ADVISED_FIELDS.map(|key| resources.value(key)))
 }
 

@@ -182,6 +182,18 @@ struct Stores {
 #[derive(Clone, Default)]
 pub struct VpaCache {
     stores: Arc<OnceLock<Stores>>,
+    off: Arc<OnceLock<String>>,
+}
+
+/// Whether the VPA layer is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VpaLayer {
+    /// The start-up check has not answered yet.
+    Starting,
+    /// Watching VPAs and ReplicaSets.
+    On,
+    /// Off, and why (as logged).
+    Off(String),
 }
 
 impl std::fmt::Debug for VpaCache {
@@ -204,6 +216,7 @@ impl VpaCache {
     pub fn start(client: kube::Client) -> VpaCache {
         let cache = VpaCache::default();
         let stores = cache.stores.clone();
+        let off = cache.off.clone();
         tokio::spawn(async move {
             let resource = vpa_resource();
             let vpas = Api::<DynamicObject>::all_with(client.clone(), &resource);
@@ -215,6 +228,7 @@ impl VpaCache {
                 tracing::info!(
                     "VerticalPodAutoscaler layer off: {reason} (autoscaling.k8s.io/v1 verticalpodautoscalers)"
                 );
+                let _ = off.set(reason);
                 return;
             }
             let vpa_writer = reflector::store::Writer::new(resource.clone());
@@ -241,6 +255,15 @@ impl VpaCache {
             });
         });
         cache
+    }
+
+    /// Whether the layer is on, off (and why), or still being checked.
+    pub fn layer(&self) -> VpaLayer {
+        match (self.stores.get(), self.off.get()) {
+            (Some(_), _) => VpaLayer::On,
+            (None, Some(reason)) => VpaLayer::Off(reason.clone()),
+            (None, None) => VpaLayer::Starting,
+        }
     }
 
     /// The recommendation for a pod of `owner` in `namespace`, with a warning on a
@@ -331,5 +354,44 @@ mod tests {
         assert_eq!(recommendation_of(&no_proxy, "shop", "v", "Deployment", "web"), None);
         let no_status = json!({"spec": {"targetRef": {"kind": "Deployment", "name": "web"}}});
         assert_eq!(recommendation_of(&no_status, "shop", "v", "Deployment", "web"), None);
+    }
+
+    /// An API server that answers every request 404, as one without the VPA CRD does.
+    async fn api_server_without_the_crd() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;
+                    let answer = format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn without_the_crd_the_layer_is_off_and_says_why() {
+        let addr = api_server_without_the_crd().await;
+        let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
+        let cache = VpaCache::start(client);
+        let mut layer = cache.layer();
+        for _ in 0..500 {
+            if layer != VpaLayer::Starting {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            layer = cache.layer();
+        }
+        assert_eq!(layer, VpaLayer::Off("the CRD is not installed".into()));
+        assert_eq!(cache.recommendation_for("shop", &replica_set_owner()), (None, None));
     }
 }
