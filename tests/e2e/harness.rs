@@ -35,6 +35,7 @@ pub struct Harness {
     /// The injector's own namespace (from deploy/), which must never be sent to it.
     pub injector_namespace: String,
     control_plane: Option<ControlPlane>,
+    kubeconfig: PathBuf,
     workdir: WorkDir,
 }
 
@@ -98,6 +99,7 @@ impl Harness {
             injector,
             injector_namespace: deploy::injector_namespace()?,
             control_plane,
+            kubeconfig,
             workdir,
         };
         if let Err(error) = harness.register(existing).await {
@@ -140,6 +142,12 @@ impl Harness {
         self.cluster
             .until_injected("the API server calls the webhook", namespace, &probe)
             .await
+    }
+
+    /// The kubeconfig the test's client uses (admin), for programs the scenarios start
+    /// against the same API server (istiod).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
     }
 
     /// A scratch folder for this run.

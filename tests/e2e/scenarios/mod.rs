@@ -1,6 +1,7 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 34
+//! from issue 15 (the live side-by-side with a real istiod).
 
 mod corpus_pods;
 mod denials;
@@ -9,6 +10,14 @@ mod dry_run;
 mod failure_policy;
 mod injection;
 mod limit_ranges;
+mod live_istiod;
+// Scenarios 35 and 36 compare with our side under `istio.source: cluster` (issue 15, part A);
+// they are registered once that lands, and this `expect` goes with them.
+#[expect(
+    dead_code,
+    reason = "scenarios 35 and 36 are registered after issue 15 part A is merged"
+)]
+mod live_istiod_next;
 mod manifests;
 mod mtls;
 mod namespace_tuning;
@@ -17,6 +26,8 @@ mod qos;
 mod reinvocation;
 mod restricted;
 mod selectors;
+
+use std::time::Duration;
 
 use crate::harness::Harness;
 use crate::report::Report;
@@ -76,6 +87,14 @@ pub async fn run_all(harness: &Harness) -> Report {
             16,
             "differential: API server with and without us",
             differential::run(harness),
+        )
+        .await;
+    report
+        .run_within(
+            34,
+            "live side-by-side with istiod",
+            Duration::from_secs(300),
+            live_istiod::run(harness),
         )
         .await;
     report
