@@ -7,6 +7,8 @@
 //!
 //! - the fields the API server makes per object: `metadata.namespace`, `uid`,
 //!   `resourceVersion`, `creationTimestamp`, `generation`, `managedFields`;
+//! - the namespace's name where the injected values quote it (`ISTIO_META_OWNER`,
+//!   `OTEL_RESOURCE_ATTRIBUTES`), written `<namespace>`;
 //! - the random five-character suffix of the projected token volume `kube-api-access-xxxxx`;
 //! - JSON held in a string (env values such as `PROXY_CONFIG` and `ISTIO_META_POD_PORTS`,
 //!   the `sidecar.istio.io/status` annotation) is compared as JSON, so key order and spacing
@@ -21,8 +23,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 /// What [`normalised`] removes or rewrites, one line each, for the scenario's note.
-pub const NORMALISATION: [&str; 3] = [
+pub const NORMALISATION: [&str; 4] = [
     "per-object API server fields (metadata.namespace, uid, resourceVersion, creationTimestamp, generation, managedFields)",
+    "the namespace's name inside values (ISTIO_META_OWNER, OTEL_RESOURCE_ATTRIBUTES) as <namespace>",
     "the random suffix of the projected token volume kube-api-access-xxxxx",
     "JSON held in strings (env values, annotations) compared as JSON",
 ];
@@ -47,22 +50,25 @@ pub fn normalised(pod: &Pod) -> Value {
             metadata.remove(field);
         }
     }
-    normalise(&mut value);
+    normalise(&mut value, pod.metadata.namespace.as_deref().unwrap_or_default());
     value
 }
 
-fn normalise(value: &mut Value) {
+fn normalise(value: &mut Value, namespace: &str) {
     match value {
-        Value::Object(map) => map.values_mut().for_each(normalise),
-        Value::Array(items) => items.iter_mut().for_each(normalise),
+        Value::Object(map) => map.values_mut().for_each(|member| normalise(member, namespace)),
+        Value::Array(items) => items.iter_mut().for_each(|item| normalise(item, namespace)),
         Value::String(text) => {
+            if !namespace.is_empty() && text.contains(namespace) {
+                *text = text.replace(namespace, "<namespace>");
+            }
             if let Some(suffix) = text.strip_prefix(TOKEN_VOLUME)
                 && suffix.len() == 5
                 && suffix.chars().all(|c| c.is_ascii_alphanumeric())
             {
                 *text = format!("{TOKEN_VOLUME}xxxxx");
             } else if let Some(mut parsed) = json_text(text) {
-                normalise(&mut parsed);
+                normalise(&mut parsed, namespace);
                 *value = parsed;
             }
         }

@@ -9,8 +9,10 @@
 //! - 37 [`takeover_with_istiod_registered`]: istiod's webhook and ours both select the same
 //!   namespace, in either order; each pod gets exactly one proxy.
 //!
-//! Each takes the config our injector runs with (`ours`), so that the part-A keys
-//! (`istio.source: cluster`, its revisions and tags) can be set where they are registered.
+//! 35 and 36 take the config our injector runs with (`ours`), so that the part-A keys
+//! (`istio.source: cluster`, its revisions and tags) can be set where they are registered. 37
+//! runs deploy/config.yaml with deploy/'s registration for istiod's revision; once part A's
+//! takeover overlay lands, that overlay is what it should register.
 
 use std::time::Duration;
 
@@ -152,7 +154,8 @@ async fn canary_ours(_harness: &Harness, _ours: InjectConfig) -> Outcome {
 /// 37: istiod's webhook and ours registered for the same namespace; whichever runs first, the
 /// other adds nothing: each pod has exactly one `istio-proxy`. Run with our registration named
 /// to sort before istiod's, then after it (the API server calls webhooks in name order).
-pub async fn takeover_with_istiod_registered(harness: &Harness, ours: InjectConfig) -> Outcome {
+pub async fn takeover_with_istiod_registered(harness: &Harness) -> Outcome {
+    let ours = deploy::injector_config()?;
     const REVISION: &str = "takeover";
     let assets = IstioAssets::find()?;
     let istiod = start_istiod(harness, &assets, REVISION, &[]).await?;
