@@ -40,7 +40,6 @@ pub const REVISION: &str = "live";
 const OURS: &str = "live-ours";
 const ISTIOD_NAMESPACE: &str = "e2e-live-istiod";
 const OUR_NAMESPACE: &str = "e2e-live-ours";
-const OUR_CONFIGURATION: &str = "sidecar-injector-e2e-live";
 /// The seed of the generated pods (not the differential scenario's, for other shapes).
 const SEED: u64 = 0x5EED_0034;
 /// Generated pods; the issue asks for at least 200.
@@ -340,33 +339,73 @@ pub fn our_config(rendered: &Rendered, revision: &str) -> Result<InjectConfig, S
 
 async fn compare_with_ours(harness: &Harness, istiod: &LiveIstiod) -> Outcome {
     let injector = RunningInjector::start(our_config(istiod.rendered(), istiod.revision())?).await?;
-    let configuration = deploy::for_revision(
-        deploy::pointed_at(deploy::webhook_configuration()?, &injector.url(), injector.ca_pem()),
-        OUR_CONFIGURATION,
-        OURS,
-    );
-    let registered = harness.cluster.register_webhook(&configuration).await;
-    let compared = match registered {
-        Ok(()) => compare_all(harness, istiod.revision()).await,
-        Err(error) => Err(error),
-    };
-    let unregistered = harness.cluster.unregister_webhook(OUR_CONFIGURATION).await;
-    let stopped = injector.stop().await;
-    let compared = compared?;
-    unregistered?;
-    stopped?;
-    Ok(compared)
+    let ours = OurSide::register(harness, injector, OURS).await?;
+    let compared = compare_all(harness, istiod.revision()).await;
+    ours.stop(harness).await?;
+    compared
+}
+
+/// Our injector, registered as deploy/'s revision webhooks for `istio.io/rev=<label>`, so only
+/// namespaces with that label reach it.
+pub struct OurSide {
+    injector: RunningInjector,
+    /// The revision label value that selects it.
+    pub label: &'static str,
+    configuration: String,
+}
+
+// === impl OurSide ===
+
+impl OurSide {
+    /// Registers `injector` for `label`.
+    pub async fn register(harness: &Harness, injector: RunningInjector, label: &'static str) -> Result<Self, String> {
+        let configuration = format!("sidecar-injector-e2e-{label}");
+        let registration = deploy::for_revision(
+            deploy::pointed_at(deploy::webhook_configuration()?, &injector.url(), injector.ca_pem()),
+            &configuration,
+            label,
+        );
+        let ours = OurSide {
+            injector,
+            label,
+            configuration,
+        };
+        match harness.cluster.register_webhook(&registration).await {
+            Ok(()) => Ok(ours),
+            Err(error) => {
+                ours.injector.stop().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Unregisters and stops it.
+    pub async fn stop(self, harness: &Harness) -> Result<(), String> {
+        let unregistered = harness.cluster.unregister_webhook(&self.configuration).await;
+        self.injector.stop().await?;
+        unregistered
+    }
+}
+
+/// Creates `istiod_namespace`, selected by istiod's `revision`, and `our_namespace`, selected
+/// by our `label`.
+pub async fn side_by_side_namespaces(
+    harness: &Harness,
+    (istiod_namespace, revision): (&str, &str),
+    (our_namespace, label): (&str, &str),
+) -> Result<(), String> {
+    harness
+        .cluster
+        .create_namespace(istiod_namespace, &[(REVISION_LABEL, revision)])
+        .await?;
+    harness
+        .cluster
+        .create_namespace(our_namespace, &[(REVISION_LABEL, label)])
+        .await
 }
 
 async fn compare_all(harness: &Harness, revision: &str) -> Outcome {
-    harness
-        .cluster
-        .create_namespace(ISTIOD_NAMESPACE, &[(REVISION_LABEL, revision)])
-        .await?;
-    harness
-        .cluster
-        .create_namespace(OUR_NAMESPACE, &[(REVISION_LABEL, OURS)])
-        .await?;
+    side_by_side_namespaces(harness, (ISTIOD_NAMESPACE, revision), (OUR_NAMESPACE, OURS)).await?;
     harness
         .cluster
         .until_injected(

@@ -27,7 +27,9 @@ use crate::injector::RunningInjector;
 use crate::istio_install::{self, IstioAssets};
 use crate::live_istiod::LiveIstiod;
 use crate::pods::{PROXY, proxy_count, test_pod};
-use crate::scenarios::live_istiod::{Fate, dry_run, start_istiod, unexplained, with_ca_bundle};
+use crate::scenarios::live_istiod::{
+    Fate, OurSide, dry_run, side_by_side_namespaces, start_istiod, unexplained, with_ca_bundle,
+};
 
 /// Polls for a ConfigMap change to reach istiod's (or our) informer: 30 s at most.
 const FOLLOW_TRIES: u32 = 600;
@@ -49,7 +51,9 @@ pub async fn chart_values_change(harness: &Harness, ours: InjectConfig) -> Outco
     const REVISION: &str = "values";
     let assets = IstioAssets::find()?;
     let istiod = start_istiod(harness, &assets, REVISION, &[]).await?;
-    let ours = OurSide::start(harness, ours, "values-ours").await?;
+    let injector = RunningInjector::start_with_cluster(ours, harness.cluster.client().clone()).await?;
+    injector.wait_synced().await?;
+    let ours = OurSide::register(harness, injector, "values-ours").await?;
     let result = values_follow(harness, &assets, &istiod, &ours, REVISION).await;
     let stopped = ours.stop(harness).await;
     let unregistered = harness
@@ -70,14 +74,7 @@ async fn values_follow(
     revision: &str,
 ) -> Outcome {
     let (istiod_namespace, our_namespace) = ("e2e-values-istiod", "e2e-values-ours");
-    harness
-        .cluster
-        .create_namespace(istiod_namespace, &[(REVISION_LABEL, revision)])
-        .await?;
-    harness
-        .cluster
-        .create_namespace(our_namespace, &[(REVISION_LABEL, ours.label)])
-        .await?;
+    side_by_side_namespaces(harness, (istiod_namespace, revision), (our_namespace, ours.label)).await?;
     let pod = test_pod("values", &[], &[]);
     let client = harness.cluster.client();
     let before = both(client, istiod_namespace, our_namespace, &pod).await?;
@@ -219,40 +216,6 @@ async fn one_proxy_each(harness: &Harness, injector: &RunningInjector, namespace
     Ok(format!(
         "{name}: 5 pods with one proxy each, we were called {called} times"
     ))
-}
-
-// === our side ===
-
-/// Our injector following the installed Istio, registered for the label `istio.io/rev=<label>`.
-struct OurSide {
-    injector: RunningInjector,
-    label: &'static str,
-    configuration: String,
-}
-
-impl OurSide {
-    async fn start(harness: &Harness, config: InjectConfig, label: &'static str) -> Result<Self, String> {
-        let injector = RunningInjector::start_with_cluster(config, harness.cluster.client().clone()).await?;
-        let configuration = format!("sidecar-injector-e2e-{label}");
-        let registration = deploy::for_revision(
-            deploy::pointed_at(deploy::webhook_configuration()?, &injector.url(), injector.ca_pem()),
-            &configuration,
-            label,
-        );
-        harness.cluster.register_webhook(&registration).await?;
-        injector.wait_synced().await?;
-        Ok(OurSide {
-            injector,
-            label,
-            configuration,
-        })
-    }
-
-    async fn stop(self, harness: &Harness) -> Result<(), String> {
-        let unregistered = harness.cluster.unregister_webhook(&self.configuration).await;
-        self.injector.stop().await?;
-        unregistered
-    }
 }
 
 // === helpers ===
