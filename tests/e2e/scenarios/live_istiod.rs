@@ -75,7 +75,7 @@ const DELIBERATE: [(&str, &str); 5] = [
 /// Differences that are neither 0 nor a setting: bugs of ours, or behaviour istiod gained
 /// after the 1.28 corpus our engine matches. Listed until fixed; the scenario's note names each
 /// as a known gap, and any difference outside both tables fails it.
-const KNOWN_GAPS: [(&str, &str); 10] = [
+const KNOWN_GAPS: [(&str, &str); 9] = [
     (
         "injection decision or layout",
         "we read on/off for sidecar.istio.io/inject and nativeSidecar; istiod only true/false",
@@ -109,10 +109,6 @@ const KNOWN_GAPS: [(&str, &str); 10] = [
         "istiod writes empty path/port/scrape members we leave out",
     ),
     (
-        "metadata.annotations.prometheus.io/",
-        "a pod scraping port 15020 itself: we point the scrape at the agent, istiod leaves it",
-    ),
-    (
         "spec.initContainers[istio-proxy].env[OTEL_RESOURCE_ATTRIBUTES]",
         "we write it for app.kubernetes.io/version pods (inferred from the 1.28 corpus); this istiod does not",
     ),
@@ -133,11 +129,7 @@ const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
 
 /// Values istiod refuses and we accept, by a phrase of istiod's message: bugs of ours, listed
 /// until fixed, each shown in the scenario's note as a known gap.
-const KNOWN_BUGS: [(&str, &str); 5] = [
-    (
-        "prometheus.istio.io/merge-metrics",
-        "we accept a merge-metrics value that is not a bool",
-    ),
+const KNOWN_BUGS: [(&str, &str); 2] = [
     (
         "inject.podOverrides",
         "we accept a proxy.istio.io/overrides that is not an object",
@@ -145,14 +137,6 @@ const KNOWN_BUGS: [(&str, &str); 5] = [
     (
         "istio.io/reroute-virtual-interfaces",
         "we accept an empty name in reroute-virtual-interfaces",
-    ),
-    (
-        "invalid prometheus scrape configuration",
-        "we accept a prometheus.io/port over 65535",
-    ),
-    (
-        "invalid prometheus scrape targets",
-        "we accept a scrape-targets port that is not a number",
     ),
 ];
 
