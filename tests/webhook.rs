@@ -491,7 +491,9 @@ async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
             .map(|e| e["value"].clone())
     };
     assert_eq!(env("FOO"), Some(json!("bar")));
-    assert_eq!(env("ISTIO_PROMETHEUS_ANNOTATIONS"), Some(json!("{\"port\":\"9090\"}")));
+    // istiod writes all of scrape, path and port, empty when the pod does not set them.
+    let scrape: Value = serde_json::from_str(env("ISTIO_PROMETHEUS_ANNOTATIONS").unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(scrape, json!({"scrape": "", "path": "", "port": "9090"}));
     assert_eq!(injected["metadata"]["annotations"]["prometheus.io/port"], "15020");
     let init = container(&injected, "istio-init").unwrap();
     assert_eq!(init["env"], json!([{"name": "FOO", "value": "bar"}]));

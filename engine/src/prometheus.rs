@@ -42,7 +42,8 @@ const TARGET_FORMS: &str = "comma-separated port:path pairs, each port 1-65535 o
 pub struct PrometheusMerge {
     /// Annotations to set on the pod.
     pub annotations: Vec<(String, String)>,
-    /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings.
+    /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings: `scrape`,
+    /// `path` and `port` (each empty when unset) and the `targets`, as istiod writes it.
     pub original: Option<String>,
     /// Annotations to remove: the targets move into `original`.
     pub remove: Vec<String>,
@@ -92,21 +93,21 @@ pub fn plan_merge(
             }
         }
     }
+    // istiod writes `scrape`, `path` and `port` always (empty when unset), and nothing when
+    // all three are empty and there are no targets. The first target, when there is one, is
+    // the `path` and `port`, for agents that do not read `targets`.
+    let (path, port) = match targets.first() {
+        Some((port, path)) => (path.clone(), port.clone()),
+        None => (
+            get(PATH).unwrap_or_default().to_string(),
+            get(PORT).unwrap_or_default().to_string(),
+        ),
+    };
+    let scrape = get(SCRAPE).unwrap_or_default();
     let mut original = Map::new();
-    if let Some(scrape) = get(SCRAPE) {
+    if !(scrape.is_empty() && path.is_empty() && port.is_empty() && targets.is_empty()) {
         original.insert("scrape".into(), json!(scrape));
-    }
-    let first = targets.first();
-    if let Some(path) = get(PATH)
-        .map(str::to_string)
-        .or_else(|| first.map(|(_, path)| path.clone()))
-    {
         original.insert("path".into(), json!(path));
-    }
-    if let Some(port) = get(PORT)
-        .map(str::to_string)
-        .or_else(|| first.map(|(port, _)| port.clone()))
-    {
         original.insert("port".into(), json!(port));
     }
     if !targets.is_empty() {
@@ -171,6 +172,13 @@ mod tests {
             json!({"scrape":"true","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/custom-metrics"}]})
         );
         assert_eq!(merged.remove, vec![SCRAPE_TARGETS.to_string()]);
+        // One setting: the other two members empty, as istiod writes them.
+        let path_only = plan_merge(Some(&annotations(&[(PATH, "/m")])), true).unwrap();
+        let original: Value = serde_json::from_str(&path_only.original.unwrap()).unwrap();
+        assert_eq!(original, json!({"scrape": "", "path": "/m", "port": ""}));
+        // Only empty values: no env at all.
+        let empty = plan_merge(Some(&annotations(&[(SCRAPE, "")])), true).unwrap();
+        assert_eq!(empty.original, None);
     }
 
     #[test]
