@@ -532,6 +532,25 @@ async fn user_volumes_are_added_to_the_pod_and_the_proxy() {
         mounts.contains(&json!({"name": "certs", "mountPath": "/etc/certs", "readOnly": true})),
         "{mounts:?}"
     );
+    // The status annotation lists the user's volume after ours, once, as istiod's does.
+    let status: Value = serde_json::from_str(
+        injected["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let listed: Vec<&str> = status["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(listed.last(), Some(&"certs"), "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|name| **name == "istio-envoy").count(),
+        1,
+        "{listed:?}"
+    );
     server.stop().await;
 }
 

@@ -75,7 +75,7 @@ const DELIBERATE: [(&str, &str); 5] = [
 /// Differences that are neither 0 nor a setting: bugs of ours, or behaviour istiod gained
 /// after the 1.28 corpus our engine matches. Listed until fixed; the scenario's note names each
 /// as a known gap, and any difference outside both tables fails it.
-const KNOWN_GAPS: [(&str, &str); 8] = [
+const KNOWN_GAPS: [(&str, &str); 7] = [
     (
         "injection decision or layout",
         "we read on/off for sidecar.istio.io/inject and nativeSidecar; istiod only true/false",
@@ -91,10 +91,6 @@ const KNOWN_GAPS: [(&str, &str); 8] = [
     (
         "spec.initContainers[istio-proxy].env[ISTIO_KUBE_APP_PROBERS]",
         "rewriteAppHTTPProbers: off is false to us, not a bool to istiod (which rewrites)",
-    ),
-    (
-        "metadata.annotations.sidecar.istio.io/status.volumes",
-        "our status annotation leaves out sidecar.istio.io/userVolume volumes",
     ),
     (
         "spec.initContainers[istio-init].image",
