@@ -11,6 +11,7 @@ mod failure_policy;
 mod injection;
 mod limit_ranges;
 mod live_istiod;
+mod live_verdict;
 // Scenarios 35 and 36 compare with our side under `istio.source: cluster` (issue 15, part A),
 // and 37 needs its takeover overlay (istiod re-injects over our classic pod today); they are
 // registered once that lands, and this `expect` goes with them.
