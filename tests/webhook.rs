@@ -500,7 +500,9 @@ async fn proxy_config_annotation_drives_hold_concurrency_and_metadata() {
             .map(|e| e["value"].clone())
     };
     assert_eq!(env("FOO"), Some(json!("bar")));
-    assert_eq!(env("ISTIO_PROMETHEUS_ANNOTATIONS"), Some(json!("{\"port\":\"9090\"}")));
+    // istiod writes all of scrape, path and port, empty when the pod does not set them.
+    let scrape: Value = serde_json::from_str(env("ISTIO_PROMETHEUS_ANNOTATIONS").unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(scrape, json!({"scrape": "", "path": "", "port": "9090"}));
     assert_eq!(injected["metadata"]["annotations"]["prometheus.io/port"], "15020");
     let init = container(&injected, "istio-init").unwrap();
     assert_eq!(init["env"], json!([{"name": "FOO", "value": "bar"}]));
@@ -538,6 +540,25 @@ async fn user_volumes_are_added_to_the_pod_and_the_proxy() {
     assert!(
         mounts.contains(&json!({"name": "certs", "mountPath": "/etc/certs", "readOnly": true})),
         "{mounts:?}"
+    );
+    // The status annotation lists the user's volume after ours, once, as istiod's does.
+    let status: Value = serde_json::from_str(
+        injected["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let listed: Vec<&str> = status["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(listed.last(), Some(&"certs"), "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|name| **name == "istio-envoy").count(),
+        1,
+        "{listed:?}"
     );
     server.stop().await;
 }

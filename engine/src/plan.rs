@@ -296,7 +296,7 @@ impl<'a> PodSettings<'a> {
         let traffic = TrafficSettings::from_annotations(annotations, config)?;
         let proxy_config = ProxyConfig::from_annotations(annotations)?;
         let user_volumes = user_volumes::user_volumes(annotations)?;
-        let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge);
+        let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge)?;
         let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
         let proxy_image = match annotations.and_then(|map| map.get(PROXY_IMAGE)) {
             Some(image) if image.trim().is_empty() => &config.proxy_image,

@@ -100,7 +100,8 @@ fn render_init(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
     init
 }
 
-/// Our volumes the pod lacks, then the user's whose names clash with neither.
+/// Our volumes the pod lacks, then the user's whose names clash with neither; and the names
+/// the status annotation lists (ours, then the user's).
 fn render_volumes<'t>(
     plan: &Plan<'_>,
     config: &InjectConfig,
@@ -132,5 +133,13 @@ fn render_volumes<'t>(
         .cloned()
         .map(VolumeItem::Built);
     let volumes = ours.chain(users).collect();
+    // The status annotation names the user's volumes too, after ours, as istiod's does.
+    for volume in &plan.user_volumes.volumes {
+        if let Some(name) = volume["name"].as_str()
+            && !names.iter().any(|listed| listed == name)
+        {
+            names.push(name.to_string());
+        }
+    }
     (volumes, names)
 }

@@ -246,6 +246,9 @@ fn proxy_env(inputs: &SidecarInputs<'_>) -> Vec<Value> {
     } else if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
         env.push(value_env("GOMEMLIMIT", bytes.to_string()));
     }
+    if config.go_max_procs_from_limit {
+        env.push(resource_env("GOMAXPROCS", "limits.cpu"));
+    }
     if !config.compliance_policy.is_empty() {
         env.push(value_env("COMPLIANCE_POLICY", config.compliance_policy.clone()));
         if config.compliance_policy == "fips-140-3" {

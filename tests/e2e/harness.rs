@@ -147,6 +147,12 @@ impl Harness {
             .await
     }
 
+    /// The kubeconfig the test's client uses (admin), for programs the scenarios start
+    /// against the same API server (istiod).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     /// A scratch folder for this run.
     pub fn workdir(&self) -> &Path {
         self.workdir.path()

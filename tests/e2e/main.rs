@@ -26,13 +26,16 @@ mod corpus;
 mod deploy;
 mod harness;
 mod injector;
+mod istio_install;
 mod kustomize;
+mod live_istiod;
 mod loopback_http;
 mod pod_generator;
 mod pods;
 mod process;
 mod report;
 mod scenarios;
+mod side_by_side;
 mod sizing;
 mod vpa;
 // The `advise` test's Prometheus and data, for scenario 26.

@@ -28,11 +28,29 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Starts `program` with `args`, logging to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: PathBuf) -> Result<Self, String> {
+        Self::spawn_in(name, program, args, &[], None, log)
+    }
+
+    /// Like [`ChildProcess::spawn`], with `env` added to the environment and, when given,
+    /// `dir` as the working folder (istiod resolves some default paths against it).
+    pub fn spawn_in(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        dir: Option<&Path>,
+        log: PathBuf,
+    ) -> Result<Self, String> {
         let output = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let errors = output
             .try_clone()
             .map_err(|e| format!("cannot reopen {}: {e}", log.display()))?;
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command.envs(env.iter().map(|(key, value)| (key, value)));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .arg("-c")
             .arg(WATCHDOG)
             .arg(std::process::id().to_string())

@@ -344,6 +344,9 @@ pub struct InjectConfig {
     /// `GOMEMLIMIT` as a percentage of the memory limit (1-100). At 100 it is istiod's
     /// `resourceFieldRef` to `limits.memory`, which the kubelet resolves.
     pub go_mem_limit_percent: u8,
+    /// Give the proxy `GOMAXPROCS` as a `resourceFieldRef` to `limits.cpu`, as istiod has
+    /// since after 1.28 (its 1.28 test corpus has none).
+    pub go_max_procs_from_limit: bool,
     /// Record where each proxy resource value came from in the `sidecar-injector.io/resources`
     /// annotation.
     pub provenance_annotation: bool,
@@ -453,6 +456,7 @@ impl Default for InjectConfig {
             concurrency: ConcurrencyConfig::default(),
             resize_policy: ResizePolicyConfig::default(),
             go_mem_limit_percent: 90,
+            go_max_procs_from_limit: false,
             provenance_annotation: true,
             compliance_policy: String::new(),
             image_pull_secrets: Vec::new(),
