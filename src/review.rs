@@ -224,6 +224,11 @@ impl ParsedReview {
         &self.api_version
     }
 
+    /// A label of the object (the pod's `istio.io/rev`, which picks the revision).
+    pub fn object_label(&self, key: &str) -> Option<String> {
+        object_label(self.request.object.as_deref()?, key)
+    }
+
     /// The namespace the object is created in.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -329,6 +334,25 @@ fn string_end(body: &[u8], start: usize) -> usize {
 }
 
 /// `metadata.namespace` of a raw object, when it has one.
+/// A label of the object, read from its metadata alone.
+fn object_label(object: &RawValue, key: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Object {
+        #[serde(default)]
+        metadata: Option<Metadata>,
+    }
+    #[derive(Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        labels: Option<BTreeMap<String, String>>,
+    }
+    serde_json::from_str::<Object>(object.get())
+        .ok()?
+        .metadata?
+        .labels?
+        .remove(key)
+}
+
 fn object_namespace(object: &RawValue) -> String {
     #[derive(Deserialize)]
     struct Object {

@@ -135,6 +135,22 @@ impl UserConfig {
         Ok(UserConfig { config, explicit })
     }
 
+    /// The same file for another served revision: `revision` is `revision`, whatever the
+    /// file or the installed Istio says.
+    pub fn for_revision(&self, revision: &str) -> Self {
+        let mut user = self.clone();
+        // The same set of served revisions, seen from this one.
+        let default = std::mem::replace(&mut user.config.revision, revision.to_string());
+        let served = &mut user.config.istio.revisions;
+        served.retain(|name| name != revision);
+        served.push(default);
+        if let Some(Value::Object(istio)) = user.explicit.get_mut("istio") {
+            istio.insert("revisions".into(), Value::from(served.clone()));
+        }
+        user.explicit.insert("revision".into(), Value::from(revision));
+        user
+    }
+
     /// The built-in defaults, with no key written.
     pub fn defaults() -> Self {
         UserConfig {

@@ -40,18 +40,18 @@ const PICKUP_PAUSE: Duration = Duration::from_millis(50);
 
 /// The settings the values ConfigMap is given, and what a pod shows of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
-    tag: &'static str,
-    cpu: &'static str,
-    log_level: &'static str,
+pub(super) struct Settings {
+    pub(super) tag: &'static str,
+    pub(super) cpu: &'static str,
+    pub(super) log_level: &'static str,
 }
 
-const FIRST: Settings = Settings {
+pub(super) const FIRST: Settings = Settings {
     tag: "1.28.0-e2e-one",
     cpu: "150m",
     log_level: "info",
 };
-const SECOND: Settings = Settings {
+pub(super) const SECOND: Settings = Settings {
     tag: "1.28.0-e2e-two",
     cpu: "175m",
     log_level: "debug",
@@ -278,7 +278,7 @@ impl<'h> Installed<'h> {
 }
 
 /// Whether the proxy has exactly `settings`.
-fn matches(proxy: &Container, settings: &Settings) -> bool {
+pub(super) fn matches(proxy: &Container, settings: &Settings) -> bool {
     let image = proxy.image.as_deref().unwrap_or_default();
     let cpu = proxy
         .resources
@@ -292,7 +292,7 @@ fn matches(proxy: &Container, settings: &Settings) -> bool {
         && proxy.args.iter().flatten().any(|arg| *arg == level)
 }
 
-fn describe(proxy: &Container) -> String {
+pub(super) fn describe(proxy: &Container) -> String {
     format!(
         "proxy has image {:?}, requests {:?}, args {:?}: none of the settings written",
         proxy.image,
@@ -302,7 +302,7 @@ fn describe(proxy: &Container) -> String {
 }
 
 /// A rendered fixture of the chart's ConfigMaps.
-fn fixture(name: &str) -> Result<String, String> {
+pub(super) fn fixture(name: &str) -> Result<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/istio-install")
         .join(name);
@@ -310,7 +310,7 @@ fn fixture(name: &str) -> Result<String, String> {
 }
 
 /// The chart's default values with the revision and `settings` written in.
-fn values_json(revision: &str, settings: Option<Settings>) -> Result<String, String> {
+pub(super) fn values_json(revision: &str, settings: Option<Settings>) -> Result<String, String> {
     let mut values: Value =
         serde_json::from_str(&fixture("default.values.json")?).context("parsing the values fixture")?;
     values["revision"] = json!(revision);

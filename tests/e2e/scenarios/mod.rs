@@ -19,6 +19,7 @@ mod pod_security;
 mod qos;
 mod reinvocation;
 mod restricted;
+mod revisions;
 mod selectors;
 
 use crate::harness::Harness;
@@ -108,6 +109,9 @@ pub async fn run_all(harness: &Harness) -> Report {
             "gateway template admitted",
             paths_and_templates::gateway_template(harness),
         )
+        .await;
+    report
+        .run(32, "revisions and a tag, own ConfigMaps", revisions::run(harness))
         .await;
     report
 }
