@@ -51,6 +51,21 @@ enum Command {
     /// annotations apply as namespace defaults, profile and bounds); --limitranges takes
     /// LimitRange objects (one or many YAML documents, or a List).
     Explain(ExplainArgs),
+    /// Print the MutatingWebhookConfiguration for a revision tag (Istio's `istio.io/rev`
+    /// selectors with the tag); with --kubeconfig, apply it instead.
+    ///
+    /// Which revision the tag means is `istio.tags` in the config.
+    Tag(TagArgs),
+}
+
+#[derive(Debug, Args)]
+struct TagArgs {
+    /// The tag, e.g. prod.
+    tag: String,
+    /// Apply to this cluster (the caBundle is copied from the installed sidecar-injector
+    /// registration) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -266,6 +281,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Inject(args) => inject(args),
         Command::Certs(args) => certs(args),
         Command::Explain(args) => explain(args),
+        Command::Tag(args) => tag(args),
     }
 }
 
@@ -482,4 +498,30 @@ fn certs(args: CertsArgs) -> Result<(), String> {
     );
     println!("{}", bundle.ca_bundle());
     Ok(())
+}
+
+fn tag(args: TagArgs) -> Result<(), String> {
+    let configuration = sidecar_injector::tag::tag_webhook(&args.tag).map_err(|e| e.to_string())?;
+    let Some(path) = args.kubeconfig else {
+        let json = serde_json::to_string_pretty(&configuration).map_err(|e| e.to_string())?;
+        println!("{json}");
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        let name = configuration.metadata.name.clone().unwrap_or_default();
+        sidecar_injector::tag::apply(client, configuration)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("MutatingWebhookConfiguration {name} applied");
+        Ok(())
+    })
 }

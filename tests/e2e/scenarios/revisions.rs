@@ -5,7 +5,7 @@
 //! [`FIRST`]) and `e2e-canary` (values [`SECOND`]). The injector runs deploy/config.yaml with
 //! `revision: e2e-stable`, `istio.revisions: [e2e-canary]` and the tag `e2e-prod` →
 //! `e2e-stable`, registered once per revision and tag (deploy/'s `istio.io/rev` webhooks,
-//! retargeted, as `tag` prints them). Pods in namespaces labelled with each revision get that
+//! retargeted; the tag's as the `tag` command prints it). Pods in namespaces labelled with each revision get that
 //! revision's image, CPU request and log level, and the revision in `sidecar.istio.io/status`; the tagged
 //! namespace gets the stable revision's; a pod labelled `istio.io/rev=e2e-canary` in a
 //! namespace without the label gets the canary's.
@@ -78,7 +78,7 @@ pub async fn run(harness: &Harness) -> Outcome {
     .await?;
     let mut registered = Vec::new();
     let result = async {
-        for selected in [STABLE, CANARY, TAG] {
+        for selected in [STABLE, CANARY] {
             let name = format!("sidecar-injector-{selected}");
             let configuration = deploy::for_revision(
                 deploy::pointed_at(deploy::webhook_configuration()?, &injector.url(), injector.ca_pem()),
@@ -88,6 +88,11 @@ pub async fn run(harness: &Harness) -> Outcome {
             harness.cluster.register_webhook(&configuration).await?;
             registered.push(name);
         }
+        // The tag's registration as the `tag` command prints it.
+        let tagged = sidecar_injector::tag::tag_webhook(TAG).map_err(|e| e.to_string())?;
+        let tagged = deploy::pointed_at(tagged, &injector.url(), injector.ca_pem());
+        registered.push(tagged.metadata.name.clone().unwrap_or_default());
+        harness.cluster.register_webhook(&tagged).await?;
         let mut seen = Vec::new();
         for (label, settings, revision) in [(STABLE, FIRST, STABLE), (CANARY, SECOND, CANARY), (TAG, FIRST, STABLE)] {
             let namespace = format!("e2e-rev-{label}");
