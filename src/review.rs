@@ -333,41 +333,36 @@ fn string_end(body: &[u8], start: usize) -> usize {
     body.len()
 }
 
-/// `metadata.namespace` of a raw object, when it has one.
-/// A label of the object, read from its metadata alone.
-fn object_label(object: &RawValue, key: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Object {
-        #[serde(default)]
-        metadata: Option<Metadata>,
-    }
-    #[derive(Deserialize)]
-    struct Metadata {
-        #[serde(default)]
-        labels: Option<BTreeMap<String, String>>,
-    }
-    serde_json::from_str::<Object>(object.get())
-        .ok()?
-        .metadata?
-        .labels?
-        .remove(key)
+/// The metadata fields read from a raw object before it is known to be a Pod.
+#[derive(Deserialize, Default)]
+struct RawMetadata {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
 }
 
-fn object_namespace(object: &RawValue) -> String {
+/// The object's namespace and labels, read from its metadata alone.
+fn raw_metadata(object: &RawValue) -> RawMetadata {
     #[derive(Deserialize)]
     struct Object {
         #[serde(default)]
-        metadata: Option<Metadata>,
-    }
-    #[derive(Deserialize)]
-    struct Metadata {
-        #[serde(default)]
-        namespace: Option<String>,
+        metadata: Option<RawMetadata>,
     }
     serde_json::from_str::<Object>(object.get())
         .ok()
-        .and_then(|object| object.metadata?.namespace)
+        .and_then(|object| object.metadata)
         .unwrap_or_default()
+}
+
+/// A label of the object.
+fn object_label(object: &RawValue, key: &str) -> Option<String> {
+    raw_metadata(object).labels?.remove(key)
+}
+
+/// `metadata.namespace` of a raw object, when it has one.
+fn object_namespace(object: &RawValue) -> String {
+    raw_metadata(object).namespace.unwrap_or_default()
 }
 
 /// Answers one AdmissionReview body with no namespace knowledge.

@@ -99,11 +99,7 @@ pub struct UserConfig {
 impl UserConfig {
     /// Reads a config file ([`InjectConfig::load`]) and notes which keys it sets.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
+        let (text, display) = super::read_config_file(path)?;
         Self::from_yaml(&text, &display)
     }
 

@@ -137,30 +137,7 @@ impl<'h> Installed<'h> {
             .cluster
             .create_namespace(&app_namespace, &[(REVISION_LABEL, revision)])
             .await?;
-        let configmaps = Api::<ConfigMap>::namespaced(harness.cluster.client().clone(), &istio_namespace);
-        let (injector_name, mesh_name) = (
-            format!("istio-sidecar-injector-{revision}"),
-            format!("istio-{revision}"),
-        );
-        let injector_data = BTreeMap::from([
-            ("values".to_string(), values_json(revision, Some(FIRST))?),
-            ("config".to_string(), fixture("default.config.yaml")?),
-        ]);
-        let mesh_data = BTreeMap::from([("mesh".to_string(), fixture("default.mesh.yaml")?)]);
-        for (name, data) in [(&injector_name, injector_data), (&mesh_name, mesh_data)] {
-            let configmap = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..ConfigMap::default()
-            };
-            configmaps
-                .create(&PostParams::default(), &configmap)
-                .await
-                .context(format!("creating ConfigMap {name}"))?;
-        }
+        create_chart_configmaps(harness, &istio_namespace, revision, FIRST).await?;
 
         let text =
             std::fs::read_to_string(deploy::deploy_dir().join("config.yaml")).context("reading deploy/config.yaml")?;
@@ -299,6 +276,40 @@ pub(super) fn describe(proxy: &Container) -> String {
         proxy.resources.as_ref().and_then(|r| r.requests.as_ref()),
         proxy.args
     )
+}
+
+/// The chart's two ConfigMaps for `revision` in `namespace`, from the rendered default
+/// fixtures with `settings` written into the values.
+pub(super) async fn create_chart_configmaps(
+    harness: &Harness,
+    namespace: &str,
+    revision: &str,
+    settings: Settings,
+) -> Result<(), String> {
+    let configmaps = Api::<ConfigMap>::namespaced(harness.cluster.client().clone(), namespace);
+    let injector_data = BTreeMap::from([
+        ("values".to_string(), values_json(revision, Some(settings))?),
+        ("config".to_string(), fixture("default.config.yaml")?),
+    ]);
+    let mesh_data = BTreeMap::from([("mesh".to_string(), fixture("default.mesh.yaml")?)]);
+    for (name, data) in [
+        (format!("istio-sidecar-injector-{revision}"), injector_data),
+        (format!("istio-{revision}"), mesh_data),
+    ] {
+        let configmap = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..ConfigMap::default()
+        };
+        configmaps
+            .create(&PostParams::default(), &configmap)
+            .await
+            .context(format!("creating ConfigMap {name}"))?;
+    }
+    Ok(())
 }
 
 /// A rendered fixture of the chart's ConfigMaps.

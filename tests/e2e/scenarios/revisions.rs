@@ -10,13 +10,10 @@
 //! namespace gets the stable revision's; a pod labelled `istio.io/rev=e2e-canary` in a
 //! namespace without the label gets the canary's.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Pod;
 use sidecar_injector::config::UserConfig;
-use std::collections::BTreeMap;
 
-use super::installed_istio::{FIRST, SECOND, Settings, describe, fixture, matches, values_json};
+use super::installed_istio::{FIRST, SECOND, Settings, create_chart_configmaps, describe, matches};
 use crate::check::{Context, Outcome, ensure, eventually};
 use crate::deploy::{self, REVISION_LABEL};
 use crate::harness::Harness;
@@ -30,30 +27,8 @@ const TAG: &str = "e2e-prod";
 
 pub async fn run(harness: &Harness) -> Outcome {
     harness.cluster.create_namespace(ISTIO_NAMESPACE, &[]).await?;
-    let configmaps = Api::<ConfigMap>::namespaced(harness.cluster.client().clone(), ISTIO_NAMESPACE);
     for (revision, settings) in [(STABLE, FIRST), (CANARY, SECOND)] {
-        let injector_data = BTreeMap::from([
-            ("values".to_string(), values_json(revision, Some(settings))?),
-            ("config".to_string(), fixture("default.config.yaml")?),
-        ]);
-        let mesh_data = BTreeMap::from([("mesh".to_string(), fixture("default.mesh.yaml")?)]);
-        for (name, data) in [
-            (format!("istio-sidecar-injector-{revision}"), injector_data),
-            (format!("istio-{revision}"), mesh_data),
-        ] {
-            let configmap = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..ConfigMap::default()
-            };
-            configmaps
-                .create(&PostParams::default(), &configmap)
-                .await
-                .context(format!("creating ConfigMap {name}"))?;
-        }
+        create_chart_configmaps(harness, ISTIO_NAMESPACE, revision, settings).await?;
     }
     let text =
         std::fs::read_to_string(deploy::deploy_dir().join("config.yaml")).context("reading deploy/config.yaml")?;
