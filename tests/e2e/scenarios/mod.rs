@@ -21,6 +21,7 @@ mod reinvocation;
 mod restricted;
 mod revisions;
 mod selectors;
+mod takeover;
 
 use crate::harness::Harness;
 use crate::report::Report;
@@ -112,6 +113,9 @@ pub async fn run_all(harness: &Harness) -> Report {
         .await;
     report
         .run(32, "revisions and a tag, own ConfigMaps", revisions::run(harness))
+        .await;
+    report
+        .run(33, "two injecting webhooks, one proxy", takeover::run(harness))
         .await;
     report
 }
