@@ -70,6 +70,11 @@ enum Command {
     /// 2 when the cluster cannot be read. Pods are judged by --config, which should be the
     /// config the injector runs with.
     Check(CheckArgs),
+    /// Print the MutatingWebhookConfiguration for a revision tag (Istio's `istio.io/rev`
+    /// selectors with the tag); with --kubeconfig, apply it instead.
+    ///
+    /// Which revision the tag means is `istio.tags` in the config.
+    Tag(TagArgs),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +108,16 @@ struct CheckArgs {
     /// The injector's namespace, when the registration calls a url rather than a Service.
     #[arg(long, default_value = "sidecar-injector", value_name = "NS")]
     injector_namespace: String,
+}
+
+#[derive(Debug, Args)]
+struct TagArgs {
+    /// The tag, e.g. prod.
+    tag: String,
+    /// Apply to this cluster (the caBundle is copied from the installed sidecar-injector
+    /// registration) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -346,6 +361,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Explain(args) => done(explain(args)),
         Command::Advise(args) => advise::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => Ok(check(args)),
+        Command::Tag(args) => done(tag(args)),
     }
 }
 
@@ -667,4 +683,30 @@ fn certs(args: CertsArgs) -> Result<(), String> {
     );
     println!("{}", bundle.ca_bundle());
     Ok(())
+}
+
+fn tag(args: TagArgs) -> Result<(), String> {
+    let configuration = sidecar_injector::tag::tag_webhook(&args.tag).map_err(|e| e.to_string())?;
+    let Some(path) = args.kubeconfig else {
+        let json = serde_json::to_string_pretty(&configuration).map_err(|e| e.to_string())?;
+        println!("{json}");
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        let name = configuration.metadata.name.clone().unwrap_or_default();
+        sidecar_injector::tag::apply(client, configuration)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("MutatingWebhookConfiguration {name} applied");
+        Ok(())
+    })
 }

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod offline;
 pub mod review;
 pub mod server;
+pub mod tag;
 
 /// The engine crate, under the path the adapters and tests have always used.
 pub use sidecar_injector_engine as engine;

@@ -239,6 +239,11 @@ impl ParsedReview {
         &self.api_version
     }
 
+    /// A label of the object (the pod's `istio.io/rev`, which picks the revision).
+    pub fn object_label(&self, key: &str) -> Option<String> {
+        object_label(self.request.object.as_deref()?, key)
+    }
+
     /// The namespace the object is created in.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -365,22 +370,36 @@ fn string_end(body: &[u8], start: usize) -> usize {
     body.len()
 }
 
-/// `metadata.namespace` of a raw object, when it has one.
-fn object_namespace(object: &RawValue) -> String {
+/// The metadata fields read from a raw object before it is known to be a Pod.
+#[derive(Deserialize, Default)]
+struct RawMetadata {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The object's namespace and labels, read from its metadata alone.
+fn raw_metadata(object: &RawValue) -> RawMetadata {
     #[derive(Deserialize)]
     struct Object {
         #[serde(default)]
-        metadata: Option<Metadata>,
-    }
-    #[derive(Deserialize)]
-    struct Metadata {
-        #[serde(default)]
-        namespace: Option<String>,
+        metadata: Option<RawMetadata>,
     }
     serde_json::from_str::<Object>(object.get())
         .ok()
-        .and_then(|object| object.metadata?.namespace)
+        .and_then(|object| object.metadata)
         .unwrap_or_default()
+}
+
+/// A label of the object.
+fn object_label(object: &RawValue, key: &str) -> Option<String> {
+    raw_metadata(object).labels?.remove(key)
+}
+
+/// `metadata.namespace` of a raw object, when it has one.
+fn object_namespace(object: &RawValue) -> String {
+    raw_metadata(object).namespace.unwrap_or_default()
 }
 
 /// Answers one AdmissionReview body with no namespace knowledge.

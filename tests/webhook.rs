@@ -658,3 +658,46 @@ async fn path_parameters_set_cluster_network_and_env_as_istiod_does() {
     assert!(plain["metadata"]["labels"].get("topology.istio.io/network").is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn proxy_image_type_and_cap_net_bind_service_follow_istiods_template() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let pod = simple_pod(json!({
+        "sidecar.istio.io/proxyImageType": "distroless",
+        "sidecar.istio.io/capNetBindService": "true",
+    }));
+    let injected = apply_and_check(&pod, &server.review(&pod_review("t", "apps", &pod)).await);
+    let proxy = container(&injected, "istio-proxy").unwrap();
+    assert_eq!(proxy["image"], "docker.io/istio/proxyv2:1.28.0-distroless");
+    assert_eq!(
+        container(&injected, "istio-init").unwrap()["image"],
+        "docker.io/istio/proxyv2:1.28.0-distroless"
+    );
+    let security = &proxy["securityContext"];
+    assert_eq!(security["capabilities"]["add"], json!(["NET_BIND_SERVICE"]));
+    assert_eq!(security["runAsUser"], 0);
+    assert_eq!(security["runAsGroup"], 1337);
+    assert_eq!(security["runAsNonRoot"], false);
+
+    // Anything but "true" is off, as istiod reads it; a pod's own image is used as written.
+    let pod = simple_pod(json!({
+        "sidecar.istio.io/capNetBindService": "yes",
+        "sidecar.istio.io/proxyImage": "example.com/proxy:2",
+        "sidecar.istio.io/proxyImageType": "debug",
+    }));
+    let injected = apply_and_check(&pod, &server.review(&pod_review("u", "apps", &pod)).await);
+    let proxy = container(&injected, "istio-proxy").unwrap();
+    assert_eq!(proxy["image"], "example.com/proxy:2");
+    assert_eq!(proxy["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
+    assert_eq!(proxy["securityContext"]["runAsUser"], 1337);
+
+    let pod = simple_pod(json!({"sidecar.istio.io/proxyImageType": "dist roless"}));
+    let response = server.review(&pod_review("v", "apps", &pod)).await;
+    assert_eq!(response["response"]["allowed"], false);
+    let message = response["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sidecar.istio.io/proxyImageType") && message.contains("dist roless"),
+        "{message}"
+    );
+    server.stop().await;
+}

@@ -58,6 +58,10 @@ pub const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
 pub const COMPONENT_LOG_LEVEL: &str = "sidecar.istio.io/componentLogLevel";
 /// pilot-agent's (and istio-iptables') log levels for one pod.
 pub const AGENT_LOG_LEVEL: &str = "sidecar.istio.io/agentLogLevel";
+/// The image variant (`distroless`, `debug`, `default`) of the proxy and init images.
+pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+/// Give the proxy `NET_BIND_SERVICE` (it then runs as root), for ports below 1024.
+pub const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
 /// The proxy image for one pod.
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Traffic capture mode.
@@ -286,6 +290,8 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(NATIVE_SIDECAR, Pod, Bool, BOOL, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
     row(TEMPLATES, Pod, Text, "comma-separated Istio template names, e.g. sidecar or gateway", "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
+    row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
+    row(CAP_NET_BIND_SERVICE, Pod, Bool, "true (anything else is off, as istiod reads it)", "add `NET_BIND_SERVICE` to the proxy, which then runs as root (uid 0, gid 1337)", None, "true"),
     row(LOG_LEVEL, Pod, Choice, LOG_LEVEL_FORMS, "Envoy's log level (`--proxyLogLevel`)", Some("proxyLogLevel"), "debug"),
     row(COMPONENT_LOG_LEVEL, Pod, Text, COMPONENT_LOG_LEVEL_FORMS, "Envoy's component log levels (`--proxyComponentLogLevel`)", Some("proxyComponentLogLevel"), "misc:error,rbac:debug"),
     row(AGENT_LOG_LEVEL, Pod, Text, AGENT_LOG_LEVEL_FORMS, "pilot-agent's and istio-iptables' `--log_output_level`", Some("agentLogLevel"), "default:info"),

@@ -19,6 +19,7 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+mod image_type;
 pub mod inject_path;
 pub mod installed_istio;
 mod log_levels;

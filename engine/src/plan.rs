@@ -6,10 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use serde_json::Value;
-
-use crate::annotations::{NATIVE_SIDECAR, PROXY_IMAGE, TEMPLATES};
+use crate::annotations::{CAP_NET_BIND_SERVICE, NATIVE_SIDECAR, PROXY_IMAGE, PROXY_IMAGE_TYPE, TEMPLATES};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
 use crate::error::{InjectError, quoted};
@@ -29,6 +26,8 @@ use crate::traffic::TrafficSettings;
 use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
 use crate::{Denial, Injector, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use serde_json::Value;
 
 /// Everything decided about one pod that is injected.
 #[derive(Debug, Clone)]
@@ -70,7 +69,11 @@ pub(crate) struct Plan<'a> {
     /// The proxy's readiness probe.
     pub readiness_probe: Option<Value>,
     /// The proxy image.
-    pub proxy_image: &'a str,
+    pub proxy_image: Cow<'a, str>,
+    /// The init container's image.
+    pub init_image: Cow<'a, str>,
+    /// `sidecar.istio.io/capNetBindService: "true"`.
+    pub cap_net_bind_service: bool,
     /// Log levels of the proxy and agent.
     pub log_levels: LogLevels,
     /// Whether an init container is added.
@@ -202,6 +205,8 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         prometheus: settings.prometheus,
         readiness_probe: settings.readiness_probe,
         proxy_image: settings.proxy_image,
+        init_image: settings.init_image,
+        cap_net_bind_service: settings.cap_net_bind_service,
         log_levels: settings.log_levels,
         init_name,
         overrides,
@@ -286,7 +291,9 @@ struct PodSettings<'a> {
     user_volumes: UserVolumes,
     prometheus: PrometheusMerge,
     readiness_probe: Option<Value>,
-    proxy_image: &'a str,
+    proxy_image: Cow<'a, str>,
+    init_image: Cow<'a, str>,
+    cap_net_bind_service: bool,
     log_levels: LogLevels,
 }
 
@@ -311,6 +318,34 @@ impl<'a> PodSettings<'a> {
             Some(image) => image.as_str(),
             None => &config.proxy_image,
         };
+        let named_by_pod = annotations
+            .and_then(|map| map.get(PROXY_IMAGE))
+            .is_some_and(|i| !i.trim().is_empty());
+        let (proxy_image, init_image) = match annotations.and_then(|map| map.get(PROXY_IMAGE_TYPE)) {
+            Some(image_type) if image_type.chars().any(char::is_whitespace) => {
+                return Err(InjectError::InvalidAnnotation {
+                    annotation: PROXY_IMAGE_TYPE.into(),
+                    value: quoted(image_type),
+                    reason: "it contains whitespace, which the API server refuses in an image tag".into(),
+                    accepted: "an image type: distroless, debug or default",
+                });
+            }
+            Some(image_type) => (
+                if named_by_pod {
+                    Cow::Borrowed(proxy_image)
+                } else {
+                    Cow::Owned(crate::image_type::with_image_type(proxy_image, image_type))
+                },
+                Cow::Owned(crate::image_type::with_image_type(&config.proxy_init_image, image_type)),
+            ),
+            None => (
+                Cow::Borrowed(proxy_image),
+                Cow::Borrowed(config.proxy_init_image.as_str()),
+            ),
+        };
+        let cap_net_bind_service = annotations
+            .and_then(|map| map.get(CAP_NET_BIND_SERVICE))
+            .is_some_and(|value| value == "true");
         let log_levels = LogLevels::from_annotations(
             annotations,
             (
@@ -326,6 +361,8 @@ impl<'a> PodSettings<'a> {
             prometheus,
             readiness_probe,
             proxy_image,
+            init_image,
+            cap_net_bind_service,
             log_levels,
         })
     }

@@ -70,8 +70,12 @@ pub struct SidecarInputs<'a> {
     pub prometheus_original: Option<&'a str>,
     /// The proxy's readiness probe, `None` when the status port is disabled.
     pub readiness_probe: Option<Value>,
-    /// The proxy image (config, or `sidecar.istio.io/proxyImage`).
+    /// The proxy image (config, or `sidecar.istio.io/proxyImage`), with its image type.
     pub proxy_image: &'a str,
+    /// The init container's image, with its image type.
+    pub init_image: &'a str,
+    /// Add `NET_BIND_SERVICE` to the proxy (`sidecar.istio.io/capNetBindService`).
+    pub cap_net_bind_service: bool,
     /// The proxy's uid and gid: 1337, or a user override's `runAsUser`/`runAsGroup`.
     pub proxy_ids: (i64, i64),
     /// The configuration.
@@ -132,17 +136,32 @@ fn proxy_args(inputs: &SidecarInputs<'_>) -> Vec<String> {
 }
 
 /// Non-root, read-only and without capabilities; a TPROXY proxy runs as root with
-/// `NET_ADMIN`, as istiod's template has it.
+/// `NET_ADMIN`, and one with `capNetBindService` as root with `NET_BIND_SERVICE` (gid 1337),
+/// as istiod's template has it.
 fn proxy_security_context(inputs: &SidecarInputs<'_>) -> Value {
     let tproxy = inputs.traffic.mode == InterceptionMode::Tproxy;
+    let bind = inputs.cap_net_bind_service;
+    let mut add = Vec::new();
+    if tproxy {
+        add.push("NET_ADMIN");
+    }
+    if bind {
+        add.push("NET_BIND_SERVICE");
+    }
+    let capabilities = if add.is_empty() {
+        json!({"drop": ["ALL"]})
+    } else {
+        json!({"add": add, "drop": ["ALL"]})
+    };
+    let root = tproxy || bind;
     json!({
         "allowPrivilegeEscalation": false,
-        "capabilities": if tproxy { json!({"add": ["NET_ADMIN"], "drop": ["ALL"]}) } else { json!({"drop": ["ALL"]}) },
+        "capabilities": capabilities,
         "privileged": false,
         "readOnlyRootFilesystem": true,
-        "runAsGroup": inputs.proxy_ids.1,
-        "runAsNonRoot": !tproxy,
-        "runAsUser": if tproxy { 0 } else { inputs.proxy_ids.0 },
+        "runAsGroup": if bind && !tproxy { 1337 } else { inputs.proxy_ids.1 },
+        "runAsNonRoot": !root,
+        "runAsUser": if root { 0 } else { inputs.proxy_ids.0 },
     })
 }
 
@@ -413,7 +432,7 @@ pub fn build_init_container(inputs: &SidecarInputs<'_>) -> Value {
     };
     let mut container = json!({
         "name": init_container_name(config),
-        "image": config.proxy_init_image,
+        "image": inputs.init_image,
         "args": inputs.traffic.iptables_args(cni, inputs.proxy_ids.0, &inputs.log_levels.agent),
         "resources": inputs.resources.to_requirements(),
         "securityContext": security_context,

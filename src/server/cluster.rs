@@ -36,6 +36,8 @@ const LIVE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct NamespaceSnapshot {
     /// The namespace's annotations; `None` when unknown.
     pub annotations: Option<BTreeMap<String, String>>,
+    /// The namespace's labels (for `istio.io/rev`); `None` when unknown.
+    pub labels: Option<BTreeMap<String, String>>,
     /// Its LimitRanges.
     pub limit_ranges: Vec<LimitRange>,
     /// Its ResourceQuotas.
@@ -168,12 +170,14 @@ impl ClusterCache {
         };
         if let Some(cached) = self.namespaces.get(&ObjectRef::new(namespace)) {
             snapshot.annotations = Some(cached.metadata.annotations.clone().unwrap_or_default());
+            snapshot.labels = Some(cached.metadata.labels.clone().unwrap_or_default());
             return snapshot;
         }
         let api = Api::<Namespace>::all(self.client.clone());
         match tokio::time::timeout(LIVE_LOOKUP_TIMEOUT, api.get_metadata_opt(namespace)).await {
             Ok(Ok(Some(live))) => {
                 snapshot.annotations = Some(live.metadata.annotations.unwrap_or_default());
+                snapshot.labels = Some(live.metadata.labels.unwrap_or_default());
             }
             Ok(Ok(None)) => {
                 metrics.namespace_fallback("not-found");

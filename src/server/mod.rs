@@ -57,6 +57,34 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// A revision served besides the default one (`istio.revisions`): its layers and engine.
+struct ServedRevision {
+    name: String,
+    layers: Arc<ConfigLayers>,
+    injector: Arc<ArcSwap<Injector>>,
+}
+
+/// The other revisions `user` names, each starting from the file alone.
+fn served_revisions(user: &UserConfig) -> Result<Vec<ServedRevision>, String> {
+    user.config
+        .istio
+        .revisions
+        .iter()
+        .filter(|name| **name != user.config.revision)
+        .map(|name| {
+            let revision_user = user.for_revision(name);
+            let injector =
+                Injector::compose(&revision_user, &[]).map_err(|error| format!("revision {name}: {error}"))?;
+            let injector = Arc::new(ArcSwap::from_pointee(injector));
+            Ok(ServedRevision {
+                name: name.clone(),
+                layers: Arc::new(ConfigLayers::new(revision_user, injector.clone())),
+                injector,
+            })
+        })
+        .collect()
+}
+
 /// A server whose listeners are bound and whose TLS credentials are loaded.
 pub struct Server {
     webhook_listener: TcpListener,
@@ -64,6 +92,7 @@ pub struct Server {
     tls: TlsHandle,
     injector: Arc<ArcSwap<Injector>>,
     layers: Arc<ConfigLayers>,
+    revisions: Vec<ServedRevision>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     cluster: Option<kube::Client>,
@@ -85,8 +114,10 @@ impl Server {
         injector: Injector,
     ) -> Self {
         let user = UserConfig::explicit(injector.config().clone()).unwrap_or_else(|_| UserConfig::defaults());
+        let revisions = served_revisions(&user).unwrap_or_default();
         let injector = Arc::new(ArcSwap::from_pointee(injector));
         Server {
+            revisions,
             webhook_listener,
             admin_listener,
             tls: tls.into(),
@@ -127,7 +158,8 @@ impl Server {
     /// The config file as written, so that settings of the installed Istio
     /// (`istio.source: cluster`) fill the keys it leaves out; without it every key of the
     /// engine's config counts as set.
-    pub fn with_user_config(self, user: UserConfig) -> Result<Self, String> {
+    pub fn with_user_config(mut self, user: UserConfig) -> Result<Self, String> {
+        self.revisions = served_revisions(&user)?;
         self.layers.set_user(user)?;
         Ok(self)
     }
@@ -193,12 +225,25 @@ impl Server {
         if let Some((path, interval)) = self.config_reload.take() {
             let origin = path.display().to_string();
             let layers = self.layers.clone();
+            let others: Vec<(String, Arc<ConfigLayers>)> = self
+                .revisions
+                .iter()
+                .map(|revision| (revision.name.clone(), revision.layers.clone()))
+                .collect();
             let apply = move |contents: &[Vec<u8>]| -> Result<(), String> {
                 let text = contents
                     .first()
                     .map(|bytes| String::from_utf8_lossy(bytes))
                     .unwrap_or_default();
                 let user = UserConfig::from_yaml(&text, &origin).map_err(|error| error.to_string())?;
+                // Every revision or none: check them all before swapping any.
+                for (name, _) in &others {
+                    Injector::compose(&user.for_revision(name), &[])
+                        .map_err(|error| format!("revision {name}: {error}"))?;
+                }
+                for (name, revision) in &others {
+                    revision.set_user(user.for_revision(name))?;
+                }
                 layers.set_user(user)
             };
             let mut poller = FilePoller::new(vec![path], None);
@@ -221,16 +266,23 @@ impl Server {
         let mut pollers = self.start_reloads();
         let user = self.layers.user().config;
         if let (Some(client), IstioSource::Cluster) = (&self.cluster, user.istio.source) {
-            let source = InstalledIstioSource {
-                namespace: user.istio.namespace.clone(),
-                revision: user.revision.clone(),
-            };
-            pollers.push(installed_istio::spawn(
-                client.clone(),
-                source,
-                self.layers.clone(),
-                self.metrics.clone(),
-            ));
+            let all = std::iter::once((user.revision.clone(), self.layers.clone())).chain(
+                self.revisions
+                    .iter()
+                    .map(|revision| (revision.name.clone(), revision.layers.clone())),
+            );
+            for (revision, layers) in all {
+                let source = InstalledIstioSource {
+                    namespace: user.istio.namespace.clone(),
+                    revision,
+                };
+                pollers.push(installed_istio::spawn(
+                    client.clone(),
+                    source,
+                    layers,
+                    self.metrics.clone(),
+                ));
+            }
         }
         let Server {
             webhook_listener,
@@ -243,12 +295,17 @@ impl Server {
             events,
             cache_sync_timeout,
             options,
+            revisions,
             ..
         } = self;
         let events = cluster
             .clone()
             .filter(|_| events)
             .map(|client| events::start(client, metrics.clone()));
+        let revisions = revisions
+            .into_iter()
+            .map(|revision| (revision.name, revision.injector))
+            .collect();
         let cluster =
             cluster.map(|client| ClusterCache::start(client, readiness.clone(), metrics.clone(), cache_sync_timeout));
         let admin = admin::router(AdminState {
@@ -269,6 +326,7 @@ impl Server {
 
         let app = webhook::router(Arc::new(WebhookState {
             injector,
+            revisions,
             metrics: metrics.clone(),
             cluster,
             blocking: BlockingLane::new(&options),

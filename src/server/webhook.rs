@@ -30,6 +30,7 @@ use super::deadline::{DeadlineState, enforce_deadline};
 use super::events::EventSender;
 use super::metrics::Metrics;
 use super::options::ServeOptions;
+use crate::config::istio_source::REVISION_LABEL;
 use crate::engine::Injector;
 use crate::engine::NamespaceContext;
 use crate::engine::inject_path::InjectPath;
@@ -41,6 +42,9 @@ pub struct WebhookState {
     /// The engine; a config reload swaps it, and each request uses the one current when it
     /// starts.
     pub injector: Arc<ArcSwap<Injector>>,
+    /// The other served revisions' engines (`istio.revisions`), by revision; a pod goes to
+    /// the one its namespace's or its own `istio.io/rev` (or a tag) names, else to `injector`.
+    pub revisions: std::collections::BTreeMap<String, Arc<ArcSwap<Injector>>>,
     /// Where outcomes are counted.
     pub metrics: Arc<Metrics>,
     /// Namespace and LimitRange caches, when connected to a cluster.
@@ -201,6 +205,36 @@ async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> Name
     }
 }
 
+/// The engine for this pod: its revision's (the namespace's or pod's `istio.io/rev`, read
+/// through the tags), with the webhook path's parameters applied.
+fn engine_for(
+    state: &WebhookState,
+    default: Arc<Injector>,
+    path: &str,
+    parsed: &ParsedReview,
+    snapshot: &NamespaceSnapshot,
+) -> Result<Arc<Injector>, ApiError> {
+    let mut injector = default;
+    if !state.revisions.is_empty() {
+        let config = injector.config();
+        let namespace_rev = snapshot.labels.as_ref().and_then(|labels| labels.get(REVISION_LABEL));
+        let pod_rev = parsed.object_label(REVISION_LABEL);
+        let chosen = config
+            .istio
+            .revision_for(namespace_rev.map(String::as_str), pod_rev.as_deref(), &config.revision);
+        if let Some(other) = state.revisions.get(chosen) {
+            injector = other.load_full();
+        }
+    }
+    match injector
+        .for_inject_path(&InjectPath::parse(path))
+        .map_err(|error| ApiError::Internal(format!("webhook path {path:?}: {error}")))?
+    {
+        Some(for_path) => Ok(Arc::new(for_path)),
+        None => Ok(injector),
+    }
+}
+
 /// Runs the engine on a parsed review and writes the answer.
 fn answer_with(
     injector: &Injector,
@@ -220,23 +254,19 @@ fn answer_with(
 /// small, else on the blocking pool, with the namespace looked up in between (that lookup
 /// may wait on the API server, which must not hold a blocking thread or a permit).
 async fn handle(state: &WebhookState, path: &str, headers: &HeaderMap, body: Body) -> Result<ReviewAnswer, ApiError> {
-    let mut injector = state.injector.load_full();
-    if let Some(for_path) = injector
-        .for_inject_path(&InjectPath::parse(path))
-        .map_err(|error| ApiError::Internal(format!("webhook path {path:?}: {error}")))?
-    {
-        injector = Arc::new(for_path);
-    }
+    let injector = state.injector.load_full();
     is_json(headers)?;
     let body = read_body(headers, body, injector.config().max_body_bytes).await?;
     if !state.blocking.takes(body.len()) {
         let parsed = parse_review(&body)?;
         let snapshot = namespace_snapshot(state, &parsed).await;
+        let injector = engine_for(state, injector, path, &parsed, &snapshot)?;
         return Ok(answer_with(&injector, parsed, snapshot)?);
     }
     state.metrics.blocking_review();
     let parsed = state.blocking.run(move || parse_review(&body)).await??;
     let snapshot = namespace_snapshot(state, &parsed).await;
+    let injector = engine_for(state, injector, path, &parsed, &snapshot)?;
     Ok(state
         .blocking
         .run(move || answer_with(&injector, parsed, snapshot))

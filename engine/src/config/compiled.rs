@@ -123,6 +123,13 @@ impl InjectConfig {
             })?;
         }
         validate_capture_lists(self)?;
+        self.istio
+            .check(&self.revision)
+            .map_err(|reason| ConfigError::Invalid {
+                key: "istio.tags".into(),
+                value: format!("{:?}", self.istio.tags),
+                reason,
+            })?;
         Ok(())
     }
 }

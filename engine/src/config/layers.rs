@@ -99,11 +99,7 @@ pub struct UserConfig {
 impl UserConfig {
     /// Reads a config file ([`InjectConfig::load`]) and notes which keys it sets.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
+        let (text, display) = super::read_config_file(path)?;
         Self::from_yaml(&text, &display)
     }
 
@@ -133,6 +129,22 @@ impl UserConfig {
     pub fn explicit(config: InjectConfig) -> Result<Self, ConfigError> {
         let explicit = schema_tree(&config)?;
         Ok(UserConfig { config, explicit })
+    }
+
+    /// The same file for another served revision: `revision` is `revision`, whatever the
+    /// file or the installed Istio says.
+    pub fn for_revision(&self, revision: &str) -> Self {
+        let mut user = self.clone();
+        // The same set of served revisions, seen from this one.
+        let default = std::mem::replace(&mut user.config.revision, revision.to_string());
+        let served = &mut user.config.istio.revisions;
+        served.retain(|name| name != revision);
+        served.push(default);
+        if let Some(Value::Object(istio)) = user.explicit.get_mut("istio") {
+            istio.insert("revisions".into(), Value::from(served.clone()));
+        }
+        user.explicit.insert("revision".into(), Value::from(revision));
+        user
     }
 
     /// The built-in defaults, with no key written.

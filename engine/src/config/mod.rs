@@ -501,11 +501,7 @@ impl Default for InjectConfig {
 impl InjectConfig {
     /// Reads a config file and checks it against the schema.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
+        let (text, display) = read_config_file(path)?;
         Self::from_yaml(&text, &display)
     }
 
@@ -523,6 +519,16 @@ impl InjectConfig {
         };
         Ok(config)
     }
+}
+
+/// A config file's text and its name for messages.
+pub(crate) fn read_config_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    Ok((text, display))
 }
 
 /// Examples of accepted quantities, for error messages.

@@ -40,18 +40,18 @@ const PICKUP_PAUSE: Duration = Duration::from_millis(50);
 
 /// The settings the values ConfigMap is given, and what a pod shows of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
-    tag: &'static str,
-    cpu: &'static str,
-    log_level: &'static str,
+pub(super) struct Settings {
+    pub(super) tag: &'static str,
+    pub(super) cpu: &'static str,
+    pub(super) log_level: &'static str,
 }
 
-const FIRST: Settings = Settings {
+pub(super) const FIRST: Settings = Settings {
     tag: "1.28.0-e2e-one",
     cpu: "150m",
     log_level: "info",
 };
-const SECOND: Settings = Settings {
+pub(super) const SECOND: Settings = Settings {
     tag: "1.28.0-e2e-two",
     cpu: "175m",
     log_level: "debug",
@@ -137,30 +137,7 @@ impl<'h> Installed<'h> {
             .cluster
             .create_namespace(&app_namespace, &[(REVISION_LABEL, revision)])
             .await?;
-        let configmaps = Api::<ConfigMap>::namespaced(harness.cluster.client().clone(), &istio_namespace);
-        let (injector_name, mesh_name) = (
-            format!("istio-sidecar-injector-{revision}"),
-            format!("istio-{revision}"),
-        );
-        let injector_data = BTreeMap::from([
-            ("values".to_string(), values_json(revision, Some(FIRST))?),
-            ("config".to_string(), fixture("default.config.yaml")?),
-        ]);
-        let mesh_data = BTreeMap::from([("mesh".to_string(), fixture("default.mesh.yaml")?)]);
-        for (name, data) in [(&injector_name, injector_data), (&mesh_name, mesh_data)] {
-            let configmap = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..ConfigMap::default()
-            };
-            configmaps
-                .create(&PostParams::default(), &configmap)
-                .await
-                .context(format!("creating ConfigMap {name}"))?;
-        }
+        create_chart_configmaps(harness, &istio_namespace, revision, FIRST).await?;
 
         let text =
             std::fs::read_to_string(deploy::deploy_dir().join("config.yaml")).context("reading deploy/config.yaml")?;
@@ -278,7 +255,7 @@ impl<'h> Installed<'h> {
 }
 
 /// Whether the proxy has exactly `settings`.
-fn matches(proxy: &Container, settings: &Settings) -> bool {
+pub(super) fn matches(proxy: &Container, settings: &Settings) -> bool {
     let image = proxy.image.as_deref().unwrap_or_default();
     let cpu = proxy
         .resources
@@ -292,7 +269,7 @@ fn matches(proxy: &Container, settings: &Settings) -> bool {
         && proxy.args.iter().flatten().any(|arg| *arg == level)
 }
 
-fn describe(proxy: &Container) -> String {
+pub(super) fn describe(proxy: &Container) -> String {
     format!(
         "proxy has image {:?}, requests {:?}, args {:?}: none of the settings written",
         proxy.image,
@@ -301,8 +278,42 @@ fn describe(proxy: &Container) -> String {
     )
 }
 
+/// The chart's two ConfigMaps for `revision` in `namespace`, from the rendered default
+/// fixtures with `settings` written into the values.
+pub(super) async fn create_chart_configmaps(
+    harness: &Harness,
+    namespace: &str,
+    revision: &str,
+    settings: Settings,
+) -> Result<(), String> {
+    let configmaps = Api::<ConfigMap>::namespaced(harness.cluster.client().clone(), namespace);
+    let injector_data = BTreeMap::from([
+        ("values".to_string(), values_json(revision, Some(settings))?),
+        ("config".to_string(), fixture("default.config.yaml")?),
+    ]);
+    let mesh_data = BTreeMap::from([("mesh".to_string(), fixture("default.mesh.yaml")?)]);
+    for (name, data) in [
+        (format!("istio-sidecar-injector-{revision}"), injector_data),
+        (format!("istio-{revision}"), mesh_data),
+    ] {
+        let configmap = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..ConfigMap::default()
+        };
+        configmaps
+            .create(&PostParams::default(), &configmap)
+            .await
+            .context(format!("creating ConfigMap {name}"))?;
+    }
+    Ok(())
+}
+
 /// A rendered fixture of the chart's ConfigMaps.
-fn fixture(name: &str) -> Result<String, String> {
+pub(super) fn fixture(name: &str) -> Result<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/istio-install")
         .join(name);
@@ -310,7 +321,7 @@ fn fixture(name: &str) -> Result<String, String> {
 }
 
 /// The chart's default values with the revision and `settings` written in.
-fn values_json(revision: &str, settings: Option<Settings>) -> Result<String, String> {
+pub(super) fn values_json(revision: &str, settings: Option<Settings>) -> Result<String, String> {
     let mut values: Value =
         serde_json::from_str(&fixture("default.values.json")?).context("parsing the values fixture")?;
     values["revision"] = json!(revision);

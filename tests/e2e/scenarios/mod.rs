@@ -34,7 +34,9 @@ mod pod_security;
 mod qos;
 mod reinvocation;
 mod restricted;
+mod revisions;
 mod selectors;
+mod takeover;
 mod vpa;
 
 use std::time::Duration;
@@ -157,6 +159,12 @@ pub async fn run_all(harness: &Harness) -> Report {
             "gateway template admitted",
             paths_and_templates::gateway_template(harness),
         )
+        .await;
+    report
+        .run(32, "revisions and a tag, own ConfigMaps", revisions::run(harness))
+        .await;
+    report
+        .run(33, "two injecting webhooks, one proxy", takeover::run(harness))
         .await;
     report
         .run_within(
