@@ -1,6 +1,7 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 17 to
+//! 22 from issue 13 (in-place resize and ResourceQuota).
 
 mod corpus_pods;
 mod denials;
@@ -14,7 +15,9 @@ mod mtls;
 mod namespace_tuning;
 mod pod_security;
 mod qos;
+mod quota;
 mod reinvocation;
+mod resize;
 mod restricted;
 mod selectors;
 
@@ -77,6 +80,36 @@ pub async fn run_all(harness: &Harness) -> Report {
             "differential: API server with and without us",
             differential::run(harness),
         )
+        .await;
+    report
+        .run(17, "resize proxy within bounds: stored", resize::within_bounds(harness))
+        .await;
+    report
+        .run(
+            18,
+            "resize proxy past bounds: clamped, denied",
+            resize::past_bounds(harness),
+        )
+        .await;
+    report
+        .run(
+            19,
+            "resize app of ratio-sized pod: proxy follows",
+            resize::app_with_ratio(harness),
+        )
+        .await;
+    report
+        .run(
+            20,
+            "quota on limits: every container has them",
+            quota::limits_required(harness),
+        )
+        .await;
+    report
+        .run(21, "quota nearly full: fit, then deny", quota::nearly_full(harness))
+        .await;
+    report
+        .run(22, "quota scoped to Terminating", quota::scoped(harness))
         .await;
     report
 }
