@@ -21,7 +21,10 @@
 //! API server's quota admission has the last word. A quota without a `used` figure for a
 //! resource is not judged for it.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ScopedResourceSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::limit_range::{container_min, quantity};
 use super::pod_level::{Placement, aggregate, pod_level_value};
@@ -47,6 +50,23 @@ pub(crate) struct QuotaInputs<'a> {
     pub guaranteed: bool,
 }
 
+/// The parts of a ResourceQuota the checks read.
+struct QuotaView<'q> {
+    name: String,
+    hard: &'q BTreeMap<String, ApiQuantity>,
+    used: Option<&'q BTreeMap<String, ApiQuantity>>,
+}
+
+impl<'q> QuotaView<'q> {
+    fn of(quota: &'q ResourceQuota) -> Option<Self> {
+        Some(QuotaView {
+            name: quota.metadata.name.clone().unwrap_or_default(),
+            hard: quota.spec.as_ref()?.hard.as_ref()?,
+            used: quota.status.as_ref().and_then(|status| status.used.as_ref()),
+        })
+    }
+}
+
 /// A quota resource name we can judge: the resource and the side it counts.
 fn quota_resource(name: &str) -> Option<(Resource, Side)> {
     let (side, resource) = match name.split_once('.') {
@@ -67,9 +87,10 @@ pub(crate) fn apply_quotas(
 ) -> Result<(), InjectError> {
     let mut sorted: Vec<&ResourceQuota> = quotas.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let matching: Vec<&ResourceQuota> = sorted
+    let matching: Vec<QuotaView<'_>> = sorted
         .into_iter()
         .filter(|quota| quota_matches(quota, inputs.pod, proxy, init))
+        .filter_map(QuotaView::of)
         .collect();
     let pod_level = inputs.pod.spec.as_ref().is_some_and(|spec| {
         spec.resources
@@ -78,7 +99,7 @@ pub(crate) fn apply_quotas(
     });
     if !pod_level {
         for quota in &matching {
-            fill_required(inputs, quota, proxy, init, warnings)?;
+            fill_required(inputs, quota, (&mut *proxy, &mut *init), warnings)?;
         }
     }
     for quota in &matching {
@@ -177,14 +198,13 @@ fn is_best_effort(pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> b
 /// container lacks it.
 fn fill_required(
     inputs: &QuotaInputs<'_>,
-    quota: &ResourceQuota,
-    proxy: &mut ProxyResources,
-    init: &mut ProxyResources,
+    quota: &QuotaView<'_>,
+    ours: (&mut ProxyResources, &mut ProxyResources),
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
-    let name = quota.metadata.name.clone().unwrap_or_default();
-    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
-    for key in hard.into_iter().flat_map(|hard| hard.keys()) {
+    let (proxy, init) = ours;
+    let name = &quota.name;
+    for key in quota.hard.keys() {
         let Some((resource, side)) = quota_resource(key) else {
             continue;
         };
@@ -261,15 +281,13 @@ fn usage(
 /// Shrinks the proxy into what is left of one quota, or denies.
 fn fit_quota(
     inputs: &QuotaInputs<'_>,
-    quota: &ResourceQuota,
+    quota: &QuotaView<'_>,
     proxy: &mut ProxyResources,
     init: &mut ProxyResources,
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
-    let name = quota.metadata.name.clone().unwrap_or_default();
-    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
-    let used = quota.status.as_ref().and_then(|status| status.used.as_ref());
-    let (Some(hard), Some(used)) = (hard, used) else {
+    let name = &quota.name;
+    let (hard, Some(used)) = (quota.hard, quota.used) else {
         return Ok(());
     };
     let pod = inputs.pod;
