@@ -99,11 +99,7 @@ pub async fn run_all(harness: &Harness) -> Report {
         )
         .await;
     report
-        .run(
-            20,
-            "quota on limits: every container has them",
-            quota::limits_required(harness),
-        )
+        .run(20, "quota limits filled; onQuota deny", quota::limits_required(harness))
         .await;
     report
         .run(21, "quota nearly full: fit, then deny", quota::nearly_full(harness))

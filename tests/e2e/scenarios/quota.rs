@@ -103,10 +103,122 @@ pub async fn limits_required(harness: &Harness) -> Outcome {
             "{name} limits {stored}"
         );
     }
-    Ok(format!(
+    let shipped = format!(
         "admitted; proxy limits {}, init limits {}",
         limits(&pod, PROXY),
         limits(&pod, INIT)
+    );
+    let policy = with_policy(harness).await?;
+    Ok(format!("shipped config: {shipped}; {policy}"))
+}
+
+const CONFIGURATION: &str = "sidecar-injector-e2e-quota";
+/// The revision the second injector serves.
+const REVISION: &str = "e2e-quota";
+
+/// A second injector whose config sets no limits, no limit bounds and `onQuota: deny`,
+/// serving a revision of its own (as scenario 14's): a nearly full quota denies instead of
+/// fitting, and a quota requiring limits gets them filled from the requests. The
+/// registration is deleted and the injector stopped whatever the outcome.
+async fn with_policy(harness: &Harness) -> Result<String, String> {
+    let namespace = "e2e-quota-policy";
+    harness
+        .cluster
+        .create_namespace(namespace, &[(crate::deploy::REVISION_LABEL, REVISION)])
+        .await?;
+    let mut config = crate::deploy::injector_config()?;
+    config.resources.limits = Default::default();
+    config.bounds.retain(|field, _| !field.ends_with(".limit"));
+    config.on_quota = sidecar_injector::config::OnQuota::Deny;
+    config.revision = REVISION.to_string();
+    let injector =
+        crate::injector::RunningInjector::start_with_cluster(config, harness.cluster.client().clone()).await?;
+    let configuration = crate::deploy::for_revision(
+        crate::deploy::pointed_at(
+            crate::deploy::webhook_configuration()?,
+            &injector.url(),
+            injector.ca_pem(),
+        ),
+        CONFIGURATION,
+        REVISION,
+    );
+    let outcome = match harness.cluster.register_webhook(&configuration).await {
+        Ok(()) => policy_cases(harness, &injector, namespace).await,
+        Err(error) => Err(error),
+    };
+    let unregistered = harness.cluster.unregister_webhook(CONFIGURATION).await;
+    let stopped = injector.stop().await;
+    let outcome = outcome?;
+    unregistered?;
+    stopped?;
+    Ok(outcome)
+}
+
+async fn policy_cases(
+    harness: &Harness,
+    injector: &crate::injector::RunningInjector,
+    namespace: &str,
+) -> Result<String, String> {
+    injector.wait_synced().await?;
+    let pod = app_pod("filled", APP);
+    harness
+        .cluster
+        .until_injected("the API server calls the revision's injector", namespace, &pod)
+        .await?;
+    let unfilled = harness
+        .cluster
+        .dry_run_pod(namespace, &pod)
+        .await
+        .map_err(|e| api_message(&e))?;
+    ensure!(
+        limits(&unfilled, PROXY) == "-",
+        "without a quota the proxy has limits {}",
+        limits(&unfilled, PROXY)
+    );
+    let hard = json!({"limits.cpu": "10", "limits.memory": "10Gi", "requests.cpu": "2"});
+    let used = json!({"limits.cpu": "0", "limits.memory": "0", "requests.cpu": "1450m"});
+    create_quota(harness, namespace, "team", json!({"hard": hard}), used).await?;
+    // The app requests 500m and the proxy 100m: 600m, with 550m left, so the pod is denied
+    // once the injector sees the quota.
+    let message = eventually("the injector sees the quota", || async {
+        match harness.cluster.dry_run_pod(namespace, &pod).await {
+            Ok(stored) => Err(format!("admitted with proxy limits {}", limits(&stored, PROXY))),
+            Err(error) => {
+                let message = api_message(&error);
+                ensure!(
+                    message.contains("ResourceQuota team: requests.cpu would be exceeded"),
+                    "{message}"
+                );
+                Ok(message)
+            }
+        }
+    })
+    .await?;
+    let expected = "ResourceQuota team: requests.cpu would be exceeded: the pod needs 600m, of which the injected containers add 100m, and 550m is left (hard 2, used 1450m)";
+    ensure!(message.contains(expected), "expected {expected:?} in {message}");
+    // Room again: the limits are filled from the requests and the pod is stored.
+    let api = Api::<ResourceQuota>::namespaced(harness.cluster.client().clone(), namespace);
+    let status = json!({"status": {"used": {"limits.cpu": "0", "limits.memory": "0", "requests.cpu": "0"}}});
+    api.patch_status("team", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map_err(|e| format!("writing the quota status: {}", api_message(&e)))?;
+    let (stored, warnings) = eventually("the injector sees the new used figure", || async {
+        harness.cluster.create_pod_with_warnings(namespace, &pod).await
+    })
+    .await?;
+    for name in [PROXY, INIT] {
+        let found = limits(&stored, name);
+        ensure!(
+            found.contains("cpu=100m") && found.contains("memory=128Mi"),
+            "{name} limits {found}"
+        );
+    }
+    let warning = warnings
+        .iter()
+        .find(|w| w.contains("ResourceQuota team requires limits.cpu"))
+        .ok_or(format!("no fill warning in {warnings:?}"))?;
+    Ok(format!(
+        "no limits in the config: onQuota deny: {message}; then limits filled from the requests (proxy and init 100m/128Mi): {warning}"
     ))
 }
 
