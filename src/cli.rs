@@ -596,16 +596,7 @@ fn explain(args: ExplainArgs) -> Result<(), String> {
         None => None,
     };
     let limit_ranges: Vec<k8s_openapi::api::core::v1::LimitRange> = match &args.limitranges {
-        Some(path) => {
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-            read_objects(&text, &origin)?
-                .into_iter()
-                .map(|document| {
-                    serde_json::from_value(document).map_err(|e| format!("{origin}: not a LimitRange: {e}"))
-                })
-                .collect::<Result<_, _>>()?
-        }
+        Some(path) => read_typed(path, "LimitRange")?,
         None => Vec::new(),
     };
     let resource_quotas: Vec<k8s_openapi::api::core::v1::ResourceQuota> = match &args.quotas {

@@ -26,27 +26,11 @@ pub enum InjectError {
     },
     /// The final request for a resource is above its final limit.
     #[error(
-        "proxy {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
+        "{subject} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
     )]
     RequestAboveLimit {
-        /// `CPU` or `memory`.
-        resource: &'static str,
-        /// Canonical request.
-        request: String,
-        /// Where the request came from.
-        request_source: String,
-        /// Canonical limit.
-        limit: String,
-        /// Where the limit came from.
-        limit_source: String,
-    },
-    /// The init container's own request for a resource is above its own limit.
-    #[error(
-        "init container {resource} request {request} (from {request_source}) is above its limit {limit} (from {limit_source}); set the request at or below the limit"
-    )]
-    InitRequestAboveLimit {
-        /// `CPU` or `memory`.
-        resource: &'static str,
+        /// The container and resource, e.g. `proxy CPU` or `init container memory`.
+        subject: String,
         /// Canonical request.
         request: String,
         /// Where the request came from.

@@ -199,6 +199,20 @@ fn a_cpu_resize_that_changes_the_worker_count_is_refused() {
 }
 
 #[test]
+fn with_the_agent_sizing_envoy_a_cpu_limit_across_cores_needs_a_restart() {
+    let agent = config("concurrency: {from: agent}\n");
+    let old = injected(&agent, json!({}), json!({}), json!({}));
+    let message = judge(&agent, &old, &resize_proxy(&old, "limits", "cpu", "3"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("ISTIO_CPU_LIMIT"), "{message}");
+    assert!(judge(&agent, &old, &resize_proxy(&old, "limits", "cpu", "1500m"), &[]).is_ok());
+    let restart = config("concurrency: {from: agent}\nresizePolicy: {cpu: RestartContainer}\n");
+    let old = injected(&restart, json!({}), json!({}), json!({}));
+    assert!(judge(&restart, &old, &resize_proxy(&old, "limits", "cpu", "3"), &[]).is_ok());
+}
+
+#[test]
 fn go_memory_limit_stays_true() {
     let literal = config("");
     let old = injected(&literal, json!({}), json!({}), json!({}));

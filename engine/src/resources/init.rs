@@ -110,8 +110,8 @@ fn keep_request_within_limit(init: &mut ProxyResources, resource: Resource, own:
         (false, true) => init.adjust(request_key, limit, "lowered to the init container's limit".into()),
         (true, false) => init.adjust(limit_key, request, "raised to the init container's request".into()),
         _ => {
-            return Err(InjectError::InitRequestAboveLimit {
-                resource: resource.label(),
+            return Err(InjectError::RequestAboveLimit {
+                subject: format!("init container {}", resource.label()),
                 request: request.to_string(),
                 request_source: init.field(request_key).source.to_string(),
                 limit: limit.to_string(),

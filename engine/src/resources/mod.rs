@@ -403,7 +403,7 @@ fn check_requests_within_limits(resources: &ProxyResources) -> Result<(), Inject
             && request_value.units() > limit_value.units()
         {
             return Err(InjectError::RequestAboveLimit {
-                resource: resource.label(),
+                subject: format!("proxy {}", resource.label()),
                 request: request_value.to_string(),
                 request_source: request.source.to_string(),
                 limit: limit_value.to_string(),

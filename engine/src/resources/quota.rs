@@ -21,8 +21,12 @@
 //! API server's quota admission has the last word. A quota without a `used` figure for a
 //! resource is not judged for it.
 
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ScopedResourceSelectorRequirement};
+use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+
+use self::scopes::quota_matches;
 use super::limit_range::{container_min, quantity};
 use super::pod_level::{Placement, aggregate, pod_level_value};
 use super::{FieldKey, ProxyResources, Resource, Side, Tuning};
@@ -47,6 +51,23 @@ pub(crate) struct QuotaInputs<'a> {
     pub guaranteed: bool,
 }
 
+/// The parts of a ResourceQuota the checks read.
+struct QuotaView<'q> {
+    name: String,
+    hard: &'q BTreeMap<String, ApiQuantity>,
+    used: Option<&'q BTreeMap<String, ApiQuantity>>,
+}
+
+impl<'q> QuotaView<'q> {
+    fn of(quota: &'q ResourceQuota) -> Option<Self> {
+        Some(QuotaView {
+            name: quota.metadata.name.clone().unwrap_or_default(),
+            hard: quota.spec.as_ref()?.hard.as_ref()?,
+            used: quota.status.as_ref().and_then(|status| status.used.as_ref()),
+        })
+    }
+}
+
 /// A quota resource name we can judge: the resource and the side it counts.
 fn quota_resource(name: &str) -> Option<(Resource, Side)> {
     let (side, resource) = match name.split_once('.') {
@@ -67,9 +88,10 @@ pub(crate) fn apply_quotas(
 ) -> Result<(), InjectError> {
     let mut sorted: Vec<&ResourceQuota> = quotas.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let matching: Vec<&ResourceQuota> = sorted
+    let matching: Vec<QuotaView<'_>> = sorted
         .into_iter()
         .filter(|quota| quota_matches(quota, inputs.pod, proxy, init))
+        .filter_map(QuotaView::of)
         .collect();
     let pod_level = inputs.pod.spec.as_ref().is_some_and(|spec| {
         spec.resources
@@ -78,7 +100,7 @@ pub(crate) fn apply_quotas(
     });
     if !pod_level {
         for quota in &matching {
-            fill_required(inputs, quota, proxy, init, warnings)?;
+            fill_required(inputs, quota, (&mut *proxy, &mut *init), warnings)?;
         }
     }
     for quota in &matching {
@@ -87,104 +109,17 @@ pub(crate) fn apply_quotas(
     Ok(())
 }
 
-/// Whether the quota's scopes and scope selector all match the injected pod.
-fn quota_matches(quota: &ResourceQuota, pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
-    let Some(spec) = quota.spec.as_ref() else { return true };
-    let scope_names = spec
-        .scopes
-        .iter()
-        .flatten()
-        .map(|scope| ScopedResourceSelectorRequirement {
-            scope_name: scope.clone(),
-            operator: "Exists".into(),
-            values: None,
-        });
-    let selector = spec
-        .scope_selector
-        .iter()
-        .flat_map(|selector| selector.match_expressions.iter().flatten().cloned());
-    scope_names
-        .chain(selector)
-        .all(|requirement| scope_matches(&requirement, pod, proxy, init))
-}
-
-fn scope_matches(
-    requirement: &ScopedResourceSelectorRequirement,
-    pod: &Pod,
-    proxy: &ProxyResources,
-    init: &ProxyResources,
-) -> bool {
-    let spec = pod.spec.as_ref();
-    let terminating = spec
-        .and_then(|s| s.active_deadline_seconds)
-        .is_some_and(|seconds| seconds >= 0);
-    let best_effort = is_best_effort(pod, proxy, init);
-    let matched = match requirement.scope_name.as_str() {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        "PriorityClass" => {
-            let class = spec
-                .and_then(|s| s.priority_class_name.as_deref())
-                .filter(|c| !c.is_empty());
-            let values = requirement.values.iter().flatten();
-            return match requirement.operator.as_str() {
-                "Exists" => class.is_some(),
-                "DoesNotExist" => class.is_none(),
-                "In" => class.is_some_and(|class| values.clone().any(|v| v == class)),
-                "NotIn" => !class.is_some_and(|class| values.clone().any(|v| v == class)),
-                _ => false,
-            };
-        }
-        _ => return false,
-    };
-    match requirement.operator.as_str() {
-        "Exists" => matched,
-        "DoesNotExist" => !matched,
-        _ => false,
-    }
-}
-
-/// BestEffort: no container, ours included, requests or limits CPU or memory.
-fn is_best_effort(pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
-    let ours = [proxy, init].into_iter().all(|resources| {
-        [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
-            resources.effective_request(resource).is_none()
-                && resources.value(FieldKey::new(resource, Side::Limit)).is_none()
-        })
-    });
-    let apps = pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()));
-    ours && apps
-        .filter(|c| !crate::decision::is_injected_container(&c.name))
-        .all(|c| {
-            c.resources.as_ref().is_none_or(|r| {
-                let has = |map: &Option<
-                    std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-                >| {
-                    map.as_ref()
-                        .is_some_and(|m| m.contains_key("cpu") || m.contains_key("memory"))
-                };
-                !has(&r.requests) && !has(&r.limits)
-            })
-        })
-}
-
 /// Sets a limit (or request) a quota requires on every container, when the proxy or init
 /// container lacks it.
 fn fill_required(
     inputs: &QuotaInputs<'_>,
-    quota: &ResourceQuota,
-    proxy: &mut ProxyResources,
-    init: &mut ProxyResources,
+    quota: &QuotaView<'_>,
+    ours: (&mut ProxyResources, &mut ProxyResources),
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
-    let name = quota.metadata.name.clone().unwrap_or_default();
-    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
-    for key in hard.into_iter().flat_map(|hard| hard.keys()) {
+    let (proxy, init) = ours;
+    let name = &quota.name;
+    for key in quota.hard.keys() {
         let Some((resource, side)) = quota_resource(key) else {
             continue;
         };
@@ -261,15 +196,13 @@ fn usage(
 /// Shrinks the proxy into what is left of one quota, or denies.
 fn fit_quota(
     inputs: &QuotaInputs<'_>,
-    quota: &ResourceQuota,
+    quota: &QuotaView<'_>,
     proxy: &mut ProxyResources,
     init: &mut ProxyResources,
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
-    let name = quota.metadata.name.clone().unwrap_or_default();
-    let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
-    let used = quota.status.as_ref().and_then(|status| status.used.as_ref());
-    let (Some(hard), Some(used)) = (hard, used) else {
+    let name = &quota.name;
+    let (hard, Some(used)) = (quota.hard, quota.used) else {
         return Ok(());
     };
     let pod = inputs.pod;
@@ -435,5 +368,6 @@ fn floor_reason(inputs: &QuotaInputs<'_>, field: FieldKey) -> String {
     }
 }
 
+mod scopes;
 #[cfg(test)]
 mod tests;

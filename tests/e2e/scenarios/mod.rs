@@ -1,6 +1,7 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 23 to 27 from issue 14
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses), 17 to
+//! 22 from issue 13 (in-place resize and ResourceQuota), 23 to 27 from issue 14
 //! (VPA recommendations as a sizing layer; `advise --apply`), 28 to 33 from issue 15 (the
 //! installed Istio: its ConfigMaps, revisions, paths, templates), 34 from issue 15 (the live
 //! side-by-side with a real istiod), 41 to 45 from issue 16 (`check` on a live cluster, Events).
@@ -32,7 +33,9 @@ mod namespace_tuning;
 mod paths_and_templates;
 mod pod_security;
 mod qos;
+mod quota;
 mod reinvocation;
+mod resize;
 mod restricted;
 mod revisions;
 mod selectors;
@@ -100,6 +103,32 @@ pub async fn run_all(harness: &Harness) -> Report {
             "differential: API server with and without us",
             differential::run(harness),
         )
+        .await;
+    report
+        .run(17, "resize proxy within bounds: stored", resize::within_bounds(harness))
+        .await;
+    report
+        .run(
+            18,
+            "resize proxy past bounds: clamped, denied",
+            resize::past_bounds(harness),
+        )
+        .await;
+    report
+        .run(
+            19,
+            "resize app of ratio-sized pod: proxy follows",
+            resize::app_with_ratio(harness),
+        )
+        .await;
+    report
+        .run(20, "quota limits filled; onQuota deny", quota::limits_required(harness))
+        .await;
+    report
+        .run(21, "quota nearly full: fit, then deny", quota::nearly_full(harness))
+        .await;
+    report
+        .run(22, "quota scoped to Terminating", quota::scoped(harness))
         .await;
     report
         .run(

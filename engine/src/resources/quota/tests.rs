@@ -281,3 +281,25 @@ fn a_quota_without_used_figures_is_not_judged() {
         "100m"
     );
 }
+
+#[test]
+fn a_required_request_nothing_can_give_is_denied_naming_the_quota() {
+    let config = InjectConfig {
+        resources: ResourceDefaults {
+            requests: ResourceAmounts::default(),
+            limits: ResourceAmounts::default(),
+        },
+        ..Default::default()
+    };
+    let quotas = [quota(
+        "requests",
+        json!({"hard": {"requests.memory": "10Gi"}}),
+        json!({}),
+    )];
+    let message = run(config, &pod(json!({})), &quotas).unwrap_err().to_string();
+    assert!(
+        message.contains("ResourceQuota requests requires requests.memory")
+            && message.contains("sidecar.istio.io/proxyMemory"),
+        "{message}"
+    );
+}
