@@ -154,10 +154,29 @@ pub fn parse_choice(value: &str) -> Option<bool> {
     }
 }
 
+/// Reads a boolean the way Go's `strconv.ParseBool` does, as istiod reads
+/// `sidecar.istio.io/rewriteAppHTTPProbers`: `1`, `t`, `true` (or `T`, `TRUE`, `True`) and their
+/// false forms; `None` for anything else, `on` and `off` included, which istiod ignores.
+pub fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::InjectConfig;
+
+    #[test]
+    fn go_booleans_are_read_as_go_reads_them() {
+        assert_eq!(parse_go_bool("True"), Some(true));
+        assert_eq!(parse_go_bool("0"), Some(false));
+        assert_eq!(parse_go_bool("off"), None);
+        assert_eq!(parse_go_bool("yes"), None);
+    }
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 

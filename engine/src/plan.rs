@@ -447,7 +447,6 @@ fn proxy_ids(
     )
 }
 
-/// `sidecar.istio.io/nativeSidecar`, else the config; a bad value warns and keeps the default.
 /// Whether the pod names Istio's `gateway` template, whose proxy is the pod's own main
 /// container: istiod's gateway template keeps it among the containers whatever
 /// `ENABLE_NATIVE_SIDECARS` says (a gateway pod has no other container to keep running).
@@ -457,6 +456,7 @@ fn names_gateway_template(annotations: Option<&BTreeMap<String, String>>) -> boo
         .is_some_and(|names| names.split(',').any(|name| name.trim() == "gateway"))
 }
 
+/// `sidecar.istio.io/nativeSidecar`, else the config; a bad value warns and keeps the default.
 fn native_sidecar(annotations: Option<&BTreeMap<String, String>>, default: bool, warnings: &mut Vec<String>) -> bool {
     let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
         return default;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, Lifecycle
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
-use super::decision::parse_choice;
+use super::decision::parse_go_bool;
 
 /// Annotation turning probe rewriting on or off for one pod.
 pub use crate::annotations::REWRITE_PROBES;
@@ -42,13 +42,14 @@ pub struct ProbePlan {
     pub app_probers: Option<String>,
 }
 
-/// Whether rewriting is on for this pod: the annotation, else the config.
+/// Whether rewriting is on for this pod: the annotation when it is a Go boolean (as istiod
+/// reads it: `off` or `no` keep the default), else the config.
 pub fn rewrite_enabled(pod: &Pod, default: bool) -> bool {
     pod.metadata
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(REWRITE_PROBES))
-        .and_then(|value| parse_choice(value))
+        .and_then(|value| parse_go_bool(value))
         .unwrap_or(default)
 }
 

@@ -49,22 +49,18 @@ const DELIBERATE: [(&str, &str); 5] = [
 /// Differences that are neither 0 nor a setting: bugs of ours, or behaviour istiod gained
 /// after the 1.28 corpus our engine matches. Listed until fixed; the scenario's note names each
 /// as a known gap, and any difference outside both tables fails it.
-const KNOWN_GAPS: [(&str, &str); 7] = [
+const KNOWN_GAPS: [(&str, &str); 6] = [
     (
         "injection decision or layout",
         "we read on/off for sidecar.istio.io/inject and nativeSidecar; istiod only true/false",
     ),
     (
-        "spec.containers[*].lifecycle",
-        "rewriteAppHTTPProbers: off is false to us, not a bool to istiod (which rewrites)",
+        "spec.initContainers[istio-proxy].env[PROXY_CONFIG]",
+        "we pass proxy.istio.io/config fields ProxyConfig does not have through to PROXY_CONFIG; istiod drops them",
     ),
     (
-        "spec.containers[*].startupProbe",
-        "rewriteAppHTTPProbers: off is false to us, not a bool to istiod (which rewrites)",
-    ),
-    (
-        "spec.initContainers[istio-proxy].env[ISTIO_KUBE_APP_PROBERS]",
-        "rewriteAppHTTPProbers: off is false to us, not a bool to istiod (which rewrites)",
+        "spec.containers[istio-proxy].env[PROXY_CONFIG]",
+        "we pass proxy.istio.io/config fields ProxyConfig does not have through to PROXY_CONFIG; istiod drops them",
     ),
     (
         "spec.initContainers[istio-init].image",

@@ -34,7 +34,15 @@ async fn resize(
     value: &str,
 ) -> Result<Pod, String> {
     let api = Api::<Pod>::namespaced(harness.cluster.client().clone(), namespace);
-    let patch = json!({"spec": {"containers": [
+    // A native sidecar proxy (the default) is resized among the init containers.
+    let current = api.get(name).await.map_err(|error| api_message(&error))?;
+    let is_init = current
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.init_containers.as_ref())
+        .is_some_and(|init| init.iter().any(|c| c.name == container_name));
+    let list = if is_init { "initContainers" } else { "containers" };
+    let patch = json!({"spec": {list: [
         {"name": container_name, "resources": {side: {resource: value}}}
     ]}});
     api.patch_subresource("resize", name, &PatchParams::default(), &Patch::Strategic(&patch))
