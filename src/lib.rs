@@ -3,7 +3,8 @@
 //!
 //! The crate is a pure engine ([`engine`]) with thin layers around it: the AdmissionReview
 //! wire format ([`review`]), the HTTPS server ([`server`]), manifests as YAML
-//! ([`manifest`]), offline injection ([`offline`]) and certificate generation ([`certs`]).
+//! ([`manifest`]), offline injection ([`offline`]), certificate generation ([`certs`]) and the build's
+//! [`version`].
 #![forbid(unsafe_code)]
 
 pub mod certs;
@@ -12,6 +13,7 @@ pub mod manifest;
 pub mod offline;
 pub mod review;
 pub mod server;
+pub mod version;
 
 /// The engine crate, under the path the adapters and tests have always used.
 pub use sidecar_injector_engine as engine;

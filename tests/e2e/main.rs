@@ -25,6 +25,7 @@ mod control_plane;
 mod corpus;
 mod deploy;
 mod harness;
+mod helm;
 mod injector;
 mod kustomize;
 mod loopback_http;

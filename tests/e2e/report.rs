@@ -33,7 +33,12 @@ pub struct Report {
 /// The scenario numbers named by `SIDECAR_INJECTOR_E2E_ONLY`, when it is set.
 fn only_these() -> Option<Vec<u8>> {
     let value = std::env::var("SIDECAR_INJECTOR_E2E_ONLY").ok()?;
-    Some(value.split(',').filter_map(|number| number.trim().parse().ok()).collect())
+    Some(
+        value
+            .split(',')
+            .filter_map(|number| number.trim().parse().ok())
+            .collect(),
+    )
 }
 
 // === impl Report ===

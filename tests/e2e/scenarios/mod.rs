@@ -1,12 +1,15 @@
 //! The scenarios, run in order against one harness: 1 to 10 from issue 3 (the core
 //! webhook), 11 to 13 from issue 4 (resource tuning), 14 and 15 from issue 7 (Pod Security,
-//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses).
+//! mTLS from the API server), 16 from issue 12 (never admit what the API server refuses),
+//! 38 to 40 from issue 16 (the Helm chart).
 
+mod chart_agreement;
 mod corpus_pods;
 mod denials;
 mod differential;
 mod dry_run;
 mod failure_policy;
+mod helm_chart;
 mod injection;
 mod limit_ranges;
 mod manifests;
@@ -77,6 +80,23 @@ pub async fn run_all(harness: &Harness) -> Report {
             "differential: API server with and without us",
             differential::run(harness),
         )
+        .await;
+    report
+        .run(
+            38,
+            "Helm chart defaults accepted by dry-run apply",
+            helm_chart::defaults(harness),
+        )
+        .await;
+    report
+        .run(
+            39,
+            "Helm chart, every option, accepted",
+            helm_chart::every_option(harness),
+        )
+        .await;
+    report
+        .run(40, "Helm chart agrees with kustomize", chart_agreement::run(harness))
         .await;
     report
 }
