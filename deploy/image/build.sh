@@ -35,7 +35,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # The one definition of how the image's binary is built.
 target="${SIDECAR_INJECTOR_TARGET:-$(uname -m)-unknown-linux-gnu}"
 features=""
-export RUSTFLAGS="-C target-feature=+crt-static"
+# getrandom_backend: random numbers from the getrandom syscall through the static libc,
+# not /dev/urandom (a static glibc binary cannot look libc's getrandom up with dlsym).
+export RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 export CARGO_PROFILE_RELEASE_STRIP=symbols
 ca_roots="${SIDECAR_INJECTOR_CA_ROOTS:-/etc/ssl/certs/ca-certificates.crt}"
 

@@ -3,8 +3,7 @@
 #
 #   probe-serve.sh ROOT REVIEW.json LOG ENTRYPOINT...   (run with an empty environment)
 #
-# Gives the root a container's /dev, starts `ENTRYPOINT serve` (built-in defaults, and a
-# kubeconfig for an absent API server) in the background with its output in LOG, then checks
+# Starts `ENTRYPOINT serve` (built-in defaults, and a kubeconfig for an absent API server) in the background with its output in LOG, then checks
 # that GET http://127.0.0.1:9090/readyz answers 200 (within 60 s) and that POST
 # https://localhost:8443/inject, trusting the CA that serve wrote to ROOT/tmp, answers
 # REVIEW.json allowed with a JSON patch. The caller's namespaces end with it, and serve too.
@@ -15,19 +14,9 @@ shift 3
 fail() { printf 'image/test-recipe: FAIL: %s\n' "$*" >&2; exit 1; }
 log() { printf 'image/test-recipe: %s\n' "$*" >&2; }
 
-# What every container runtime gives a container, and an empty image lacks: /dev with the
-# standard character devices (the OCI runtime spec's default devices), here bind-mounted from
-# the host into this private mount namespace. (The static binary's random numbers come from
-# /dev/urandom when libc's getrandom cannot be looked up, as in a static glibc binary.)
-mkdir -p "$root/dev"
-mount -t tmpfs -o mode=0755,nosuid tmpfs "$root/dev"
-for device in null zero full random urandom; do
-  touch "$root/dev/$device"
-  mount --bind "/dev/$device" "$root/dev/$device"
-done
-
 # A kubeconfig for an API server that is not there (nothing listens on 127.0.0.1:1), so that
-# serve builds its Kubernetes client in the root: that needs the CA roots and random numbers.
+# serve builds its Kubernetes client in the root: that needs the CA roots and random numbers
+# (from the getrandom syscall: the root has no /dev).
 # /readyz then turns 200 after --cache-sync-timeout (30 s) without the caches.
 cat >"$root/tmp/kubeconfig" <<'KUBECONFIG'
 apiVersion: v1

@@ -11,9 +11,9 @@
 # 3. In that root, entered with chroot in new mount, PID and network namespaces (loopback
 #    only) as uid 65532 with an empty environment, as the image's ENTRYPOINT:
 #    - `--version` prints the package version and the commit (git rev-parse HEAD);
-#    - `serve` with its built-in defaults (probe-serve.sh, which first adds what a container
-#      runtime adds: /dev's standard devices; and a kubeconfig for an absent API server)
-#      builds its Kubernetes client, answers GET /readyz with 200 on the admin port, and
+#    - `serve` with its built-in defaults (probe-serve.sh; given a kubeconfig for an absent
+#      API server, and no /dev) builds its Kubernetes client, answers GET /readyz with 200
+#      on the admin port, and
 #      POST /inject over HTTPS (trusting the CA it wrote to /tmp) with an injected
 #      AdmissionReview response.
 # Prints the binary's size. Must run as root (unshare, chroot). Scratch files go under
