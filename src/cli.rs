@@ -23,7 +23,11 @@ use sidecar_injector::server::tls::{self, TlsFiles, TlsSource};
 /// A Kubernetes mutating admission webhook that injects Istio's sidecar proxy, with CPU and
 /// memory tuned per field from pod annotations and checked before the API server sees them.
 #[derive(Debug, Parser)]
-#[command(name = "sidecar-injector", version, propagate_version = true)]
+#[command(
+    name = "sidecar-injector",
+    version = sidecar_injector::version::LONG,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

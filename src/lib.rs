@@ -3,8 +3,8 @@
 //!
 //! The crate is a pure engine ([`engine`]) with thin layers around it: the AdmissionReview
 //! wire format ([`review`]), the HTTPS server ([`server`]), manifests as YAML
-//! ([`manifest`]), offline injection ([`offline`]), certificate generation ([`certs`]) and sizing advice from
-//! Prometheus ([`advise`]).
+//! ([`manifest`]), offline injection ([`offline`]), certificate generation ([`certs`]), sizing advice from
+//! Prometheus ([`advise`]) and the build's [`version`].
 #![forbid(unsafe_code)]
 
 pub mod advise;
@@ -16,6 +16,7 @@ pub mod offline;
 pub mod review;
 pub mod server;
 pub mod tag;
+pub mod version;
 
 /// The engine crate, under the path the adapters and tests have always used.
 pub use sidecar_injector_engine as engine;

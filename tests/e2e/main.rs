@@ -25,6 +25,7 @@ mod control_plane;
 mod corpus;
 mod deploy;
 mod harness;
+mod helm;
 mod injector;
 mod istio_install;
 mod kustomize;

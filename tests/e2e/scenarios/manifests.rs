@@ -80,9 +80,14 @@ pub async fn run(harness: &Harness) -> Outcome {
 /// Runs `sidecar-injector certs` into `out` and returns the caBundle it printed, checked
 /// against the ca.crt it wrote.
 fn make_certs(out: &Path, namespace: &str) -> Result<String, String> {
+    make_certs_for(out, SERVICE, namespace)
+}
+
+/// [`make_certs`] for the Service `service`.
+pub(super) fn make_certs_for(out: &Path, service: &str, namespace: &str) -> Result<String, String> {
     let binary = env!("CARGO_BIN_EXE_sidecar-injector");
     let output = Command::new(binary)
-        .args(["certs", "--service", SERVICE, "--namespace", namespace, "--out"])
+        .args(["certs", "--service", service, "--namespace", namespace, "--out"])
         .arg(out)
         .output()
         .context(format!("running {binary} certs"))?;
@@ -109,7 +114,7 @@ fn make_certs(out: &Path, namespace: &str) -> Result<String, String> {
 
 /// The Secret the overlay makes is the one the Deployment mounts, and every webhook carries
 /// the caBundle that `certs` printed.
-fn check_certs_overlay(objects: &[Value], ca_bundle: &str, mounted: &[String]) -> Result<(), String> {
+pub(super) fn check_certs_overlay(objects: &[Value], ca_bundle: &str, mounted: &[String]) -> Result<(), String> {
     let secret = find(objects, "Secret").ok_or("no Secret")?;
     ensure!(
         mounted.iter().any(|m| m == name(secret)),
@@ -136,7 +141,7 @@ fn check_certs_overlay(objects: &[Value], ca_bundle: &str, mounted: &[String]) -
 
 /// What no cert-manager checks here: the inject-ca-from annotation names a Certificate of the
 /// overlay, whose Secret the Deployment mounts and whose names include the Service's.
-fn check_cert_manager_overlay(objects: &[Value], mounted: &[String]) -> Result<(), String> {
+pub(super) fn check_cert_manager_overlay(objects: &[Value], mounted: &[String]) -> Result<(), String> {
     let configuration = find(objects, "MutatingWebhookConfiguration").ok_or("no webhook configuration")?;
     let source = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
         .as_str()
@@ -164,7 +169,7 @@ fn check_cert_manager_overlay(objects: &[Value], mounted: &[String]) -> Result<(
 }
 
 /// The Secrets a Deployment mounts, directly or through a projected volume.
-fn mounted_secrets(deployment: &Value) -> Vec<String> {
+pub(super) fn mounted_secrets(deployment: &Value) -> Vec<String> {
     let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array();
     let mut names = Vec::new();
     for volume in volumes.into_iter().flatten() {
@@ -178,7 +183,7 @@ fn mounted_secrets(deployment: &Value) -> Vec<String> {
 
 /// Server-side applies `object` with `dryRun: All`; `false` if its kind is cert-manager's and
 /// not served here.
-async fn dry_run_apply(harness: &Harness, object: &Value) -> Result<bool, String> {
+pub(super) async fn dry_run_apply(harness: &Harness, object: &Value) -> Result<bool, String> {
     let typed: DynamicObject = serde_json::from_value(object.clone()).context("not a Kubernetes object")?;
     let types = typed.types.as_ref().ok_or("no apiVersion/kind")?;
     let gvk = GroupVersionKind::try_from(types).map_err(|e| e.to_string())?;
@@ -203,7 +208,11 @@ async fn dry_run_apply(harness: &Harness, object: &Value) -> Result<bool, String
 
 /// The Deployment's pod template, created (dry run) under Pod Security `restricted`.
 async fn restricted_pod(harness: &Harness, deployment: &Value) -> Result<(), String> {
-    let namespace = "e2e-restricted";
+    restricted_pod_in(harness, deployment, "e2e-restricted").await
+}
+
+/// [`restricted_pod`] in a namespace of the caller's choosing, which this creates.
+pub(super) async fn restricted_pod_in(harness: &Harness, deployment: &Value, namespace: &str) -> Result<(), String> {
     harness
         .cluster
         .create_namespace(namespace, &[("pod-security.kubernetes.io/enforce", "restricted")])
@@ -230,11 +239,11 @@ async fn restricted_pod(harness: &Harness, deployment: &Value) -> Result<(), Str
         })
 }
 
-fn kind(object: &Value) -> &str {
+pub(super) fn kind(object: &Value) -> &str {
     object["kind"].as_str().unwrap_or_default()
 }
 
-fn name(object: &Value) -> &str {
+pub(super) fn name(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
 }
 
@@ -242,10 +251,10 @@ fn namespace(object: &Value) -> &str {
     object["metadata"]["namespace"].as_str().unwrap_or_default()
 }
 
-fn find<'a>(objects: &'a [Value], wanted: &str) -> Option<&'a Value> {
+pub(super) fn find<'a>(objects: &'a [Value], wanted: &str) -> Option<&'a Value> {
     objects.iter().find(|object| kind(object) == wanted)
 }
 
-fn describe(object: &Value) -> String {
+pub(super) fn describe(object: &Value) -> String {
     format!("{}/{}", kind(object), name(object))
 }

@@ -4,9 +4,11 @@
 //! 22 from issue 13 (in-place resize and ResourceQuota), 23 to 27 from issue 14
 //! (VPA recommendations as a sizing layer; `advise --apply`), 28 to 33 from issue 15 (the
 //! installed Istio: its ConfigMaps, revisions, paths, templates), 34 from issue 15 (the live
-//! side-by-side with a real istiod), 41 to 45 from issue 16 (`check` on a live cluster, Events).
+//! side-by-side with a real istiod), 38 to 40 from issue 16 (the Helm chart), 41 to 45 from
+//! issue 16 (`check` on a live cluster, Events).
 
 mod advise_apply;
+mod chart_agreement;
 mod check_cluster;
 mod corpus_pods;
 mod denials;
@@ -14,6 +16,7 @@ mod differential;
 mod dry_run;
 mod events;
 mod failure_policy;
+mod helm_chart;
 mod injection;
 mod installed_istio;
 mod limit_ranges;
@@ -147,7 +150,8 @@ async fn group_2(harness: &Harness, report: &mut Report) {
         .await;
 }
 
-/// Scenarios 23 to 34: VPA and advise (issue 14), the installed Istio and istiod (issue 15).
+/// Scenarios 23 to 40: VPA and advise (issue 14), the installed Istio and istiod (issue 15),
+/// the Helm chart (issue 16).
 async fn group_3(harness: &Harness, report: &mut Report) {
     report
         .run(
@@ -222,6 +226,23 @@ async fn group_3(harness: &Harness, report: &mut Report) {
             // Boxed: their futures are large, and the test thread's stack is not.
             Box::pin(live_istiod::run(harness)),
         )
+        .await;
+    report
+        .run(
+            38,
+            "Helm chart defaults accepted by dry-run apply",
+            helm_chart::defaults(harness),
+        )
+        .await;
+    report
+        .run(
+            39,
+            "Helm chart, every option, accepted",
+            helm_chart::every_option(harness),
+        )
+        .await;
+    report
+        .run(40, "Helm chart agrees with kustomize", chart_agreement::run(harness))
         .await;
 }
 
