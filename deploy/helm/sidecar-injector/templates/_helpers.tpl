@@ -76,6 +76,12 @@ namespaceExpressions and objectExpressions (Istio's), and extraExcluded (more na
       apiVersions: ["v1"]
       resources: ["pods"]
       scope: Namespaced
+    {{- /* The resize guard (README "After admission: in-place resize"), as deploy/webhook. */}}
+    - operations: ["UPDATE"]
+      apiGroups: [""]
+      apiVersions: ["v1"]
+      resources: ["pods/resize"]
+      scope: Namespaced
   namespaceSelector:
     matchExpressions:
       {{- toYaml .namespaceExpressions | nindent 6 }}
