@@ -84,6 +84,30 @@ async fn until_seen(
     .await
 }
 
+/// Dry-runs `pod` until it is denied for quota `team`'s `requests.cpu`; the denial's message.
+/// An admission (the injector has not seen the quota yet) is retried, any other denial fails.
+async fn until_denied_by_team_quota(
+    harness: &Harness,
+    namespace: &str,
+    pod: &Pod,
+    what: &str,
+) -> Result<String, String> {
+    eventually(what, || async {
+        match harness.cluster.dry_run_pod(namespace, pod).await {
+            Ok(stored) => Err(format!("admitted with proxy limits {}", limits(&stored, PROXY))),
+            Err(error) => {
+                let message = api_message(&error);
+                ensure!(
+                    message.contains("ResourceQuota team: requests.cpu would be exceeded"),
+                    "{message}"
+                );
+                Ok(message)
+            }
+        }
+    })
+    .await
+}
+
 /// Scenario 20: a quota on limits: every container, ours included, has the limits.
 pub async fn limits_required(harness: &Harness) -> Outcome {
     let namespace = "e2e-quota-limits";
@@ -180,20 +204,7 @@ async fn policy_cases(
     create_quota(harness, namespace, "team", json!({"hard": hard}), used).await?;
     // The app requests 500m and the proxy 100m: 600m, with 550m left, so the pod is denied
     // once the injector sees the quota.
-    let message = eventually("the injector sees the quota", || async {
-        match harness.cluster.dry_run_pod(namespace, &pod).await {
-            Ok(stored) => Err(format!("admitted with proxy limits {}", limits(&stored, PROXY))),
-            Err(error) => {
-                let message = api_message(&error);
-                ensure!(
-                    message.contains("ResourceQuota team: requests.cpu would be exceeded"),
-                    "{message}"
-                );
-                Ok(message)
-            }
-        }
-    })
-    .await?;
+    let message = until_denied_by_team_quota(harness, namespace, &pod, "the injector sees the quota").await?;
     let expected = "ResourceQuota team: requests.cpu would be exceeded: the pod needs 600m, of which the injected containers add 100m, and 550m is left (hard 2, used 1450m)";
     ensure!(message.contains(expected), "expected {expected:?} in {message}");
     // Room again: the limits are filled from the requests and the pod is stored.
@@ -258,20 +269,8 @@ pub async fn nearly_full(harness: &Harness) -> Outcome {
     ensure!(warning.contains("the API server has the last word"), "{warning}");
     // The API server charged 550m: 2 of 2 are used. The next pod cannot fit.
     let full = app_pod("too-many", APP);
-    let message = eventually("the injector sees the new used figure", || async {
-        match harness.cluster.dry_run_pod(namespace, &full).await {
-            Ok(_) => Err("admitted".to_string()),
-            Err(error) => {
-                let message = api_message(&error);
-                ensure!(
-                    message.contains("ResourceQuota team: requests.cpu would be exceeded"),
-                    "{message}"
-                );
-                Ok(message)
-            }
-        }
-    })
-    .await?;
+    let message =
+        until_denied_by_team_quota(harness, namespace, &full, "the injector sees the new used figure").await?;
     let prefix = format!(
         "admission webhook \"{WEBHOOK}\" denied the request: ResourceQuota team: requests.cpu would be exceeded"
     );
