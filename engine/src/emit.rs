@@ -6,6 +6,7 @@
 
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
+use crate::container::SidecarContainer;
 use crate::decision::PROXY_CONTAINER;
 use crate::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
 use crate::patch::{PatchBuilder, SerializedPatch};
@@ -81,8 +82,8 @@ fn emit_probe_rewrites(plan: &Plan<'_>, builder: &mut PatchBuilder) {
 /// `initContainers` and to `containers`.
 fn emit_containers(
     plan: &Plan<'_>,
-    proxy: serde_json::Value,
-    init: Option<serde_json::Value>,
+    proxy: SidecarContainer<'_>,
+    init: Option<SidecarContainer<'_>>,
     config: &InjectConfig,
     builder: &mut PatchBuilder,
 ) -> (Vec<String>, Vec<String>) {

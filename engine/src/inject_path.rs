@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use crate::container::EnvVar;
 
 use crate::config::InjectConfig;
 
@@ -74,7 +74,7 @@ impl InjectPath {
 /// the cluster ID (when not the default `Kubernetes`) and the network (when set) are taken out
 /// of the proxy's environment and appended in name order, with the path's values (the
 /// cluster and network as resolved into the config).
-pub(crate) fn move_path_envs_last(env: &mut Vec<Value>, config: &InjectConfig) {
+pub(crate) fn move_path_envs_last<'a>(env: &mut Vec<EnvVar<'a>>, config: &'a InjectConfig) {
     if config.path_envs.is_empty() {
         return;
     }
@@ -89,11 +89,8 @@ pub(crate) fn move_path_envs_last(env: &mut Vec<Value>, config: &InjectConfig) {
     if !config.network.is_empty() {
         last.insert(NETWORK_ENV, &config.network);
     }
-    env.retain(|var| !var["name"].as_str().is_some_and(|name| last.contains_key(name)));
-    env.extend(last.into_iter().map(|(name, value)| match value {
-        "" => json!({ "name": name }),
-        value => json!({"name": name, "value": value}),
-    }));
+    env.retain(|var| !last.contains_key(var.name()));
+    env.extend(last.into_iter().map(|(name, value)| EnvVar::literal(name, value)));
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod annotations;
 mod capture_lists;
 pub mod config;
+mod container;
 pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
@@ -22,6 +23,7 @@ pub(crate) mod fields;
 mod image_type;
 pub mod inject_path;
 pub mod installed_istio;
+mod istio_parts;
 mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;

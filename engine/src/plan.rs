@@ -25,7 +25,7 @@ use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
 use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
-use crate::{Denial, Injector, PodRequest, openshift, probes, prometheus, sidecar, traffic, user_volumes};
+use crate::{Denial, Injector, PodRequest, istio_parts, openshift, probes, prometheus, sidecar, traffic, user_volumes};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::Value;
 
@@ -404,9 +404,9 @@ fn with_warnings(own: Resolution, warnings: &mut Vec<String>) -> ProxyResources 
 /// own mounts.
 fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overrides) -> Surroundings<'a> {
     let mtls = config.mount_mtls_certs;
-    let mut our_mounts = sidecar::PROXY_MOUNTS.to_vec();
+    let mut our_mounts = istio_parts::PROXY_MOUNTS.to_vec();
     if mtls {
-        our_mounts.push((sidecar::MTLS_CERTS_VOLUME, sidecar::MTLS_CERTS_MOUNT_PATH));
+        our_mounts.push((istio_parts::MTLS_CERTS_VOLUME, istio_parts::MTLS_CERTS_MOUNT_PATH));
     }
     let privileged = overrides
         .proxy_container()
@@ -415,9 +415,9 @@ fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overri
         .unwrap_or(false);
     Surroundings {
         pod_volumes: spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect(),
-        our_volumes: sidecar::VOLUME_NAMES
+        our_volumes: istio_parts::VOLUME_NAMES
             .into_iter()
-            .chain(mtls.then_some(sidecar::MTLS_CERTS_VOLUME))
+            .chain(mtls.then_some(istio_parts::MTLS_CERTS_VOLUME))
             .collect(),
         our_mounts,
         privileged,

@@ -6,30 +6,33 @@
 use serde_json::Value;
 
 use crate::config::{InjectConfig, InterceptionMode};
+use crate::container::{EnvVar, Fragment, SidecarContainer};
 use crate::overrides;
 use crate::plan::Plan;
 use crate::resources::ConcurrencyPolicy;
-use crate::sidecar::{self, SidecarInputs, build_init_container, build_proxy_container, mtls_certs_volume};
-use crate::template::{SidecarTemplate, VolumeItem};
+use crate::sidecar::{
+    self, SidecarInputs, build_init_container, build_proxy_container, clashes_with_proxy_mount, mtls_certs_volume,
+};
+use crate::template::SidecarTemplate;
 
 /// What the sidecar adds to the pod.
 #[derive(Debug, Clone)]
 pub(crate) struct Rendered<'t> {
     /// The `istio-proxy` container.
-    pub proxy: Value,
+    pub proxy: SidecarContainer<'t>,
     /// The init container, unless capture is off.
-    pub init: Option<Value>,
+    pub init: Option<SidecarContainer<'t>>,
     /// Volumes to add (ours the pod lacks, then the user's that clash with nothing).
-    pub volumes: Vec<VolumeItem<'t>>,
+    pub volumes: Vec<Fragment<'t>>,
     /// The names of our volumes, for the status annotation.
     pub volume_names: Vec<String>,
 }
 
 /// Renders the sidecar for `plan`.
 pub(crate) fn render<'t>(
-    plan: &Plan<'_>,
-    config: &InjectConfig,
-    concurrency: &ConcurrencyPolicy,
+    plan: &'t Plan<'_>,
+    config: &'t InjectConfig,
+    concurrency: &'t ConcurrencyPolicy,
     template: &'t SidecarTemplate,
 ) -> Rendered<'t> {
     let inputs = SidecarInputs {
@@ -37,19 +40,20 @@ pub(crate) fn render<'t>(
         namespace: plan.namespace,
         workload: &plan.workload,
         resources: &plan.proxy_resources,
+        init_resources: &plan.init_resources,
         concurrency,
         traffic: &plan.traffic,
         native: plan.native,
         hold: plan.hold,
         proxy_config: &plan.proxy_config,
         prometheus_original: plan.prometheus.original.as_deref(),
-        readiness_probe: plan.readiness_probe.clone(),
+        readiness_probe: plan.readiness_probe.as_ref(),
         proxy_image: &plan.proxy_image,
         init_image: &plan.init_image,
         cap_net_bind_service: plan.cap_net_bind_service,
         proxy_ids: plan.proxy_ids,
         config,
-        mesh_proxy_config: &template.mesh_proxy_config,
+        template,
         log_levels: &plan.log_levels,
         resize_policy: plan.resize_policy,
     };
@@ -63,43 +67,53 @@ pub(crate) fn render<'t>(
     }
 }
 
-/// The proxy: our container, the user's mounts, the user's overrides, the app probers.
-fn render_proxy(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
+/// The proxy: our container, the user's mounts, the app probers, the user's overrides.
+fn render_proxy<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarContainer<'t> {
     let mut proxy = build_proxy_container(inputs);
-    if let Some(mounts) = proxy.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
-        for mount in &plan.user_volumes.mounts {
-            let clashes = mounts
+    for mount in &plan.user_volumes.mounts {
+        let clashes = clashes_with_proxy_mount(inputs.config, mount)
+            || proxy
+                .volume_mounts
+                .user
                 .iter()
-                .any(|ours| ours["mountPath"] == mount["mountPath"] || ours["name"] == mount["name"]);
-            if !clashes {
-                mounts.push(mount.clone());
-            }
+                .any(|added| added["mountPath"] == mount["mountPath"] || added["name"] == mount["name"]);
+        if !clashes {
+            proxy.volume_mounts.user.push(mount);
         }
     }
-    if let Some(user) = &plan.overrides.proxy {
-        overrides::merge_container(&mut proxy, &user.container);
-        proxy["resources"] = serde_json::to_value(plan.proxy_resources.to_requirements()).unwrap_or_default();
-        if plan.traffic.mode == InterceptionMode::Tproxy {
-            sidecar::enforce_tproxy(&mut proxy);
+    let app_probers = plan.probe_plan.app_probers.as_deref();
+    let Some(user) = &plan.overrides.proxy else {
+        if let Some(value) = app_probers {
+            proxy.env.push(EnvVar::literal(APP_PROBERS_ENV, value));
         }
+        return SidecarContainer::Proxy(Box::new(proxy));
+    };
+    // The user's fields are laid over ours first; the probers are added to what results.
+    let mut proxy = SidecarContainer::Proxy(Box::new(proxy)).into_value();
+    overrides::merge_container(&mut proxy, &user.container);
+    proxy["resources"] = serde_json::to_value(plan.proxy_resources.to_requirements()).unwrap_or_default();
+    if plan.traffic.mode == InterceptionMode::Tproxy {
+        sidecar::enforce_tproxy(&mut proxy);
     }
-    if let (Some(value), Some(env)) = (
-        &plan.probe_plan.app_probers,
-        proxy.get_mut("env").and_then(|e| e.as_array_mut()),
-    ) {
-        env.push(serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": value}));
+    if let (Some(value), Some(env)) = (app_probers, proxy.get_mut("env").and_then(Value::as_array_mut)) {
+        env.push(serde_json::json!({"name": APP_PROBERS_ENV, "value": value}));
     }
-    proxy
+    SidecarContainer::Merged(proxy)
 }
 
+/// The variable through which the agent learns the app's rewritten probes.
+const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
+
 /// The init container, with the user's overrides and the layered resources.
-fn render_init(plan: &Plan<'_>, inputs: &SidecarInputs<'_>) -> Value {
-    let mut init = build_init_container(inputs);
-    if let Some(user) = &plan.overrides.init {
-        overrides::merge_container(&mut init, &user.container);
-    }
+fn render_init<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarContainer<'t> {
+    let init = SidecarContainer::Init(Box::new(build_init_container(inputs)));
+    let Some(user) = &plan.overrides.init else {
+        return init;
+    };
+    let mut init = init.into_value();
+    overrides::merge_container(&mut init, &user.container);
     init["resources"] = serde_json::to_value(plan.init_resources.to_requirements()).unwrap_or_default();
-    init
+    SidecarContainer::Merged(init)
 }
 
 /// Our volumes the pod lacks, then the user's whose names clash with neither; and the names
@@ -108,7 +122,7 @@ fn render_volumes<'t>(
     plan: &Plan<'_>,
     config: &InjectConfig,
     template: &'t SidecarTemplate,
-) -> (Vec<VolumeItem<'t>>, Vec<String>) {
+) -> (Vec<Fragment<'t>>, Vec<String>) {
     let existing = plan.spec.volumes.as_ref();
     let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
     let mtls = mtls_certs_volume(config, plan.pod);
@@ -118,10 +132,10 @@ fn render_volumes<'t>(
         .volumes
         .iter()
         .filter(|(name, _)| !exists(name))
-        .map(|(_, raw)| VolumeItem::Compiled(raw))
+        .map(|(_, raw)| Fragment::Compiled(raw))
         .chain(
             mtls.filter(|(name, _)| !exists(name))
-                .map(|(_, volume)| VolumeItem::Built(volume)),
+                .map(|(_, volume)| Fragment::Built(volume)),
         );
     let users = plan
         .user_volumes
@@ -133,7 +147,7 @@ fn render_volumes<'t>(
                 .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
         })
         .cloned()
-        .map(VolumeItem::Built);
+        .map(Fragment::Built);
     let volumes = ours.chain(users).collect();
     // The status annotation names the user's volumes too, after ours, as istiod's does.
     for volume in &plan.user_volumes.volumes {

@@ -7,7 +7,8 @@
 //! the resources of a non-sidecar init container cannot be resized.
 
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 use crate::config::{ResizePolicyConfig, ResizeRestart};
 
@@ -53,16 +54,38 @@ impl ProxyResizePolicy {
 
     /// The container's `resizePolicy` list.
     pub fn to_json(self) -> Value {
-        json!([
-            {"resourceName": "cpu", "restartPolicy": self.cpu.as_str()},
-            {"resourceName": "memory", "restartPolicy": self.memory.as_str()},
-        ])
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// One entry of a container's `resizePolicy`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResizeEntry {
+    resource_name: &'static str,
+    restart_policy: &'static str,
+}
+
+impl Serialize for ProxyResizePolicy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        [
+            ResizeEntry {
+                resource_name: "cpu",
+                restart_policy: self.cpu.as_str(),
+            },
+            ResizeEntry {
+                resource_name: "memory",
+                restart_policy: self.memory.as_str(),
+            },
+        ]
+        .serialize(serializer)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(restart_policy: Option<&str>) -> Pod {
         serde_json::from_value(json!({

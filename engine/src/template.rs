@@ -1,12 +1,12 @@
 //! The parts of the sidecar that are the same for every pod, built and serialized once in
 //! [`crate::Injector::new`] and spliced into each answer as they are.
 
-use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::config::{InjectConfig, InterceptionMode};
-use crate::sidecar::{VOLUME_NAMES, standard_volumes};
+use crate::istio_parts::{self, SecurityInputs, VOLUME_NAMES, standard_volumes};
+use crate::traffic::PROXY_UID;
 
 /// The compiled template.
 #[derive(Debug, Clone)]
@@ -16,6 +16,44 @@ pub(crate) struct SidecarTemplate {
     /// The mesh-wide ProxyConfig the config changes from Istio's defaults, under each pod's
     /// `proxy.istio.io/config` in `PROXY_CONFIG`.
     pub mesh_proxy_config: Map<String, Value>,
+    /// `PROXY_CONFIG` of a pod without `proxy.istio.io/config`.
+    pub mesh_proxy_config_json: String,
+    /// `$(POD_NAMESPACE).svc.<cluster domain>`, the proxy's `--domain`.
+    pub domain: String,
+    /// The proxy's `ports`.
+    pub ports: Box<RawValue>,
+    /// The proxy's `startupProbe`.
+    pub startup_probe: Box<RawValue>,
+    /// The `postStart` hook that holds the app until the proxy is ready.
+    pub hold_lifecycle: Box<RawValue>,
+    /// The native sidecar's drain `preStop` hook for the config's status port.
+    pub native_lifecycle: (u16, Box<RawValue>),
+    /// The proxy's mounts of Istio's volumes (and of the mTLS certificates, when mounted).
+    pub proxy_mounts: Vec<Box<RawValue>>,
+    /// The downward-API variables, by name.
+    pub env: Vec<(&'static str, Box<RawValue>)>,
+    /// The proxy's security context for the usual case: redirect capture, uid/gid 1337.
+    pub proxy_security: Box<RawValue>,
+    /// The init container's security context for uid/gid 1337.
+    pub init_security: Box<RawValue>,
+}
+
+/// The downward-API variables of the proxy: (name, field path or resource, from a resource).
+const DOWNWARD_ENV: [(&str, &str, bool); 9] = [
+    ("POD_NAME", "metadata.name", false),
+    ("POD_NAMESPACE", "metadata.namespace", false),
+    ("INSTANCE_IP", "status.podIP", false),
+    ("SERVICE_ACCOUNT", "spec.serviceAccountName", false),
+    ("HOST_IP", "status.hostIP", false),
+    ("ISTIO_CPU_LIMIT", "limits.cpu", true),
+    ("GOMEMLIMIT", "limits.memory", true),
+    ("GOMAXPROCS", "limits.cpu", true),
+    ("ISTIO_META_NODE_NAME", "spec.nodeName", false),
+];
+
+/// Serializes a value built from constants; `null` if it somehow has no JSON form.
+fn raw(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 impl SidecarTemplate {
@@ -24,7 +62,7 @@ impl SidecarTemplate {
         let volumes = VOLUME_NAMES
             .into_iter()
             .zip(standard_volumes())
-            .filter_map(|(name, volume)| Some((name, serde_json::value::to_raw_value(&volume).ok()?)))
+            .map(|(name, volume)| (name, raw(&volume)))
             .collect();
         let mut mesh_proxy_config = config.mesh_default_config.clone();
         if config.interception_mode != InterceptionMode::Redirect {
@@ -33,28 +71,52 @@ impl SidecarTemplate {
                 Value::from(config.interception_mode.as_str()),
             );
         }
+        let env = DOWNWARD_ENV
+            .into_iter()
+            .map(|(name, source, resource)| {
+                let value = if resource {
+                    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": source}}})
+                } else {
+                    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": source}}})
+                };
+                (name, raw(&value))
+            })
+            .collect();
+        let usual = SecurityInputs {
+            tproxy: false,
+            cap_net_bind_service: false,
+            ids: (PROXY_UID, PROXY_UID),
+        };
         SidecarTemplate {
             volumes,
+            mesh_proxy_config_json: format!("{}\n", Value::Object(mesh_proxy_config.clone())),
             mesh_proxy_config,
+            domain: format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
+            ports: raw(&json!([{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}])),
+            startup_probe: raw(&json!({
+                "failureThreshold": 600,
+                "httpGet": {"path": "/healthz/ready", "port": 15021},
+                "periodSeconds": 1,
+                "timeoutSeconds": 3,
+            })),
+            hold_lifecycle: raw(&json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}})),
+            native_lifecycle: (
+                config.status_port,
+                raw(&istio_parts::native_lifecycle(config.status_port)),
+            ),
+            proxy_mounts: istio_parts::proxy_mounts(config).iter().map(raw).collect(),
+            env,
+            proxy_security: raw(&istio_parts::proxy_security_context(config, usual)),
+            init_security: raw(&istio_parts::init_security_context(config, usual.ids)),
         }
     }
-}
 
-/// A volume to add: one of the template's, already serialized, or one built for this pod.
-#[derive(Debug, Clone)]
-pub(crate) enum VolumeItem<'t> {
-    /// From the template.
-    Compiled(&'t RawValue),
-    /// Built for this pod (the mTLS certificate volume, the user's volumes).
-    Built(Value),
-}
-
-impl Serialize for VolumeItem<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            VolumeItem::Compiled(raw) => raw.serialize(serializer),
-            VolumeItem::Built(value) => value.serialize(serializer),
-        }
+    /// The serialized downward-API variable `name`.
+    pub(crate) fn env(&self, name: &'static str) -> Option<&RawValue> {
+        self.env
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, raw)| raw.as_ref())
     }
 }
 
@@ -68,7 +130,7 @@ mod tests {
         let names: Vec<&str> = template.volumes.iter().map(|(name, _)| *name).collect();
         assert_eq!(names, VOLUME_NAMES);
         for ((name, raw), built) in template.volumes.iter().zip(standard_volumes()) {
-            let item = serde_json::to_value(VolumeItem::Compiled(raw)).unwrap();
+            let item: Value = serde_json::from_str(raw.get()).unwrap();
             assert_eq!(item, built, "{name}");
             assert_eq!(item["name"], *name);
         }
@@ -80,5 +142,16 @@ mod tests {
             SidecarTemplate::compile(&tproxy).mesh_proxy_config["interceptionMode"],
             "TPROXY"
         );
+    }
+
+    #[test]
+    fn every_downward_variable_is_compiled() {
+        let template = SidecarTemplate::compile(&InjectConfig::default());
+        for (name, _, _) in DOWNWARD_ENV {
+            let raw = template.env(name).unwrap();
+            let value: Value = serde_json::from_str(raw.get()).unwrap();
+            assert_eq!(value["name"], name);
+        }
+        assert!(template.env("NOT_A_VARIABLE").is_none());
     }
 }
