@@ -191,7 +191,8 @@ impl fmt::Display for Scope {
 /// How the value is parsed, which is also what the fuzz target generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
-    /// `true`/`false` (and Istio's YAML spellings).
+    /// A boolean, spelled as istiod reads that key (`true`/`false` only, or Go's
+    /// `strconv.ParseBool` forms); the row's `accepted` says which.
     Bool,
     /// A CPU quantity.
     CpuQuantity,

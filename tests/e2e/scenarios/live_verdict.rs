@@ -73,7 +73,7 @@ const KNOWN_GAPS: [(&str, &str); 3] = [
 const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
     (
         FateDifference::WeRefuseAnAnnotation,
-        "we check every annotation's value (README, Annotations); istiod lets these through",
+        "we check every annotation's value (README, Annotations); istiod lets these through or ignores them",
     ),
     (
         FateDifference::ApiServerRefusesIstiods,
