@@ -296,7 +296,7 @@ async fn native_sidecar_mode_orders_init_containers_like_istio() {
 }
 
 #[tokio::test]
-async fn skips_and_warnings_follow_istio_rules() {
+async fn skips_follow_istio_rules_and_unread_inject_values_are_refused() {
     let server = TestServer::start(InjectConfig::default()).await;
     let mut host_network = simple_pod(json!({}));
     host_network["spec"]["hostNetwork"] = json!(true);
@@ -310,12 +310,15 @@ async fn skips_and_warnings_follow_istio_rules() {
         assert_eq!(response["response"]["allowed"], true);
         assert!(patch_of(&response).is_none(), "{namespace}: {response}");
     }
-    let odd = simple_pod(json!({"sidecar.istio.io/inject": "maybe"}));
+    // A value istiod does not read (it would silently use the default) is refused.
+    let odd = simple_pod(json!({"sidecar.istio.io/inject": "yes"}));
     let response = server.review(&pod_review("w", "apps", &odd)).await;
-    let warnings = response["response"]["warnings"].as_array().unwrap();
-    assert!(warnings[0].as_str().unwrap().contains("\"maybe\""), "{warnings:?}");
-    apply_and_check(&odd, &response);
-    assert!(patch_of(&response).is_some());
+    assert_eq!(response["response"]["allowed"], false, "{response}");
+    let message = response["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("annotation sidecar.istio.io/inject has value \"yes\", which is not valid"),
+        "{message}"
+    );
     server.stop().await;
 }
 

@@ -121,6 +121,8 @@ pub const OPENSHIFT_SUPPLEMENTAL_GROUPS: &str = "openshift.io/sa.scc.supplementa
 
 // === accepted forms, shared with the error messages ===
 
+/// The accepted form of an on/off switch istiod compares with `"true"` and `"false"`.
+pub const SWITCH_FORMS: &str = "true or false, in lower case; empty for the default";
 /// The accepted form of a ratio annotation.
 pub const RATIO_FORMS: &str = "a fraction above 0 and at most 10, e.g. 0.1, or a percentage, e.g. 10%";
 /// The accepted form of a namespace's bounds.
@@ -133,6 +135,8 @@ pub const WHOLE_NUMBER_FORMS: &str = "a whole number 0 or more, e.g. 10";
 pub const INTERCEPTION_MODE_FORMS: &str = "REDIRECT, TPROXY or NONE";
 /// The accepted form of the status port.
 pub const STATUS_PORT_FORMS: &str = "a port 0-65535 (0 disables the status server)";
+/// The accepted form of `proxy.istio.io/overrides`, which injection writes.
+pub const OVERRIDES_FORMS: &str = "JSON as injection writes it, e.g. {\"containers\":[{\"name\":\"istio-proxy\",\"args\":[\"proxy\"]}]}, or no annotation";
 /// The accepted form of a user volume.
 pub const USER_VOLUME_FORMS: &str = "a Kubernetes volume, e.g. {\"certs\":{\"secret\":{\"secretName\":\"x\"}}}";
 /// The accepted form of a user volume mount.
@@ -148,8 +152,7 @@ pub const COMPONENT_LOG_LEVEL_FORMS: &str =
 pub const AGENT_LOG_LEVEL_FORMS: &str =
     "debug, info, warn, error, fatal or none, or comma-separated scope:level pairs, e.g. default:info,xdsproxy:debug";
 /// The accepted form of an interface list.
-pub const INTERFACES_FORMS: &str =
-    "comma-separated Linux interface names (1-15 characters, no '/', ':', ',' or whitespace), e.g. eth1,net1";
+pub const INTERFACES_FORMS: &str = "comma-separated Linux interface names (a letter, then letters, digits, '_', '.' or '-'; at most 15 characters), e.g. eth1,net1";
 /// The accepted form of a capture list.
 pub const PORTS_OR_ALL_FORMS: &str = "\"*\" or comma-separated ports 1-65535, e.g. 80,8080";
 /// The accepted form of a capture list.
@@ -188,7 +191,8 @@ impl fmt::Display for Scope {
 /// How the value is parsed, which is also what the fuzz target generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
-    /// `true`/`false` (and Istio's YAML spellings).
+    /// A boolean, spelled as istiod reads that key (`true`/`false` only, or Go's
+    /// `strconv.ParseBool` forms); the row's `accepted` says which.
     Bool,
     /// A CPU quantity.
     CpuQuantity,
@@ -271,7 +275,7 @@ use Scope::*;
 /// Every annotation the injector reads, in the README's order.
 #[rustfmt::skip]
 pub const REGISTRY: &[AnnotationSpec] = &[
-    row(INJECT, PodLabelOrAnnotation, Bool, BOOL, "opt in or out of injection", Some("policy"), "true"),
+    row(INJECT, PodLabelOrAnnotation, Bool, SWITCH_FORMS, "opt in or out of injection", Some("policy"), "true"),
     row(STATUS, Pod, Document, "written by injection", "present: the pod is already injected and is skipped", None, "{}"),
     row(PROXY_CPU, PodOrNamespace, CpuQuantity, QUANTITY_CPU, "proxy and init CPU request", Some("resources.requests.cpu"), "250m"),
     row(PROXY_MEMORY, PodOrNamespace, MemoryQuantity, QUANTITY_MEMORY, "proxy and init memory request", Some("resources.requests.memory"), "256Mi"),
@@ -287,7 +291,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(INIT_MEMORY_LIMIT, Pod, MemoryQuantity, QUANTITY_MEMORY, "init container memory limit (unset: the proxy's)", Some("initResources.limits.memory"), "64Mi"),
     row(PROFILE, PodOrNamespace, Name, "the name of a config profile", "resource preset from the config's `profiles`", Some("profiles"), "small"),
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
-    row(NATIVE_SIDECAR, Pod, Bool, BOOL, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
+    row(NATIVE_SIDECAR, Pod, Bool, SWITCH_FORMS, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
     row(TEMPLATES, Pod, Text, "comma-separated Istio template names, e.g. sidecar or gateway", "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
@@ -302,8 +306,8 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(EXCLUDE_INBOUND_PORTS, Pod, Ports { wildcard: false }, PORTS_FORMS, "added to `istio-iptables -d`", Some("excludeInboundPorts"), "9090"),
     row(INCLUDE_OUTBOUND_PORTS, Pod, Ports { wildcard: false }, PORTS_FORMS, "`istio-iptables -q`", None, "443"),
     row(EXCLUDE_OUTBOUND_PORTS, Pod, Ports { wildcard: false }, PORTS_FORMS, "`istio-iptables -o`", Some("excludeOutboundPorts"), "5432"),
-    row(KUBEVIRT_INTERFACES, Pod, Text, "comma-separated interface names", "`istio-iptables -k`", None, "net1"),
-    row(REROUTE_VIRTUAL_INTERFACES, Pod, Text, "comma-separated interface names", "`istio-iptables -k` (newer name)", None, "net1"),
+    row(KUBEVIRT_INTERFACES, Pod, Interfaces, INTERFACES_FORMS, "`istio-iptables -k`", None, "net1"),
+    row(REROUTE_VIRTUAL_INTERFACES, Pod, Interfaces, INTERFACES_FORMS, "`istio-iptables -k` (newer name)", None, "net1"),
     row(EXCLUDE_INTERFACES, Pod, Interfaces, INTERFACES_FORMS, "`istio-iptables -c`: interfaces whose traffic is not captured", None, "eth1"),
     row(STATUS_PORT, Pod, Port, STATUS_PORT_FORMS, "the agent's status port, excluded from capture", Some("statusPort"), "15020"),
     row(READINESS_INITIAL_DELAY, Pod, WholeNumber, WHOLE_NUMBER_FORMS, "the proxy readiness probe's `initialDelaySeconds`", Some("readinessInitialDelaySeconds"), "1"),
@@ -311,7 +315,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(READINESS_FAILURE_THRESHOLD, Pod, WholeNumber, WHOLE_NUMBER_FORMS, "the proxy readiness probe's `failureThreshold`", Some("readinessFailureThreshold"), "4"),
     row(REWRITE_PROBES, Pod, Bool, BOOL, "point the app's HTTP/TCP/gRPC probes and lifecycle hooks at the agent", Some("rewriteAppProbes"), "false"),
     row(PROXY_CONFIG, Pod, Document, PROXY_CONFIG_FORMS, "ProxyConfig for the agent (`PROXY_CONFIG`); `concurrency`, `holdApplicationUntilProxyStarts`, `proxyMetadata` apply", Some("meshDefaultConfig"), "{\"concurrency\": 2}"),
-    row(OVERRIDES, Pod, Document, "written by injection", "the user's own proxy fields, restored on re-injection", None, "{}"),
+    row(OVERRIDES, Pod, Document, OVERRIDES_FORMS, "the user's own proxy fields, restored on re-injection", None, "{}"),
     row(USER_VOLUME, Pod, Document, USER_VOLUME_FORMS, "extra pod volumes", None, "{\"extra\":{\"emptyDir\":{}}}"),
     row(USER_VOLUME_MOUNT, Pod, Document, USER_VOLUME_MOUNT_FORMS, "extra mounts for `istio-proxy`", None, "{\"extra\":{\"mountPath\":\"/extra\"}}"),
     row(PROMETHEUS_SCRAPE, Pod, Bool, BOOL, "the app's metrics, merged into the agent's (`false` opts out)", Some("enablePrometheusMerge"), "true"),

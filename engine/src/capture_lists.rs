@@ -31,6 +31,9 @@ impl ListKind {
 
 /// Checks one list value, returning the reason it is wrong.
 pub(crate) fn check_list(value: &str, kind: ListKind) -> Result<(), String> {
+    if kind == ListKind::Interfaces {
+        return check_interfaces(value);
+    }
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Ok(());
@@ -60,6 +63,22 @@ pub(crate) fn check_list(value: &str, kind: ListKind) -> Result<(), String> {
     Ok(())
 }
 
+/// An interface list as istiod checks one (`ValidateInterfaceNames`): empty, or names
+/// separated by commas, each trimmed and none empty, so `" "` and `"eth0,"` are refused.
+fn check_interfaces(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    for item in value.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err("it has an empty interface name".into());
+        }
+        check_interface(item)?;
+    }
+    Ok(())
+}
+
 fn check_port(item: &str) -> Result<(), String> {
     match item.parse::<u16>() {
         Ok(port) if port > 0 => Ok(()),
@@ -78,15 +97,14 @@ fn check_cidr(item: &str) -> Result<(), String> {
     }
 }
 
-/// The kernel's rule for a device name (`dev_valid_name`): 1-15 bytes, not `.` or `..`, and
-/// no `/`, `:` or whitespace; a comma would split the list `istio-iptables` reads.
+/// istiod's rule for an interface name: a letter, then letters, digits, `_`, `.` or `-`, at
+/// most 15 characters (the kernel's limit). It is stricter than the kernel's own rule, and
+/// keeps out anything `istio-iptables` could read as another argument.
 fn check_interface(item: &str) -> Result<(), String> {
+    let mut chars = item.chars();
     let valid = item.len() <= 15
-        && item != "."
-        && item != ".."
-        && !item
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        && chars.next().is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if valid {
         Ok(())
     } else {

@@ -3,7 +3,10 @@
 //! 1. host-network pods are skipped;
 //! 2. system namespaces are skipped;
 //! 3. pods already injected are skipped (the API server may call us twice);
-//! 4. the pod label `sidecar.istio.io/inject`, else the annotation of that name, decides;
+//! 4. the pod label `sidecar.istio.io/inject`, else the annotation of that name, decides:
+//!    `true` or `false` exactly, as istiod reads it; empty is unset; any other value is
+//!    denied (istiod would silently use the default, which may be the opposite of what
+//!    `yes` or `off` meant);
 //! 5. else `neverInjectSelector`, then `alwaysInjectSelector`;
 //! 6. else the configured `policy`.
 //!
@@ -13,6 +16,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::config::{CompiledConfig, InjectionPolicy};
+use crate::error::{InjectError, quoted};
 
 /// The label, and annotation, through which a pod opts in or out.
 pub use crate::annotations::INJECT as INJECT_KEY;
@@ -82,18 +86,18 @@ impl Decision {
     }
 }
 
-/// Decides whether to inject `pod` in `namespace`, returning warnings for the user.
-pub fn should_inject(pod: &Pod, namespace: &str, compiled: &CompiledConfig) -> (Decision, Vec<String>) {
-    let mut warnings = Vec::new();
+/// Decides whether to inject `pod` in `namespace`; a `sidecar.istio.io/inject` value istiod
+/// does not read is refused, naming where it was set.
+pub fn should_inject(pod: &Pod, namespace: &str, compiled: &CompiledConfig) -> Result<Decision, InjectError> {
     let spec = pod.spec.as_ref();
     if spec.and_then(|spec| spec.host_network).unwrap_or(false) {
-        return (Decision::Skip(SkipReason::HostNetwork), warnings);
+        return Ok(Decision::Skip(SkipReason::HostNetwork));
     }
     if IGNORED_NAMESPACES.contains(&namespace) {
-        return (Decision::Skip(SkipReason::IgnoredNamespace), warnings);
+        return Ok(Decision::Skip(SkipReason::IgnoredNamespace));
     }
     if is_injected(pod) {
-        return (Decision::Skip(SkipReason::AlreadyInjected), warnings);
+        return Ok(Decision::Skip(SkipReason::AlreadyInjected));
     }
     let metadata = &pod.metadata;
     let explicit = metadata
@@ -107,28 +111,24 @@ pub fn should_inject(pod: &Pod, namespace: &str, compiled: &CompiledConfig) -> (
                 .and_then(|annotations| annotations.get(INJECT_KEY).map(|value| ("annotation", value)))
         });
     if let Some((place, value)) = explicit {
-        match parse_choice(value) {
-            Some(true) => return (Decision::Inject(InjectReason::PodOptIn), warnings),
-            Some(false) => return (Decision::Skip(SkipReason::PodOptOut), warnings),
-            None => warnings.push(format!(
-                "{place} {INJECT_KEY}={} is not \"true\" or \"false\"; using the default",
-                super::error::quoted(value)
-            )),
+        match read_switch(place, INJECT_KEY, value)? {
+            Some(true) => return Ok(Decision::Inject(InjectReason::PodOptIn)),
+            Some(false) => return Ok(Decision::Skip(SkipReason::PodOptOut)),
+            None => {}
         }
     }
     let empty = Default::default();
     let labels = metadata.labels.as_ref().unwrap_or(&empty);
     if compiled.never_injects(labels) {
-        return (Decision::Skip(SkipReason::NeverInjectSelector), warnings);
+        return Ok(Decision::Skip(SkipReason::NeverInjectSelector));
     }
     if compiled.always_injects(labels) {
-        return (Decision::Inject(InjectReason::AlwaysInjectSelector), warnings);
+        return Ok(Decision::Inject(InjectReason::AlwaysInjectSelector));
     }
-    let decision = match compiled.raw.policy {
+    Ok(match compiled.raw.policy {
         InjectionPolicy::Enabled => Decision::Inject(InjectReason::PolicyEnabled),
         InjectionPolicy::Disabled => Decision::Skip(SkipReason::PolicyDisabled),
-    };
-    (decision, warnings)
+    })
 }
 
 /// Whether the pod was already injected: it carries the status annotation. An
@@ -145,12 +145,21 @@ pub fn is_injected_container(name: &str) -> bool {
     matches!(name, PROXY_CONTAINER | "istio-init" | "istio-validation")
 }
 
-/// Reads a yes/no value the way Istio does (YAML booleans, any case); `None` for anything else.
-pub fn parse_choice(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "y" | "yes" | "on" => Some(true),
-        "false" | "n" | "no" | "off" => Some(false),
-        _ => None,
+/// Reads an on/off switch istiod compares with the literal strings `"true"` and `"false"`
+/// (`sidecar.istio.io/inject`, `sidecar.istio.io/nativeSidecar`): those two, or empty for
+/// unset (`None`). Anything else (`True`, `yes`, `off`, ...) is refused rather than read as
+/// istiod would: it ignores such a value for `inject` and takes every non-empty value but
+/// `false` as on for `nativeSidecar`, so `off` would silently turn native sidecars on.
+pub(crate) fn read_switch(place: &'static str, key: &'static str, value: &str) -> Result<Option<bool>, InjectError> {
+    match value {
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        "" => Ok(None),
+        _ => Err(InjectError::InvalidSwitch {
+            place,
+            key,
+            value: quoted(value),
+        }),
     }
 }
 
@@ -188,7 +197,7 @@ mod tests {
         host_network: bool,
         policy: InjectionPolicy,
         expected: Decision,
-        warns: bool,
+        denied: bool,
     }
 
     const BASE: Case = Case {
@@ -199,7 +208,7 @@ mod tests {
         host_network: false,
         policy: InjectionPolicy::Enabled,
         expected: Decision::Inject(InjectReason::PolicyEnabled),
-        warns: false,
+        denied: false,
     };
 
     fn pod(case: &Case) -> Pod {
@@ -305,17 +314,36 @@ mod tests {
                 ..BASE
             },
             Case {
-                name: "bad value warns and uses default",
+                name: "a label istiod does not read is refused",
                 labels: &[(INJECT_KEY, "maybe")],
-                warns: true,
+                denied: true,
                 ..BASE
             },
             Case {
-                name: "bad value with disabled policy",
+                name: "an annotation istiod does not read is refused under a disabled policy too",
                 annotations: &[(INJECT_KEY, "sure")],
                 policy: InjectionPolicy::Disabled,
+                denied: true,
+                ..BASE
+            },
+            Case {
+                name: "an empty label is unset and hides the annotation, as in istiod",
+                labels: &[(INJECT_KEY, "")],
+                annotations: &[(INJECT_KEY, "false")],
+                ..BASE
+            },
+            Case {
+                name: "an empty annotation is unset",
+                annotations: &[(INJECT_KEY, "")],
+                policy: InjectionPolicy::Disabled,
                 expected: Skip(SkipReason::PolicyDisabled),
-                warns: true,
+                ..BASE
+            },
+            Case {
+                name: "a bad value on a host-network pod is never read",
+                host_network: true,
+                labels: &[(INJECT_KEY, "maybe")],
+                expected: Skip(SkipReason::HostNetwork),
                 ..BASE
             },
             Case {
@@ -355,20 +383,45 @@ mod tests {
                 expected: Skip(SkipReason::AlreadyInjected),
                 ..BASE
             },
-            Case {
-                name: "yes is true",
-                annotations: &[(INJECT_KEY, "Yes")],
-                policy: InjectionPolicy::Disabled,
-                expected: Inject(InjectReason::PodOptIn),
-                ..BASE
-            },
         ];
         for case in &cases {
-            let (decision, warnings) =
-                should_inject(&pod(case), case.namespace, &config(case.policy).compile().unwrap());
-            assert_eq!(decision, case.expected, "{}", case.name);
-            assert_eq!(!warnings.is_empty(), case.warns, "{}: {warnings:?}", case.name);
+            let decision = should_inject(&pod(case), case.namespace, &config(case.policy).compile().unwrap());
+            match decision {
+                Ok(decision) => {
+                    assert!(!case.denied, "{}: {decision:?}", case.name);
+                    assert_eq!(decision, case.expected, "{}", case.name);
+                }
+                Err(error) => assert!(case.denied, "{}: {error}", case.name),
+            }
         }
+    }
+
+    /// istiod compares `sidecar.istio.io/inject` with the literal words: YAML's and Go's
+    /// other spellings, which istiod would silently ignore, are refused, naming the place.
+    #[test]
+    fn only_istiods_two_words_are_read() {
+        for (value, expected) in [("true", Some(true)), ("false", Some(false)), ("", None)] {
+            assert_eq!(read_switch("label", INJECT_KEY, value), Ok(expected), "{value:?}");
+        }
+        for value in [
+            "True", "TRUE", "yes", "y", "on", "off", "no", "1", "0", " true", "maybe",
+        ] {
+            let error = read_switch("label", INJECT_KEY, value).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("label {INJECT_KEY} has value {value:?}, which is not valid")),
+                "{error}"
+            );
+            assert!(error.contains(crate::annotations::SWITCH_FORMS), "{error}");
+        }
+        let mut annotated = pod(&BASE);
+        annotated.metadata.annotations = Some([(INJECT_KEY.to_string(), "on".to_string())].into());
+        let error = should_inject(&annotated, "default", &InjectConfig::default().compile().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("annotation sidecar.istio.io/inject has value \"on\""),
+            "{error}"
+        );
     }
 
     #[test]
@@ -380,7 +433,7 @@ mod tests {
                 ..Default::default()
             }]);
         }
-        let (decision, _) = should_inject(&pod, "default", &InjectConfig::default().compile().unwrap());
-        assert_eq!(decision, Decision::Inject(InjectReason::PolicyEnabled));
+        let decision = should_inject(&pod, "default", &InjectConfig::default().compile().unwrap());
+        assert_eq!(decision, Ok(Decision::Inject(InjectReason::PolicyEnabled)));
     }
 }

@@ -122,6 +122,19 @@ pub enum InjectError {
         /// What to do instead.
         accepted: &'static str,
     },
+    /// `sidecar.istio.io/inject` or `nativeSidecar` holds a word istiod does not read as on or off.
+    #[error(
+        "{place} {key} has value {value}, which is not valid: istiod reads only \"true\" and \"false\" here (accepted: {accepted})",
+        accepted = crate::annotations::SWITCH_FORMS
+    )]
+    InvalidSwitch {
+        /// `label` or `annotation`.
+        place: &'static str,
+        /// The key.
+        key: &'static str,
+        /// The value, quoted.
+        value: String,
+    },
     /// An annotation that takes one of a few words holds something else.
     #[error("annotation {annotation} has value {value}, which is not one of {accepted}")]
     InvalidChoice {

@@ -33,6 +33,7 @@ mod plan;
 pub(crate) mod probes;
 pub(crate) mod prometheus;
 pub(crate) mod proxy_config;
+mod proxy_config_fields;
 pub mod quantity;
 pub(crate) mod reinject;
 mod render;

@@ -8,11 +8,15 @@
 //! on an override enter resolution as the most specific source, so bounds and LimitRanges
 //! still apply to them.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::decision::PROXY_CONTAINER;
-use crate::error::InjectError;
+use crate::annotations::OVERRIDES_FORMS;
+use crate::error::{InjectError, quoted};
 
 /// Where istiod records the user's override containers, so re-injection can reapply them.
 pub use crate::annotations::OVERRIDES as OVERRIDES_ANNOTATION;
@@ -144,6 +148,43 @@ impl Overrides {
     }
 }
 
+/// Checks `proxy.istio.io/overrides` as istiod reads it on every pod (Go's `json.Unmarshal`
+/// into `{containers, initContainers}`, each a list of containers): JSON, not YAML; an object
+/// or `null`; the two lists, when set, lists of containers. istiod refuses anything else, so
+/// we do too, naming the fault. Other keys are ignored, as Go ignores them.
+pub(crate) fn check_recorded(annotations: Option<&BTreeMap<String, String>>) -> Result<(), InjectError> {
+    let Some(text) = annotations.and_then(|map| map.get(OVERRIDES_ANNOTATION)) else {
+        return Ok(());
+    };
+    let invalid = |reason: String| InjectError::InvalidAnnotation {
+        annotation: OVERRIDES_ANNOTATION.into(),
+        value: quoted(text),
+        reason,
+        accepted: OVERRIDES_FORMS,
+    };
+    let value: Value = serde_json::from_str(text).map_err(|error| invalid(format!("it is not JSON ({error})")))?;
+    let fields = match value {
+        Value::Null => return Ok(()),
+        Value::Object(fields) => fields,
+        _ => return Err(invalid("it is not a JSON object".into())),
+    };
+    for (key, list) in &fields {
+        // Go matches a JSON key to a struct field ignoring case.
+        let Some(name) = ["containers", "initContainers"]
+            .into_iter()
+            .find(|name| key.eq_ignore_ascii_case(name))
+        else {
+            continue;
+        };
+        if list.is_null() {
+            continue;
+        }
+        Vec::<Container>::deserialize(list)
+            .map_err(|error| invalid(format!("{name} is not a list of containers ({error})")))?;
+    }
+    Ok(())
+}
+
 /// Fields the API server refuses on an init container without `restartPolicy: Always`.
 const INIT_FORBIDDEN: [&str; 4] = ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"];
 
@@ -263,6 +304,55 @@ mod tests {
             ours["readinessProbe"],
             json!({"tcpSocket": {"port": 15021}, "periodSeconds": 15})
         );
+    }
+
+    /// istiod decodes the annotation on every pod and refuses what does not decode; so do we.
+    #[test]
+    fn recorded_overrides_that_istiod_cannot_decode_are_refused() {
+        let check = |text: &str| {
+            let annotations = BTreeMap::from([(OVERRIDES_ANNOTATION.to_string(), text.to_string())]);
+            check_recorded(Some(&annotations))
+        };
+        assert!(check_recorded(None).is_ok());
+        for good in [
+            "{}",
+            "null",
+            " {} ",
+            r#"{"a": 1}"#,
+            r#"{"containers": null}"#,
+            r#"{"containers": [{"name": "istio-proxy", "image": "auto"}]}"#,
+            r#"{"initContainers": [{"name": "istio-init", "args": ["x"]}], "containers": []}"#,
+        ] {
+            assert!(check(good).is_ok(), "{good}: {:?}", check(good));
+        }
+        for (bad, says) in [
+            ("[]", "it is not a JSON object"),
+            ("[{\"name\": \"istio-proxy\"}]", "it is not a JSON object"),
+            ("\"x\"", "it is not a JSON object"),
+            ("3", "it is not a JSON object"),
+            ("true", "it is not a JSON object"),
+            ("{", "it is not JSON"),
+            ("", "it is not JSON"),
+            ("containers: []", "it is not JSON"),
+            (r#"{"containers": {}}"#, "containers is not a list of containers"),
+            (r#"{"Containers": 3}"#, "containers is not a list of containers"),
+            (
+                r#"{"initContainers": [{"name": 3}]}"#,
+                "initContainers is not a list of containers",
+            ),
+            (
+                r#"{"containers": [{"name": "p", "args": "x"}]}"#,
+                "containers is not a list of containers",
+            ),
+        ] {
+            let error = check(bad).expect_err(bad).to_string();
+            assert!(
+                error.starts_with(&format!("annotation {OVERRIDES_ANNOTATION} has value {:?}", bad))
+                    && error.contains(says),
+                "{bad}: {error}"
+            );
+            assert!(error.contains(OVERRIDES_FORMS), "{error}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::annotations::{CAP_NET_BIND_SERVICE, NATIVE_SIDECAR, PROXY_IMAGE, PROXY_IMAGE_TYPE, TEMPLATES};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
-use crate::decision::{Decision, SkipReason, parse_choice, should_inject};
+use crate::decision::{Decision, SkipReason, read_switch, should_inject};
 use crate::error::{InjectError, quoted};
 use crate::log_levels::LogLevels;
 use crate::overrides::Overrides;
@@ -104,12 +104,15 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     let pod = request.pod;
     let config = injector.config();
     let (decision, spec, mut warnings) = match decide(injector, request) {
-        Ok(decided) => decided,
-        Err((skip, warnings)) => return Ok(Planned::Skip(skip, warnings)),
+        Ok(Decided::Inject(decision, spec, warnings)) => (decision, spec, warnings),
+        Ok(Decided::Skip(skip, warnings)) => return Ok(Planned::Skip(skip, warnings)),
+        Err(error) => return Err(Denial::new(error, Vec::new())),
     };
     let annotations = pod.metadata.annotations.as_ref();
-    let native =
-        native_sidecar(annotations, config.native_sidecars, &mut warnings) && !names_gateway_template(annotations);
+    let native = match native_sidecar(annotations, config.native_sidecars) {
+        Ok(native) => native && !names_gateway_template(annotations),
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
     // Resources first, then the annotations, then the override: the first bad value found is
     // the one the denial names.
     let tuning = &injector.compiled.tuning;
@@ -216,25 +219,30 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
     })))
 }
 
-/// An injecting decision with the spec to inject into and the warnings so far.
-type Decided<'a> = (Decision, &'a PodSpec, Vec<String>);
+/// The decision, with the spec to inject into when injecting, and the warnings so far.
+enum Decided<'a> {
+    /// Inject into this spec.
+    Inject(Decision, &'a PodSpec, Vec<String>),
+    /// Leave the pod alone.
+    Skip(Decision, Vec<String>),
+}
 
 /// The decision, with the spec to inject into; or the skip with its warnings. A pod without a
 /// spec or containers is skipped: the API server refuses it.
-fn decide<'a>(injector: &Injector, request: &PodRequest<'a>) -> Result<Decided<'a>, (Decision, Vec<String>)> {
-    let (decision, mut warnings) = should_inject(request.pod, request.namespace, &injector.compiled);
+fn decide<'a>(injector: &Injector, request: &PodRequest<'a>) -> Result<Decided<'a>, InjectError> {
+    let decision = should_inject(request.pod, request.namespace, &injector.compiled)?;
     if matches!(decision, Decision::Skip(_)) {
-        return Err((decision, warnings));
+        return Ok(Decided::Skip(decision, Vec::new()));
     }
     let Some(spec) = request.pod.spec.as_ref() else {
-        warnings.push("the pod has no spec; nothing to inject".into());
-        return Err((Decision::Skip(SkipReason::NoContainers), warnings));
+        let warning = "the pod has no spec; nothing to inject".to_string();
+        return Ok(Decided::Skip(Decision::Skip(SkipReason::NoContainers), vec![warning]));
     };
     if spec.containers.is_empty() && !request.reinjection {
-        warnings.push("the pod has no spec.containers; nothing to inject".into());
-        return Err((Decision::Skip(SkipReason::NoContainers), warnings));
+        let warning = "the pod has no spec.containers; nothing to inject".to_string();
+        return Ok(Decided::Skip(Decision::Skip(SkipReason::NoContainers), vec![warning]));
     }
-    Ok((decision, spec, warnings))
+    Ok(Decided::Inject(decision, spec, Vec::new()))
 }
 
 /// What the pod's own containers and the user's volumes must satisfy once placed, then the
@@ -302,6 +310,7 @@ impl<'a> PodSettings<'a> {
         let config = injector.config();
         let traffic = TrafficSettings::from_annotations(annotations, config)?;
         let proxy_config = ProxyConfig::from_annotations(annotations)?;
+        crate::overrides::check_recorded(annotations)?;
         let user_volumes = user_volumes::user_volumes(annotations)?;
         let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge)?;
         let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
@@ -456,16 +465,13 @@ fn names_gateway_template(annotations: Option<&BTreeMap<String, String>>) -> boo
         .is_some_and(|names| names.split(',').any(|name| name.trim() == "gateway"))
 }
 
-/// `sidecar.istio.io/nativeSidecar`, else the config; a bad value warns and keeps the default.
-fn native_sidecar(annotations: Option<&BTreeMap<String, String>>, default: bool, warnings: &mut Vec<String>) -> bool {
-    let Some(value) = annotations.and_then(|map| map.get(NATIVE_SIDECAR)) else {
-        return default;
+/// `sidecar.istio.io/nativeSidecar` (`true` or `false`, as istiod compares it; empty keeps the
+/// config's default), else the config; any other value is refused.
+fn native_sidecar(annotations: Option<&BTreeMap<String, String>>, default: bool) -> Result<bool, InjectError> {
+    let value = annotations.and_then(|map| map.get(NATIVE_SIDECAR));
+    let chosen = match value {
+        Some(value) => read_switch("annotation", NATIVE_SIDECAR, value)?,
+        None => None,
     };
-    parse_choice(value).unwrap_or_else(|| {
-        warnings.push(format!(
-            "annotation {NATIVE_SIDECAR}={} is not \"true\" or \"false\"; using the default",
-            quoted(value)
-        ));
-        default
-    })
+    Ok(chosen.unwrap_or(default))
 }

@@ -2,14 +2,17 @@
 //!
 //! The fields the injector acts on are `concurrency` (overrides the derived worker
 //! count when above 0), `holdApplicationUntilProxyStarts` and `proxyMetadata` (extra
-//! environment for the proxy and init container). The whole object is passed to the
-//! agent in `PROXY_CONFIG`. Anything that is not a YAML or JSON mapping is denied.
+//! environment for the proxy and init container). The object is passed to the agent in
+//! `PROXY_CONFIG` as istiod passes it: only the fields `ProxyConfig` has, under their JSON
+//! names ([`crate::proxy_config_fields`]). Anything that is not a YAML or JSON mapping is
+//! denied.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use super::error::{InjectError, quoted};
+use crate::proxy_config_fields::known_fields;
 
 /// Per-pod ProxyConfig annotation.
 pub use crate::annotations::PROXY_CONFIG;
@@ -17,7 +20,8 @@ pub use crate::annotations::PROXY_CONFIG;
 /// The parsed annotation and the settings read from it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProxyConfig {
-    /// The annotation as a JSON object (empty when absent).
+    /// The annotation as istiod keeps it (empty when absent): `ProxyConfig`'s own fields,
+    /// under their JSON names.
     pub raw: Map<String, Value>,
     /// `concurrency`, when set above 0.
     pub concurrency: Option<i64>,
@@ -40,11 +44,12 @@ impl ProxyConfig {
             accepted: crate::annotations::PROXY_CONFIG_FORMS,
         };
         let value: Value = serde_saphyr::from_str(text).map_err(|error| invalid(error.to_string()))?;
-        let raw = match value {
+        let written = match value {
             Value::Object(map) => map,
             Value::Null => Map::new(),
             _ => return Err(invalid("it is not a mapping".into())),
         };
+        let raw = known_fields(&written);
         let concurrency =
             match raw.get("concurrency") {
                 None | Some(Value::Null) => None,
@@ -72,7 +77,12 @@ impl ProxyConfig {
                 .collect::<Result<_, InjectError>>()?,
             Some(_) => return Err(invalid("proxyMetadata must be a mapping of strings".into())),
         };
-        check_stats(&raw).map_err(invalid)?;
+        // Judged as written, so `statsEvictionInterval`/`statsFlushInterval` are still checked
+        // though the ProxyConfig message lacks them (they never reach PROXY_CONFIG), and as kept,
+        // so a protobuf-named `proxy_stats_matcher` is checked too.
+        check_stats(&written)
+            .and_then(|()| check_stats(&raw))
+            .map_err(invalid)?;
         Ok(ProxyConfig {
             raw,
             concurrency,
@@ -207,6 +217,38 @@ mod tests {
             json.agent_json(&tproxy),
             "{\"concurrency\":0,\"holdApplicationUntilProxyStarts\":true,\"interceptionMode\":\"TPROXY\"}\n"
         );
+    }
+
+    /// istiod writes `PROXY_CONFIG` from the decoded protobuf: what `ProxyConfig` lacks is
+    /// gone, and fields named the protobuf way count and come out under their JSON names.
+    #[test]
+    fn fields_proxy_config_lacks_do_not_reach_the_agent() {
+        let config = parse(r#"{"a": 1, "concurrency": 2, "tracing": {"sampling": 5, "b": 2}}"#).unwrap();
+        assert_eq!(
+            config.agent_json(&Map::new()),
+            "{\"concurrency\":2,\"tracing\":{\"sampling\":5}}\n"
+        );
+        let mesh: Map<String, Value> = [("discoveryAddress".to_string(), Value::from("istiod:15012"))]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            parse("a: 1").unwrap().agent_json(&mesh),
+            "{\"discoveryAddress\":\"istiod:15012\"}\n"
+        );
+        // A null field is unset, so the mesh-wide value stays.
+        assert_eq!(
+            parse("discoveryAddress: null").unwrap().agent_json(&mesh),
+            "{\"discoveryAddress\":\"istiod:15012\"}\n"
+        );
+        let snake = parse("hold_application_until_proxy_starts: true\nproxy_metadata:\n  FOO: bar\n").unwrap();
+        assert_eq!(snake.hold_application, Some(true));
+        assert_eq!(snake.metadata["FOO"], "bar");
+        assert!(
+            snake
+                .agent_json(&Map::new())
+                .contains("\"holdApplicationUntilProxyStarts\":true")
+        );
+        assert!(parse("hold_application_until_proxy_starts: maybe").is_err());
     }
 
     #[test]

@@ -99,10 +99,10 @@ impl TrafficSettings {
                 accepted: crate::annotations::STATUS_PORT_FORMS,
             })?,
         };
-        let virtual_interfaces = get(REROUTE_VIRTUAL_INTERFACES)
-            .or_else(|| get(KUBEVIRT_INTERFACES))
-            .filter(|value| !value.is_empty())
-            .cloned();
+        // istiod checks both names, though the newer one wins.
+        let kubevirt = optional_list(KUBEVIRT_INTERFACES, "", ListKind::Interfaces)?;
+        let reroute = optional_list(REROUTE_VIRTUAL_INTERFACES, "", ListKind::Interfaces)?;
+        let virtual_interfaces = reroute.or(kubevirt).filter(|value| !value.is_empty());
         Ok(TrafficSettings {
             mode,
             include_outbound_ip_ranges: list(
@@ -303,12 +303,31 @@ mod tests {
         );
         let cni = settings(&[(EXCLUDE_INTERFACES, "eth1")]).unwrap().cni_annotations();
         assert!(cni.contains(&(EXCLUDE_INTERFACES.to_string(), "eth1".to_string())));
-        for bad in ["eth0 -j ACCEPT", "a/b", "averyveryverylongname", "eth0,,eth1", ".."] {
-            let error = settings(&[(EXCLUDE_INTERFACES, bad)]).unwrap_err().to_string();
-            assert!(
-                error.contains(EXCLUDE_INTERFACES) && error.contains("Linux interface names"),
-                "{error}"
-            );
+        for key in [EXCLUDE_INTERFACES, KUBEVIRT_INTERFACES, REROUTE_VIRTUAL_INTERFACES] {
+            for bad in [
+                "eth0 -j ACCEPT",
+                "a/b",
+                "averyveryverylongname",
+                "eth0,,eth1",
+                "eth0,",
+                ",eth0",
+                " ",
+                "..",
+                "1eth",
+                "-eth",
+                "eth@0",
+            ] {
+                let error = settings(&[(key, bad)]).unwrap_err().to_string();
+                assert!(
+                    error.contains(key)
+                        && error.contains(&format!("{bad:?}"))
+                        && error.contains("Linux interface names"),
+                    "{key}={bad:?}: {error}"
+                );
+            }
+            for good in ["", "eth1", " net1 , net2", "cali-0.2", "veth_a.b-c", "abcdefghijklmno"] {
+                assert!(settings(&[(key, good)]).is_ok(), "{key}={good:?}");
+            }
         }
         assert!(
             !settings(&[])

@@ -23,7 +23,12 @@ pub struct Case {
 
 /// The differences that are deliberate settings, by the [`kind_of`] their path is, each with
 /// the setting or rule that makes it. README's "Fidelity with Istio" lists the same.
-const DELIBERATE: [(&str, &str); 5] = [
+const DELIBERATE: [(&str, &str); 6] = [
+    (
+        "already injected",
+        "a pod carrying sidecar.istio.io/status is skipped, so a reinvocation adds nothing (README, \
+         When a pod is injected); istiod strips what the status lists and injects again",
+    ),
     (
         "status.qosClass",
         "preserveGuaranteedQoS: a Guaranteed app pod stays Guaranteed",
@@ -49,19 +54,7 @@ const DELIBERATE: [(&str, &str); 5] = [
 /// Differences that are neither 0 nor a setting: bugs of ours, or behaviour istiod gained
 /// after the 1.28 corpus our engine matches. Listed until fixed; the scenario's note names each
 /// as a known gap, and any difference outside both tables fails it.
-const KNOWN_GAPS: [(&str, &str); 6] = [
-    (
-        "injection decision or layout",
-        "we read on/off for sidecar.istio.io/inject and nativeSidecar; istiod only true/false",
-    ),
-    (
-        "spec.initContainers[istio-proxy].env[PROXY_CONFIG]",
-        "we pass proxy.istio.io/config fields ProxyConfig does not have through to PROXY_CONFIG; istiod drops them",
-    ),
-    (
-        "spec.containers[istio-proxy].env[PROXY_CONFIG]",
-        "we pass proxy.istio.io/config fields ProxyConfig does not have through to PROXY_CONFIG; istiod drops them",
-    ),
+const KNOWN_GAPS: [(&str, &str); 3] = [
     (
         "spec.initContainers[istio-init].image",
         "istiod after 1.28 gives istio-init the sidecar.istio.io/proxyImage image",
@@ -80,7 +73,7 @@ const KNOWN_GAPS: [(&str, &str); 6] = [
 const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
     (
         FateDifference::WeRefuseAnAnnotation,
-        "we check every annotation's value (README, Annotations); istiod lets these through",
+        "we check every annotation's value (README, Annotations); istiod lets these through or ignores them",
     ),
     (
         FateDifference::ApiServerRefusesIstiods,
@@ -90,21 +83,15 @@ const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
 ];
 
 /// Values istiod refuses and we accept, by a phrase of istiod's message: bugs of ours, listed
-/// until fixed, each shown in the scenario's note as a known gap.
-const KNOWN_BUGS: [(&str, &str); 2] = [
-    (
-        "inject.podOverrides",
-        "we accept a proxy.istio.io/overrides that is not an object",
-    ),
-    (
-        "istio.io/reroute-virtual-interfaces",
-        "we accept an empty name in reroute-virtual-interfaces",
-    ),
-];
+/// until fixed, each shown in the scenario's note as a known gap. None are known.
+const KNOWN_BUGS: [(&str, &str); 0] = [];
 
 /// The annotation naming injection templates; pods naming one other than `sidecar` are out of
 /// this comparison (gateway and custom templates are issue 15 part A; gRPC ones are out of scope).
 const TEMPLATES: &str = "inject.istio.io/templates";
+
+/// The annotation injection writes, which marks a pod as injected.
+const STATUS: &str = "sidecar.istio.io/status";
 
 /// How the two outcomes of a pod differ, when one side admits it and the other does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,7 +109,9 @@ enum FateDifference {
 fn fate_difference(ours: &Fate, istiod: &Fate) -> Option<FateDifference> {
     let denied = |message: &str| message.contains("denied the request");
     Some(match (ours, istiod) {
-        (Fate::Refused(message), Fate::Admitted(_)) if denied(message) && message.contains(": annotation ") => {
+        (Fate::Refused(message), Fate::Admitted(_))
+            if denied(message) && (message.contains(": annotation ") || message.contains(": label ")) =>
+        {
             FateDifference::WeRefuseAnAnnotation
         }
         (Fate::Admitted(_), Fate::Refused(message)) if !denied(message) && message.contains(" is invalid") => {
@@ -203,11 +192,12 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
                     continue;
                 }
                 if proxy_layout(ours) != proxy_layout(istiod) {
-                    let kind = format!(
-                        "injection decision or layout (ours {}, istiod {})",
-                        proxy_layout(ours),
-                        proxy_layout(istiod)
-                    );
+                    let what = if proxy_layout(ours) == "none" && carries_status(&case.pod) {
+                        "already injected"
+                    } else {
+                        "injection decision or layout"
+                    };
+                    let kind = format!("{what} (ours {}, istiod {})", proxy_layout(ours), proxy_layout(istiod));
                     let entry = by_kind.entry(kind).or_insert((0, String::new()));
                     entry.0 += 1;
                     if entry.1.is_empty() {
@@ -286,6 +276,14 @@ fn proxy_layout(pod: &Value) -> &'static str {
         (false, true) => "native",
         (false, false) => "none",
     }
+}
+
+/// Whether the pod carries `sidecar.istio.io/status`, which we take as injected already.
+fn carries_status(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.contains_key(STATUS))
 }
 
 fn annotations_of(pod: &Pod) -> String {
