@@ -331,40 +331,40 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
 const MAX_NESTING: usize = 128;
 
 /// Refuses bodies nested deeper than [`MAX_NESTING`] anywhere, with serde_json's wording.
-/// Most of a pod's bytes are inside strings, which are skipped with `memchr`.
+/// One pass over the bytes; brackets inside strings do not count.
 fn check_nesting(body: &[u8]) -> Result<(), ReviewError> {
     let mut depth = 0usize;
-    let mut offset = 0;
-    while let Some(found) = memchr::memchr3(b'"', b'[', b'{', &body[offset..]) {
-        let at = offset + found;
-        // Closers between the last opener and this one.
-        depth = depth.saturating_sub(memchr::memchr2_iter(b']', b'}', &body[offset..at]).count());
-        if body[at] == b'"' {
-            offset = string_end(body, at + 1);
-            continue;
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
+        match byte {
+            b'"' => {
+                at = string_end(body, at + 1);
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ReviewError::Malformed(format!(
+                        "recursion limit exceeded: more than {MAX_NESTING} nested arrays or objects at byte {at}"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        depth += 1;
-        if depth > MAX_NESTING {
-            return Err(ReviewError::Malformed(format!(
-                "recursion limit exceeded: more than {MAX_NESTING} nested arrays or objects at byte {at}"
-            )));
-        }
-        offset = at + 1;
+        at += 1;
     }
     Ok(())
 }
 
 /// The offset just past the string that starts at `start` (after its opening quote).
 fn string_end(body: &[u8], start: usize) -> usize {
-    let mut offset = start;
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &body[offset..]) {
-        let at = offset + found;
-        if body[at] == b'"' {
-            return at + 1;
-        }
-        offset = at + 2;
-        if offset >= body.len() {
-            break;
+    let mut at = start;
+    while let Some(&byte) = body.get(at) {
+        match byte {
+            b'"' => return at + 1,
+            b'\\' => at += 2,
+            _ => at += 1,
         }
     }
     body.len()

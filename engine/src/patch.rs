@@ -11,7 +11,25 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+
+/// Entries sorted by key, the last of equal keys kept: the order and content of a JSON object
+/// built from them, without building it.
+pub(crate) fn sorted_last_wins<T>(mut entries: Vec<(String, T)>) -> Vec<(String, T)> {
+    entries.reverse();
+    // Stable: of equal keys, the one given last comes first now and survives the dedup.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|later, kept| later.0 == kept.0);
+    entries
+}
+
+/// String entries written as a JSON object, in their order.
+struct Entries<'a>(&'a [(String, String)]);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
+    }
+}
 
 /// A JSON Patch document, already serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,8 +144,8 @@ impl PatchBuilder {
         }
         match existing {
             None => {
-                let map: Map<String, Value> = entries.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-                self.add(map_path, Value::Object(map));
+                let entries = sorted_last_wins(entries);
+                self.add(map_path, Entries(&entries));
             }
             Some(_) => {
                 let mut tokens = map_path.to_vec();
@@ -192,11 +210,20 @@ impl PatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn apply(mut document: Value, builder: PatchBuilder) -> Value {
         json_patch::patch(&mut document, &builder.build().to_patch().unwrap()).unwrap();
         document
+    }
+
+    #[test]
+    fn sorted_entries_keep_the_last_of_equal_keys() {
+        let entries = vec![("b".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 3)];
+        assert_eq!(
+            sorted_last_wins(entries),
+            vec![("a".to_string(), 2), ("b".to_string(), 3)]
+        );
     }
 
     #[test]

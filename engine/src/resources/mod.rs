@@ -31,7 +31,8 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 pub use self::recommendation::Recommendation;
 use super::error::InjectError;
@@ -244,18 +245,76 @@ impl ProxyResources {
     /// [`ProxyResources::provenance`] with more entries, e.g. the pod-level values injection
     /// changed.
     pub fn provenance_with(&self, extra: impl IntoIterator<Item = (String, Value)>) -> String {
-        let mut map = Map::new();
-        for key in FieldKey::ALL {
-            let field = self.field(key);
-            let Some(value) = field.value else { continue };
-            let mut entry = json!({"value": value.to_string(), "from": field.source.to_string()});
-            if !field.adjustments.is_empty() {
-                entry["adjusted"] = json!(field.adjustments.join("; "));
+        let provenance = ProvenanceAnnotation {
+            resources: self,
+            extra: crate::patch::sorted_last_wins(extra.into_iter().collect()),
+        };
+        serde_json::to_string(&provenance).unwrap_or_default()
+    }
+}
+
+/// The provenance annotation's object: each set field by name, then the extra entries, in
+/// name order (as a JSON object built from them keeps its keys), written with no
+/// intermediate map.
+struct ProvenanceAnnotation<'a> {
+    resources: &'a ProxyResources,
+    extra: Vec<(String, Value)>,
+}
+
+impl Serialize for ProvenanceAnnotation<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut keys = FieldKey::ALL;
+        keys.sort_by_key(|key| (key.resource.name(), key.side == Side::Request));
+        let mut map = serializer.serialize_map(None)?;
+        for key in keys {
+            let field = self.resources.field(key);
+            if let Some(value) = field.value {
+                map.serialize_entry(&format_args!("{key}"), &FieldProvenance { field, value })?;
             }
-            map.insert(key.to_string(), entry);
         }
-        map.extend(extra);
-        Value::Object(map).to_string()
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// One field's entry: its value, where it came from and, when adjusted, how.
+struct FieldProvenance<'a> {
+    field: &'a Field,
+    value: Quantity,
+}
+
+impl Serialize for FieldProvenance<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.field.adjustments.is_empty() {
+            map.serialize_entry("adjusted", &Joined(&self.field.adjustments))?;
+        }
+        map.serialize_entry("from", &format_args!("{}", self.field.source))?;
+        map.serialize_entry("value", &format_args!("{}", self.value))?;
+        map.end()
+    }
+}
+
+/// Adjustments joined by `; `.
+struct Joined<'a>(&'a [String]);
+
+impl Serialize for Joined<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, adjustment) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(adjustment)?;
+        }
+        Ok(())
     }
 }
 

@@ -459,3 +459,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn provenance_is_the_object_of_each_set_field_and_the_extra_entries() {
+    use crate::quantity::{Quantity, ResourceKind};
+    let mut resources = ProxyResources::unset();
+    let cpu = FieldKey::new(Resource::Cpu, Side::Request);
+    let memory = FieldKey::new(Resource::Memory, Side::Limit);
+    resources.adjust(
+        cpu,
+        Quantity::parse("100m", ResourceKind::Cpu).unwrap(),
+        "raised".into(),
+    );
+    resources.adjust(
+        cpu,
+        Quantity::parse("200m", ResourceKind::Cpu).unwrap(),
+        "raised again".into(),
+    );
+    resources.adjust(
+        memory,
+        Quantity::parse("1Gi", ResourceKind::Memory).unwrap(),
+        "capped".into(),
+    );
+    let extra = vec![
+        ("pod.memory.limit".to_string(), json!({"value": "2Gi"})),
+        ("pod.cpu.request".to_string(), json!({"value": "1"})),
+        ("pod.memory.limit".to_string(), json!({"value": "3Gi"})),
+    ];
+    let expected = json!({
+        "cpu.request": {"adjusted": "raised; raised again", "from": "raised", "value": "200m"},
+        "memory.limit": {"adjusted": "capped", "from": "capped", "value": "1Gi"},
+        "pod.cpu.request": {"value": "1"},
+        "pod.memory.limit": {"value": "3Gi"},
+    });
+    // Byte for byte what a JSON object of the same entries serializes to.
+    assert_eq!(resources.provenance_with(extra), expected.to_string());
+}
