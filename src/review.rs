@@ -161,21 +161,24 @@ fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     }
 }
 
-/// The AdmissionReview envelope as sent (the type name appears in decoding errors).
+/// The AdmissionReview envelope as sent (the type name appears in decoding errors), with the
+/// request's objects read as `O`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AdmissionReview {
+#[serde(bound = "O: Deserialize<'de>")]
+struct AdmissionReview<O> {
     api_version: String,
     kind: String,
     #[serde(default)]
-    request: Option<Request>,
+    request: Option<Request<O>>,
 }
 
 /// The request fields the webhook reads; the object is kept raw until it is known to be a
 /// Pod CREATE.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Request {
+#[serde(bound = "O: Deserialize<'de>")]
+struct Request<O> {
     uid: String,
     kind: GroupVersionKind,
     #[serde(default)]
@@ -185,16 +188,97 @@ struct Request {
     #[serde(default)]
     namespace: Option<String>,
     operation: Operation,
-    #[serde(default)]
-    object: Option<Box<RawValue>>,
-    #[serde(default)]
-    old_object: Option<Box<RawValue>>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
     #[serde(default, rename = "dryRun")]
     dry_run: Option<bool>,
 }
 
+fn none<O>() -> Option<O> {
+    None
+}
+
+impl<O> Request<O> {
+    /// The same request with its objects turned into `P`.
+    fn map_objects<P>(self, into: impl Fn(O) -> P) -> Request<P> {
+        Request {
+            uid: self.uid,
+            kind: self.kind,
+            sub_resource: self.sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            object: self.object.map(&into),
+            old_object: self.old_object.map(&into),
+            dry_run: self.dry_run,
+        }
+    }
+
+    /// Whether this is a Pod CREATE, the only request the engine injects into.
+    fn is_pod_create(&self) -> bool {
+        self.kind.group.is_empty()
+            && self.kind.kind == "Pod"
+            && self.sub_resource.is_none()
+            && self.operation == Operation::Create
+    }
+}
+
+/// A request's object: read as a Pod in the one pass over the body (a Pod CREATE), or kept
+/// raw until it is known to be one.
+#[derive(Debug)]
+enum ReviewObject {
+    /// Read as a Pod.
+    Pod(Box<PodObject>),
+    /// As sent.
+    Raw(Box<RawValue>),
+}
+
+impl ReviewObject {
+    /// The object as a Pod, with whether it had a `metadata` object.
+    fn to_pod(&self) -> Result<(Pod, bool), String> {
+        match self {
+            ReviewObject::Pod(object) => Ok(pod_of((**object).clone())),
+            ReviewObject::Raw(raw) => into_pod(raw),
+        }
+    }
+
+    /// The object's `metadata` as JSON.
+    fn metadata(&self) -> Option<serde_json::Value> {
+        #[derive(Deserialize)]
+        struct OnlyMetadata {
+            metadata: Option<serde_json::Value>,
+        }
+        match self {
+            ReviewObject::Pod(object) => serde_json::to_value(object.metadata.as_ref()?).ok(),
+            ReviewObject::Raw(raw) => serde_json::from_str::<OnlyMetadata>(raw.get()).ok()?.metadata,
+        }
+    }
+
+    /// A label of the object.
+    fn label(&self, key: &str) -> Option<String> {
+        match self {
+            ReviewObject::Pod(object) => object.metadata.as_ref()?.labels.as_ref()?.get(key).cloned(),
+            ReviewObject::Raw(raw) => object_label(raw, key),
+        }
+    }
+
+    /// `metadata.namespace`, when the object has one.
+    fn namespace(&self) -> String {
+        match self {
+            ReviewObject::Pod(object) => object
+                .metadata
+                .as_ref()
+                .and_then(|metadata| metadata.namespace.clone())
+                .unwrap_or_default(),
+            ReviewObject::Raw(raw) => object_namespace(raw),
+        }
+    }
+}
+
 /// The parts of a Pod the engine reads.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct PodObject {
     #[serde(default)]
     metadata: Option<PodMetadata>,
@@ -203,20 +287,20 @@ struct PodObject {
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PodMetadata {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     generate_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     namespace: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     owner_references: Option<Vec<OwnerReference>>,
 }
 
@@ -225,7 +309,7 @@ struct PodMetadata {
 pub struct ParsedReview {
     api_version: String,
     namespace: String,
-    request: Request,
+    request: Request<ReviewObject>,
 }
 
 impl ParsedReview {
@@ -241,7 +325,7 @@ impl ParsedReview {
 
     /// A label of the object (the pod's `istio.io/rev`, which picks the revision).
     pub fn object_label(&self, key: &str) -> Option<String> {
-        object_label(self.request.object.as_deref()?, key)
+        self.request.object.as_ref()?.label(key)
     }
 
     /// The namespace the object is created in.
@@ -251,22 +335,12 @@ impl ParsedReview {
 
     /// The object's `metadata` as JSON (the VPA layer reads its owner and labels).
     pub fn object_metadata(&self) -> Option<serde_json::Value> {
-        #[derive(Deserialize)]
-        struct OnlyMetadata {
-            metadata: Option<serde_json::Value>,
-        }
-        let object = self.request.object.as_ref()?;
-        let parsed: OnlyMetadata = serde_json::from_str(object.get()).ok()?;
-        parsed.metadata
+        self.request.object.as_ref()?.metadata()
     }
 
     /// Whether this is a Pod CREATE, the only request the engine looks at.
     pub fn is_pod_create(&self) -> bool {
-        let request = &self.request;
-        request.kind.group.is_empty()
-            && request.kind.kind == "Pod"
-            && request.sub_resource.is_none()
-            && request.operation == Operation::Create
+        self.request.is_pod_create()
     }
 }
 
@@ -298,7 +372,19 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
         ));
     }
     check_nesting(body)?;
-    let review: AdmissionReview =
+    // A Pod CREATE, nearly every request, is read in one pass with its object straight into
+    // a Pod. Anything else, or a body that does not read so, is read again with the objects
+    // kept raw, which also gives every error its usual wording.
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<PodObject>>(body)
+        && SUPPORTED_VERSIONS.contains(&review.api_version.as_str())
+        && review.kind == "AdmissionReview"
+        && let Some(request) = review.request
+        && request.is_pod_create()
+    {
+        let request = request.map_objects(|pod| ReviewObject::Pod(Box::new(pod)));
+        return Ok(parsed(review.api_version, request));
+    }
+    let review: AdmissionReview<Box<RawValue>> =
         serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
     if !SUPPORTED_VERSIONS.contains(&review.api_version.as_str()) {
         return Err(ReviewError::Unsupported {
@@ -315,15 +401,20 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
         });
     }
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
+    Ok(parsed(review.api_version, request.map_objects(ReviewObject::Raw)))
+}
+
+/// The parsed review, its namespace the request's or else the object's.
+fn parsed(api_version: String, request: Request<ReviewObject>) -> ParsedReview {
     let namespace = match &request.namespace {
         Some(namespace) => namespace.clone(),
-        None => request.object.as_deref().map(object_namespace).unwrap_or_default(),
+        None => request.object.as_ref().map(ReviewObject::namespace).unwrap_or_default(),
     };
-    Ok(ParsedReview {
-        api_version: review.api_version,
+    ParsedReview {
+        api_version,
         namespace,
         request,
-    })
+    }
 }
 
 /// serde_json's own depth limit for the values it builds, applied to the whole body: the
@@ -436,7 +527,7 @@ pub fn answer_review(
     };
     let mut response = allowed(&request.uid);
     if is_pod_resize {
-        let objects = (request.old_object.as_deref(), request.object.as_deref());
+        let objects = (request.old_object.as_ref(), request.object.as_ref());
         resize::answer_resize(
             injector,
             &request.uid,
@@ -460,7 +551,10 @@ pub fn answer_review(
     let object = request
         .object
         .ok_or_else(|| ReviewError::MissingObject { uid: uid.clone() })?;
-    let (pod, has_metadata) = into_pod(&object).map_err(|reason| ReviewError::InvalidPod { uid, reason })?;
+    let (pod, has_metadata) = match object {
+        ReviewObject::Pod(object) => pod_of(*object),
+        ReviewObject::Raw(raw) => into_pod(&raw).map_err(|reason| ReviewError::InvalidPod { uid, reason })?,
+    };
     if summary.pod.is_empty() {
         summary.named = pod.metadata.name.is_some();
         summary.pod = pod
@@ -548,6 +642,11 @@ fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummar
 /// or null `spec.containers` reads as empty; the engine skips such a pod.)
 fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
     let parsed: PodObject = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
+    Ok(pod_of(parsed))
+}
+
+/// The Pod of the parts read, with whether it had a `metadata` object.
+fn pod_of(parsed: PodObject) -> (Pod, bool) {
     let has_metadata = parsed.metadata.is_some();
     let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
         name: metadata.name,
@@ -558,14 +657,14 @@ fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
         owner_references: metadata.owner_references,
         ..ObjectMeta::default()
     });
-    Ok((
+    (
         Pod {
             metadata,
             spec: parsed.spec,
             status: None,
         },
         has_metadata,
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -2,16 +2,15 @@
 //! ([`crate::engine::Injector::judge_resize`]), and the response.
 
 use kube_core::admission::AdmissionResponse;
-use serde_json::value::RawValue;
 
-use super::{ReviewError, ReviewSummary, into_pod};
+use super::{ReviewError, ReviewObject, ReviewSummary};
 use crate::engine::{Injector, NamespaceContext, ResizeRequest};
 
 /// Judges the resize from `old_object` to `object`; fills `response` and `summary`.
 pub(super) fn answer_resize(
     injector: &Injector,
     uid: &str,
-    objects: (Option<&RawValue>, Option<&RawValue>),
+    objects: (Option<&ReviewObject>, Option<&ReviewObject>),
     context: &NamespaceContext<'_>,
     mut warnings: Vec<String>,
     response: &mut AdmissionResponse,
@@ -23,8 +22,8 @@ pub(super) fn answer_resize(
         reason,
     };
     let (old, new) = (objects.0.ok_or_else(missing)?, objects.1.ok_or_else(missing)?);
-    let (old, _) = into_pod(old).map_err(invalid)?;
-    let (new, _) = into_pod(new).map_err(invalid)?;
+    let (old, _) = old.to_pod().map_err(invalid)?;
+    let (new, _) = new.to_pod().map_err(invalid)?;
     if summary.pod.is_empty() {
         summary.pod = new.metadata.name.clone().unwrap_or_default();
     }
