@@ -218,7 +218,7 @@ def main():
             f"`bench/istio-peer`: istio.io/istio `{any_row.get('istio_version')}` built with "
             f"{any_row.get('go_version')}, its default sidecar template and values rendered from the "
             "charts compiled into the module (profile `empty` + pilot, as Istio's own webhook tests do), "
-            "native sidecars off (as ours). One op is the webhook's `/inject` HTTP handler on an in-memory "
+            "native sidecars on (as ours by default). One op is the webhook's `/inject` HTTP handler on an in-memory "
             "recorder: AdmissionReview bytes in, response bytes out, as `review()`. Istio's per-request "
             "info logging was silenced. Go timings come from `testing.Benchmark` (1 s per shape)."
         )

@@ -63,15 +63,15 @@ type result struct {
 }
 
 func main() {
-	// Istio reads ENABLE_NATIVE_SIDECARS once, at package init. Our engine injects a classic
+	// Istio reads ENABLE_NATIVE_SIDECARS once, at package init. Our engine injects a native
 	// sidecar by default, so pin Istio to the same and re-exec before any init reads it.
 	if os.Getenv("ENABLE_NATIVE_SIDECARS") == "" {
 		exe, err := os.Executable()
 		if err == nil {
-			env := append(os.Environ(), "ENABLE_NATIVE_SIDECARS=false")
+			env := append(os.Environ(), "ENABLE_NATIVE_SIDECARS=true")
 			err = syscall.Exec(exe, os.Args, env)
 		}
-		fatalf("cannot re-exec with ENABLE_NATIVE_SIDECARS=false: %v", err)
+		fatalf("cannot re-exec with ENABLE_NATIVE_SIDECARS=true: %v", err)
 	}
 
 	testing.Init()

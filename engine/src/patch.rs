@@ -120,13 +120,14 @@ impl PatchBuilder {
         self.pointer.clear();
         for token in tokens {
             self.pointer.push('/');
-            for c in token.chars() {
-                match c {
-                    '~' => self.pointer.push_str("~0"),
-                    '/' => self.pointer.push_str("~1"),
-                    c => self.pointer.push(c),
-                }
+            let mut rest = *token;
+            while let Some(at) = rest.find(['~', '/']) {
+                self.pointer.push_str(&rest[..at]);
+                self.pointer
+                    .push_str(if rest.as_bytes()[at] == b'~' { "~0" } else { "~1" });
+                rest = &rest[at + 1..];
             }
+            self.pointer.push_str(rest);
         }
         // A string always serializes.
         let _ = serde_json::to_writer(&mut self.bytes, self.pointer.as_str());
