@@ -5,7 +5,7 @@ mod common;
 
 use common::{TestServer, apply_and_check, container, patch_of, pod_review, simple_pod};
 use serde_json::{Value, json};
-use sidecar_injector::config::{InjectConfig, ResourceMerge};
+use sidecar_injector::config::{InjectConfig, ResourceMerge, UnknownTemplates};
 
 fn resources_of(pod: &Value, name: &str) -> Value {
     container(pod, name).unwrap_or_else(|| panic!("no {name}"))["resources"].clone()
@@ -319,6 +319,51 @@ async fn skips_follow_istio_rules_and_unread_inject_values_are_refused() {
         message.starts_with("annotation sidecar.istio.io/inject has value \"yes\", which is not valid"),
         "{message}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pods_naming_a_template_not_rendered_here_follow_unknown_templates() {
+    let grpc = simple_pod(json!({"inject.istio.io/templates": "grpc-agent"}));
+    // deny (the default): refused, naming the annotation, the value and the templates we render.
+    let server = TestServer::start(InjectConfig::default()).await;
+    let response = server.review(&pod_review("t1", "apps", &grpc)).await;
+    assert_eq!(response["response"]["allowed"], false, "{response}");
+    let message = response["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("annotation inject.istio.io/templates has value \"grpc-agent\", which is not valid")
+            && message.contains("sidecar and gateway"),
+        "{message}"
+    );
+    // Naming the sidecar template is injected as usual.
+    let sidecar = simple_pod(json!({"inject.istio.io/templates": "sidecar"}));
+    let response = server.review(&pod_review("t2", "apps", &sidecar)).await;
+    let injected = apply_and_check(&sidecar, &response);
+    assert!(container(&injected, "istio-proxy").is_some(), "{injected}");
+    server.stop().await;
+    // skip: allowed with no patch and a warning naming the template.
+    let skip = InjectConfig {
+        unknown_templates: UnknownTemplates::Skip,
+        ..InjectConfig::default()
+    };
+    let server = TestServer::start(skip).await;
+    let response = server.review(&pod_review("t3", "apps", &grpc)).await;
+    assert_eq!(response["response"]["allowed"], true, "{response}");
+    assert!(patch_of(&response).is_none(), "{response}");
+    assert!(
+        response["response"]["warnings"].to_string().contains("grpc-agent"),
+        "{response}"
+    );
+    server.stop().await;
+    // sidecar: the sidecar, as if the pod named none.
+    let sidecar_anyway = InjectConfig {
+        unknown_templates: UnknownTemplates::Sidecar,
+        ..InjectConfig::default()
+    };
+    let server = TestServer::start(sidecar_anyway).await;
+    let response = server.review(&pod_review("t4", "apps", &grpc)).await;
+    let injected = apply_and_check(&grpc, &response);
+    assert!(container(&injected, "istio-proxy").is_some(), "{injected}");
     server.stop().await;
 }
 

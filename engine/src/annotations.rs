@@ -52,6 +52,8 @@ pub const PROVENANCE: &str = "sidecar-injector.io/resources";
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
 /// Istio's injection templates for one pod, comma-separated (`sidecar`, `gateway`, ...).
 pub const TEMPLATES: &str = "inject.istio.io/templates";
+/// The accepted form of [`TEMPLATES`] (see [`crate::templates`]).
+pub(crate) const TEMPLATE_FORMS: &str = "comma-separated template names among sidecar and gateway";
 /// Envoy's log level for one pod.
 pub const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
 /// Envoy's per-component log levels for one pod.
@@ -292,7 +294,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(PROFILE, PodOrNamespace, Name, "the name of a config profile", "resource preset from the config's `profiles`", Some("profiles"), "small"),
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, SWITCH_FORMS, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
-    row(TEMPLATES, Pod, Text, "comma-separated Istio template names, e.g. sidecar or gateway", "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar)", None, "gateway"),
+    row(TEMPLATES, Pod, Text, TEMPLATE_FORMS, "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar); a pod naming another template is refused, or skipped or given the sidecar (config `unknownTemplates`)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
     row(CAP_NET_BIND_SERVICE, Pod, Bool, "true (anything else is off, as istiod reads it)", "add `NET_BIND_SERVICE` to the proxy, which then runs as root (uid 0, gid 1337)", None, "true"),

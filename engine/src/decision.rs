@@ -63,6 +63,8 @@ pub enum SkipReason {
     NeverInjectSelector,
     /// The policy is `disabled` and the pod did not opt in.
     PolicyDisabled,
+    /// It names an injection template not rendered here, and `unknownTemplates` is `skip`.
+    UnknownTemplate,
     /// The pod has no spec or no `spec.containers`: the API server refuses it with a clearer
     /// message than a patch could give.
     NoContainers,
@@ -81,6 +83,7 @@ impl Decision {
             Decision::Skip(SkipReason::PodOptOut) => "skip:pod-opt-out",
             Decision::Skip(SkipReason::NeverInjectSelector) => "skip:never-inject-selector",
             Decision::Skip(SkipReason::PolicyDisabled) => "skip:policy-disabled",
+            Decision::Skip(SkipReason::UnknownTemplate) => "skip:unknown-template",
             Decision::Skip(SkipReason::NoContainers) => "skip:no-containers",
         }
     }

@@ -42,6 +42,7 @@ pub mod resize_policy;
 pub(crate) mod resources;
 pub(crate) mod sidecar;
 mod template;
+mod templates;
 #[cfg(test)]
 mod test_support;
 pub(crate) mod traffic;

@@ -25,7 +25,9 @@ use crate::sidecar::init_container_name;
 use crate::traffic::TrafficSettings;
 use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
-use crate::{Denial, Injector, PodRequest, istio_parts, openshift, probes, prometheus, sidecar, traffic, user_volumes};
+use crate::{
+    Denial, Injector, PodRequest, istio_parts, openshift, probes, prometheus, sidecar, templates, traffic, user_volumes,
+};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::Value;
 
@@ -233,6 +235,14 @@ fn decide<'a>(injector: &Injector, request: &PodRequest<'a>) -> Result<Decided<'
     let decision = should_inject(request.pod, request.namespace, &injector.compiled)?;
     if matches!(decision, Decision::Skip(_)) {
         return Ok(Decided::Skip(decision, Vec::new()));
+    }
+    let annotations = request.pod.metadata.annotations.as_ref();
+    if let Some(name) = templates::unrendered_template(annotations, injector.config().unknown_templates)? {
+        let warning = format!("the pod names the injection template {name}, which this injector does not render");
+        return Ok(Decided::Skip(
+            Decision::Skip(SkipReason::UnknownTemplate),
+            vec![warning],
+        ));
     }
     let Some(spec) = request.pod.spec.as_ref() else {
         let warning = "the pod has no spec; nothing to inject".to_string();

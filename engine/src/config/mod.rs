@@ -146,6 +146,20 @@ pub enum CniProvider {
     Multus,
 }
 
+/// What a pod naming an injection template this injector does not render gets
+/// (`inject.istio.io/templates`; see [`crate::templates`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum UnknownTemplates {
+    /// Refused, naming the templates rendered here (istiod refuses a template it lacks).
+    #[default]
+    Deny,
+    /// Left alone, for another injector.
+    Skip,
+    /// The sidecar, as if it named none.
+    Sidecar,
+}
+
 /// Where the proxy sends inbound traffic (MeshConfig `inboundTrafficPolicy.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -396,6 +410,8 @@ pub struct InjectConfig {
     pub cni_enabled: bool,
     /// How Istio CNI is run, when enabled.
     pub cni_provider: CniProvider,
+    /// What a pod naming a template not rendered here gets.
+    pub unknown_templates: UnknownTemplates,
     /// The Kubernetes distribution.
     pub platform: Platform,
     /// Where the proxy sends inbound traffic.
@@ -478,6 +494,7 @@ impl Default for InjectConfig {
             status_port: 15020,
             cni_enabled: false,
             cni_provider: CniProvider::Default,
+            unknown_templates: UnknownTemplates::Deny,
             platform: Platform::Kubernetes,
             inbound_traffic_policy: InboundTrafficPolicy::Passthrough,
             readiness_initial_delay_seconds: 0,
