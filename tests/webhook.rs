@@ -342,29 +342,29 @@ async fn pods_naming_a_template_not_rendered_here_follow_unknown_templates() {
     assert!(container(&injected, "istio-proxy").is_some(), "{injected}");
     server.stop().await;
     // skip: allowed with no patch and a warning naming the template.
-    let skip = InjectConfig {
-        unknown_templates: UnknownTemplates::Skip,
-        ..InjectConfig::default()
-    };
-    let server = TestServer::start(skip).await;
-    let response = server.review(&pod_review("t3", "apps", &grpc)).await;
+    let response = review_once(UnknownTemplates::Skip, &grpc).await;
     assert_eq!(response["response"]["allowed"], true, "{response}");
     assert!(patch_of(&response).is_none(), "{response}");
     assert!(
         response["response"]["warnings"].to_string().contains("grpc-agent"),
         "{response}"
     );
-    server.stop().await;
     // sidecar: the sidecar, as if the pod named none.
-    let sidecar_anyway = InjectConfig {
-        unknown_templates: UnknownTemplates::Sidecar,
-        ..InjectConfig::default()
-    };
-    let server = TestServer::start(sidecar_anyway).await;
-    let response = server.review(&pod_review("t4", "apps", &grpc)).await;
+    let response = review_once(UnknownTemplates::Sidecar, &grpc).await;
     let injected = apply_and_check(&grpc, &response);
     assert!(container(&injected, "istio-proxy").is_some(), "{injected}");
+}
+
+/// The response of a server with `unknownTemplates` set to `policy` to one review of `pod`.
+async fn review_once(policy: UnknownTemplates, pod: &Value) -> Value {
+    let config = InjectConfig {
+        unknown_templates: policy,
+        ..InjectConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let response = server.review(&pod_review("t", "apps", pod)).await;
     server.stop().await;
+    response
 }
 
 /// The paths of the response's patch operations.
