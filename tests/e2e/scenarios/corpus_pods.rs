@@ -26,7 +26,7 @@ enum Fate {
 
 /// Inputs that are not injected or are refused, and why.
 #[rustfmt::skip]
-const EXPECTED_OTHERWISE: [(&str, Fate, &str); 9] = [
+const EXPECTED_OTHERWISE: [(&str, Fate, &str); 14] = [
     ("hello-host-network.yaml", Fate::NotInjected, "hostNetwork pods are skipped"),
     ("hello-host-network-with-ns.yaml", Fate::NotInjected, "hostNetwork pods are skipped"),
     ("hello-ignore.yaml", Fate::NotInjected, "the pod opts out"),
@@ -40,6 +40,12 @@ const EXPECTED_OTHERWISE: [(&str, Fate, &str); 9] = [
     // Its only container is istio-proxy; native sidecars (the default) move it to the init
     // containers, as Istio's golden output does (`containers: []`), which the API server refuses.
     ("only-proxy-container.yaml", Fate::NoContainers, "native layout leaves no container, as Istio's"),
+    // Templates we do not render are refused (unknownTemplates: deny, README "Templates").
+    ("custom-template.yaml", Fate::Denied, "names the custom template"),
+    ("gateway-spire.yaml", Fate::Denied, "names the spire template"),
+    ("sidecar-spire.yaml", Fate::Denied, "names the spire template"),
+    ("grpc-agent.yaml", Fate::Denied, "names the grpc-agent template"),
+    ("grpc-simple.yaml", Fate::Denied, "names the grpc-simple template"),
 ];
 /// The issue asks for at least this many injected pods.
 const MINIMUM_INJECTED: usize = 10;
