@@ -86,7 +86,7 @@ go_build() {
      go build -trimpath -ldflags="$ldflags" -o "$tmp/$(basename "$dest")" "$target" >&2) \
       || { rm -rf "$tmp"; die "go build of $what failed (module: $dir)"; }
   fi
-  built="$(find "$tmp" -mindepth 1 -maxdepth 1 -type f -perm -u+x | head -1)"
+  built="$(find "$tmp" -mindepth 1 -maxdepth 1 -type f -perm -u+x -print -quit)"
   [[ -n "$built" ]] || { rm -rf "$tmp"; die "go $verb of $what produced no binary"; }
   if (($#)) && ! "$built" "$@" >/dev/null 2>&1; then
     rm -rf "$tmp"
