@@ -24,7 +24,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 containerfile="$repo/Containerfile"
 
-log() { printf 'image/test-recipe: %s\n' "$*" >&2; }
+# log, and apt_install (which takes turns with the ensure-*.sh scripts' apt-get runs, should
+# they run at the same time).
+. "$repo/tests/scripts/lib.sh" image/test-recipe
 fail() { printf 'image/test-recipe: FAIL: %s\n' "$*" >&2; exit 1; }
 
 [[ "$(id -u)" -eq 0 ]] || fail "needs root (unshare and chroot)"
@@ -38,9 +40,8 @@ done
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
-  command -v apt-get >/dev/null 2>&1 || fail "missing ${missing[*]} and no apt-get to install them"
-  apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    $(printf '%s\n' "${missing[@]}" | sort -u) >&2 || fail "apt-get install ${missing[*]} failed"
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  apt_install "${missing[*]}" "${missing[*]}" "${missing[@]}"
 fi
 
 # --- 1. The recipe --------------------------------------------------------------------------

@@ -12,21 +12,12 @@
 # Progress goes to stderr. Any failure exits non-zero with an "ensure-prometheus: ERROR" line.
 set -Eeuo pipefail
 
-log() { printf 'ensure-prometheus: %s\n' "$*" >&2; }
-die() { printf 'ensure-prometheus: ERROR: %s\n' "$*" >&2; exit 1; }
+# log, die, apt_install
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh" ensure-prometheus
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   log "prometheus or promtool not on PATH; installing Debian package prometheus"
-  command -v apt-get >/dev/null 2>&1 || die "prometheus is not installed and apt-get is not available; install prometheus (>= 2.24, with promtool) yourself"
-  sudo_cmd=()
-  if [[ "$(id -u)" -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "prometheus is not installed and we are not root (no sudo) to apt-get install it"
-    sudo_cmd=(sudo)
-  fi
-  "${sudo_cmd[@]}" apt-get update >&2 || die "apt-get update failed"
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-    apt-get install -y --no-install-recommends prometheus >&2 \
-    || die "apt-get install prometheus failed"
+  apt_install prometheus "prometheus (>= 2.24, with promtool)" prometheus
 fi
 command -v prometheus >/dev/null 2>&1 || die "the prometheus package was installed but prometheus is still not on PATH"
 command -v promtool >/dev/null 2>&1 || die "the prometheus package was installed but promtool is still not on PATH"

@@ -28,11 +28,11 @@
 #   KUSTOMIZE_VERSION        kustomize release to build (default: v5.7.1, as in kubectl 1.34)
 set -Eeuo pipefail
 
-log() { printf 'ensure-control-plane: %s\n' "$*" >&2; }
-die() { printf 'ensure-control-plane: ERROR: %s\n' "$*" >&2; exit 1; }
-trap 'rc=$?; printf "ensure-control-plane: ERROR: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# log, die, report_failed_commands, apt_install, lock_builds, go_build
+. "$script_dir/../../scripts/lib.sh" ensure-control-plane
+report_failed_commands
+
 module_dir="$(cd "$script_dir/../apiserver" && pwd)"
 [[ -f "$module_dir/go.mod" && -f "$module_dir/main.go" ]] \
   || die "kube-apiserver wrapper module not found at $module_dir"
@@ -64,18 +64,7 @@ mkdir -p "$apiserver_dir" "$kustomize_dir" "$assets_dir"
 # --- 1. etcd ----------------------------------------------------------------
 if ! command -v etcd >/dev/null 2>&1; then
   log "etcd not on PATH; installing Debian package etcd-server"
-  command -v apt-get >/dev/null 2>&1 || die "etcd is not installed and apt-get is not available; install etcd (>= 3.4) yourself"
-  sudo_cmd=()
-  if [[ "$(id -u)" -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "etcd is not installed and we are not root (no sudo) to apt-get install etcd-server"
-    sudo_cmd=(sudo)
-  fi
-  "${sudo_cmd[@]}" apt-get update >&2 || die "apt-get update failed"
-  # The package's service is of no use to us (we start our own etcd on free
-  # ports); keep it from being started where an init system would do so.
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-    apt-get install -y --no-install-recommends etcd-server >&2 \
-    || die "apt-get install etcd-server failed"
+  apt_install etcd "etcd (>= 3.4)" etcd-server
   command -v etcd >/dev/null 2>&1 || die "etcd-server was installed but etcd is still not on PATH"
 fi
 etcd_bin="$(readlink -f "$(command -v etcd)")"
@@ -89,10 +78,7 @@ if [[ -x "$apiserver_bin" ]]; then
 else
   command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build kube-apiserver $k8s_version"
   # Serialize concurrent builds of the same version.
-  exec 9>"$apiserver_dir/.build.lock"
-  if command -v flock >/dev/null 2>&1; then
-    flock 9 || die "could not lock $apiserver_dir/.build.lock"
-  fi
+  lock_builds "$apiserver_dir"
   if [[ -x "$apiserver_bin" ]]; then
     log "kube-apiserver $k8s_version: built by a concurrent run at $apiserver_bin"
   else
@@ -105,17 +91,7 @@ else
       ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
       ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
-    tmp_bin="$apiserver_dir/.kube-apiserver.tmp.$$"
-    # -mod=readonly: go.mod/go.sum are committed and must be complete;
-    # -buildvcs=false: the module sits inside the project's git checkout.
-    if ! (cd "$module_dir" && \
-          CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
-          go build -trimpath -ldflags="$ldflags" -o "$tmp_bin" . >&2); then
-      rm -f "$tmp_bin"
-      die "go build of kube-apiserver $k8s_version failed (module: $module_dir)"
-    fi
-    "$tmp_bin" --version >/dev/null 2>&1 || { rm -f "$tmp_bin"; die "freshly built kube-apiserver does not run"; }
-    mv -f "$tmp_bin" "$apiserver_bin"
+    go_build "kube-apiserver $k8s_version" "$module_dir" . "$apiserver_bin" "$ldflags" --version
     log "built $apiserver_bin in $((SECONDS - start))s ($(du -h "$apiserver_bin" | cut -f1))"
   fi
   exec 9>&-
@@ -130,11 +106,8 @@ else
   log "building kustomize $kustomize_version (about a minute)..."
   start=$SECONDS
   # Outside any module, so `go install pkg@version` uses kustomize's own go.mod.
-  if ! (cd "$kustomize_dir" && \
-        CGO_ENABLED=0 GOBIN="$kustomize_dir" GOFLAGS="-buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
-        go install "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version" >&2); then
-    die "go install of kustomize $kustomize_version failed"
-  fi
+  go_build "kustomize $kustomize_version" "" "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version" \
+    "$kustomize_bin" "" version
   [[ -x "$kustomize_bin" ]] || die "go install did not produce $kustomize_bin"
   log "built $kustomize_bin in $((SECONDS - start))s"
 fi

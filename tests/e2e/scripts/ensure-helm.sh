@@ -20,9 +20,9 @@
 #   HELM_VERSION             helm release to build (default: v3.22.0)
 set -Eeuo pipefail
 
-log() { printf 'ensure-helm: %s\n' "$*" >&2; }
-die() { printf 'ensure-helm: ERROR: %s\n' "$*" >&2; exit 1; }
-trap 'rc=$?; printf "ensure-helm: ERROR: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+# log, die, report_failed_commands, lock_builds, go_build
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh" ensure-helm
+report_failed_commands
 
 assets_dir="${1:-}"
 [[ -z "$assets_dir" || -d "$assets_dir" ]] || die "assets folder $assets_dir does not exist"
@@ -38,10 +38,7 @@ if [[ -x "$helm_bin" ]]; then
 else
   command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build helm $helm_version"
   # Serialize concurrent builds of the same version.
-  exec 9>"$helm_dir/.build.lock"
-  if command -v flock >/dev/null 2>&1; then
-    flock 9 || die "could not lock $helm_dir/.build.lock"
-  fi
+  lock_builds "$helm_dir"
   if [[ -x "$helm_bin" ]]; then
     log "helm $helm_version: built by a concurrent run at $helm_bin"
   else
@@ -50,17 +47,8 @@ else
     # helm reports its version from these variables, as its own Makefile sets them.
     ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
     ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    tmp_gobin="$helm_dir/.gobin.$$"
-    mkdir -p "$tmp_gobin"
-    if ! (cd "$helm_dir" && \
-          CGO_ENABLED=0 GOBIN="$tmp_gobin" GOFLAGS="-buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
-          go install -trimpath -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$helm_version" >&2); then
-      rm -rf "$tmp_gobin"
-      die "go install of helm $helm_version failed"
-    fi
-    "$tmp_gobin/helm" version --short >/dev/null 2>&1 || { rm -rf "$tmp_gobin"; die "freshly built helm does not run"; }
-    mv -f "$tmp_gobin/helm" "$helm_bin"
-    rm -rf "$tmp_gobin"
+    go_build "helm $helm_version" "" "helm.sh/helm/v3/cmd/helm@$helm_version" "$helm_bin" "$ldflags" \
+      version --short
     log "built $helm_bin in $((SECONDS - start))s ($(du -h "$helm_bin" | cut -f1))"
   fi
   exec 9>&-

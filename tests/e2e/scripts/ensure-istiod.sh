@@ -26,11 +26,11 @@
 #   BUILD_PARALLELISM        go build -p value (default: 2)
 set -Eeuo pipefail
 
-log() { printf 'ensure-istiod: %s\n' "$*" >&2; }
-die() { printf 'ensure-istiod: ERROR: %s\n' "$*" >&2; exit 1; }
-trap 'rc=$?; printf "ensure-istiod: ERROR: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# log, die, report_failed_commands, lock_builds, go_build
+. "$script_dir/../../scripts/lib.sh" ensure-istiod
+report_failed_commands
+
 module_dir="$(cd "$script_dir/../istiod" && pwd)"
 [[ -f "$module_dir/go.mod" && -f "$module_dir/pilot-discovery/main.go" && -f "$module_dir/render/main.go" ]] \
   || die "istiod wrapper module not found at $module_dir"
@@ -65,24 +65,7 @@ mkdir -p "$istiod_dir" "$out_dir"
 command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build istiod $istio_version"
 
 # Serialize concurrent builds of the same version.
-exec 9>"$istiod_dir/.build.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock 9 || die "could not lock $istiod_dir/.build.lock"
-fi
-
-# go build, into a temporary file first so a half-built binary is never cached.
-# -mod=readonly: go.mod/go.sum are committed and must be complete;
-# -buildvcs=false: the module sits inside the project's git checkout.
-build() {
-  local pkg="$1" dest="$2" ldflags="$3" tmp="$2.tmp.$$"
-  if ! (cd "$module_dir" && \
-        CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false -p=${BUILD_PARALLELISM:-2}" \
-        go build -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg" >&2); then
-    rm -f "$tmp"
-    die "go build of $pkg ($istio_version) failed (module: $module_dir)"
-  fi
-  mv -f "$tmp" "$dest"
-}
+lock_builds "$istiod_dir"
 
 # --- 1. pilot-discovery -------------------------------------------------------
 istiod_bin="$istiod_dir/pilot-discovery"
@@ -93,8 +76,7 @@ else
   start=$SECONDS
   ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=$istio_version"
   ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean -X istio.io/istio/pkg/version.buildTag=$istio_version"
-  build ./pilot-discovery "$istiod_bin" "$ldflags"
-  "$istiod_bin" version >/dev/null 2>&1 || { rm -f "$istiod_bin"; die "freshly built pilot-discovery does not run"; }
+  go_build "./pilot-discovery ($istio_version)" "$module_dir" ./pilot-discovery "$istiod_bin" "$ldflags" version
   log "built $istiod_bin in $((SECONDS - start))s ($(du -h "$istiod_bin" | cut -f1))"
 fi
 
@@ -103,7 +85,7 @@ render_bin="$out_dir/istio-render"
 if [[ ! -x "$render_bin" ]]; then
   log "building the Istio manifest renderer..."
   start=$SECONDS
-  build ./render "$render_bin" "-s -w"
+  go_build "./render ($istio_version)" "$module_dir" ./render "$render_bin" "-s -w"
   log "built $render_bin in $((SECONDS - start))s"
 fi
 if [[ ! -s "$out_dir/rendered/crds.yaml" || ! -s "$out_dir/rendered/istiod.yaml" ]]; then

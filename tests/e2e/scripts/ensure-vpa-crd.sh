@@ -18,8 +18,8 @@
 #   SIDECAR_INJECTOR_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/sidecar-injector)
 set -Eeuo pipefail
 
-log() { printf 'ensure-vpa-crd: %s\n' "$*" >&2; }
-die() { printf 'ensure-vpa-crd: ERROR: %s\n' "$*" >&2; exit 1; }
+# log, die
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh" ensure-vpa-crd
 
 version="${VPA_VERSION:-v1.8.1}"
 module="k8s.io/autoscaler/vertical-pod-autoscaler"
