@@ -99,7 +99,7 @@ pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyCont
             _ => Fragment::Built(native_lifecycle(status_port)),
         })
     } else {
-        inputs.hold.then(|| Fragment::Compiled(&template.hold_lifecycle))
+        inputs.hold.then_some(Fragment::Compiled(&template.hold_lifecycle))
     };
     ProxyContainer {
         args: ProxyArgs {
