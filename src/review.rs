@@ -6,9 +6,9 @@
 //! `status`, is skipped without being allocated. Operation and kind use kube-core's types. Responses are written in the
 //! form the API server requires, with the patch as a base64 string ([`WireReview`]).
 //!
-//! The parts: [`parse`] reads the envelope, [`object`] the objects in it, [`answer`] runs
-//! the engine on a Pod CREATE, [`resize`] on a `pods/resize` UPDATE, and [`wire`] writes the
-//! response.
+//! The parts: `parse` reads the envelope, `object` the objects in it, `answer` runs the
+//! engine on a Pod CREATE, `resize` the resize guard on a `pods/resize` UPDATE, and `wire`
+//! writes the response.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
