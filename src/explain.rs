@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::annotations::{REGISTRY, Scope};
-use crate::engine::{Field, FieldKey, NamespaceContext, Source};
+use crate::engine::{Field, FieldKey, NamespaceContext, PodLevelChange, ProxyResources, Source};
 use crate::engine::{Injector, PodRequest};
 use crate::manifest::{self, PodTemplate};
 
@@ -182,42 +182,18 @@ pub fn explain(
         annotations: annotations_read(&pod, namespace),
         settings: settings_in_force(injector),
     };
-    let defaults_source = injector.provenance().source_of("resources");
     match injector.inject(&request) {
         Ok(outcome) => {
             explanation.decision = outcome.decision.as_str().to_string();
             explanation.warnings = outcome.warnings;
             if let Some(resources) = outcome.resources {
                 explanation.concurrency = resources.concurrency(injector.concurrency());
-                // The init container's fields that are not a copy of the proxy's.
-                let init_rows = outcome.init_resources.iter().flat_map(|init| {
-                    FieldKey::ALL
-                        .into_iter()
-                        .filter(|key| init.field(*key) != resources.field(*key))
-                        .map(|key| field_row(&format!("init.{key}"), init.field(key)))
-                });
-                explanation.resources = FieldKey::ALL
-                    .into_iter()
-                    .map(|key| {
-                        let field = resources.field(key);
-                        let mut row = field_row(&key.to_string(), field);
-                        if matches!(field.source, Source::ConfigDefault) && defaults_source.is_installed() {
-                            row.source = format!("{} ({defaults_source})", field.source);
-                        }
-                        row
-                    })
-                    .filter(|field| field.value != "-" || field.source != "unset")
-                    .chain(init_rows)
-                    .chain(outcome.pod_level.iter().map(|change| {
-                        let (field, entry) = change.provenance();
-                        FieldExplanation {
-                            field,
-                            value: change.to.to_string(),
-                            source: entry["from"].as_str().unwrap_or_default().to_string(),
-                            adjustments: change.note.iter().cloned().collect(),
-                        }
-                    }))
-                    .collect();
+                explanation.resources = resource_rows(
+                    injector,
+                    &resources,
+                    outcome.init_resources.as_ref(),
+                    &outcome.pod_level,
+                );
             }
         }
         Err(denial) => {
@@ -227,6 +203,46 @@ pub fn explain(
         }
     }
     Ok(explanation)
+}
+
+/// The resource table: the proxy's fields that are set or sourced, the init container's
+/// that are not a copy of the proxy's, then the pod-level values injection grows.
+fn resource_rows(
+    injector: &Injector,
+    resources: &ProxyResources,
+    init_resources: Option<&ProxyResources>,
+    pod_level: &[PodLevelChange],
+) -> Vec<FieldExplanation> {
+    let defaults_source = injector.provenance().source_of("resources");
+    // The init container's fields that are not a copy of the proxy's.
+    let init_rows = init_resources.into_iter().flat_map(|init| {
+        FieldKey::ALL
+            .into_iter()
+            .filter(|key| init.field(*key) != resources.field(*key))
+            .map(|key| field_row(&format!("init.{key}"), init.field(key)))
+    });
+    FieldKey::ALL
+        .into_iter()
+        .map(|key| {
+            let field = resources.field(key);
+            let mut row = field_row(&key.to_string(), field);
+            if matches!(field.source, Source::ConfigDefault) && defaults_source.is_installed() {
+                row.source = format!("{} ({defaults_source})", field.source);
+            }
+            row
+        })
+        .filter(|field| field.value != "-" || field.source != "unset")
+        .chain(init_rows)
+        .chain(pod_level.iter().map(|change| {
+            let (field, entry) = change.provenance();
+            FieldExplanation {
+                field,
+                value: change.to.to_string(),
+                source: entry["from"].as_str().unwrap_or_default().to_string(),
+                adjustments: change.note.iter().cloned().collect(),
+            }
+        }))
+        .collect()
 }
 
 /// One row of the resource table.

@@ -110,72 +110,13 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         Ok(Decided::Skip(skip, warnings)) => return Ok(Planned::Skip(skip, warnings)),
         Err(error) => return Err(Denial::new(error, Vec::new())),
     };
+    let checked = match check(injector, request, spec, &mut warnings) {
+        Ok(checked) => checked,
+        Err(error) => return Err(Denial::new(error, warnings)),
+    };
+    let settings = checked.settings;
     let annotations = pod.metadata.annotations.as_ref();
-    let native = match native_sidecar(annotations, config.native_sidecars) {
-        Ok(native) => native && !names_gateway_template(annotations),
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    // Resources first, then the annotations, then the override: the first bad value found is
-    // the one the denial names.
-    let tuning = &injector.compiled.tuning;
-    let resolution = match resolve_resources(pod, &request.namespace_context, tuning, native) {
-        Ok(resolution) => resolution,
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    warnings.extend(resolution.warnings);
-    let settings = match PodSettings::read(injector, annotations) {
-        Ok(settings) => settings,
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    let init_name = init_container_name(config);
-    let overrides = Overrides::find(spec, init_name);
-    let init_resources = match resolve_init(
-        pod,
-        &resolution.resources,
-        tuning,
-        request.namespace_context.limit_ranges,
-        resolution.guaranteed,
-        &mut warnings,
-    ) {
-        Ok(init) => init,
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    let layered = resolution.resources;
-    let guaranteed = resolution.guaranteed;
-    let proxy_resources = match override_resources(injector, request, &overrides, native) {
-        Ok(own) => own.map_or(layered, |own| with_warnings(own, &mut warnings)),
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    let placement = Placement {
-        native,
-        with_init: settings.traffic.mode != InterceptionMode::None,
-        init_first: config.cni_enabled,
-    };
-    let (mut proxy_resources, mut init_resources) = (proxy_resources, init_resources);
-    if let Err(error) = apply_quota_foresight(
-        injector,
-        request,
-        placement,
-        guaranteed,
-        (&mut proxy_resources, &mut init_resources),
-        &mut warnings,
-    ) {
-        return Err(Denial::new(error, warnings));
-    }
-    let resources = (&proxy_resources, &init_resources);
-    let pod_level = match check_and_grow(
-        config,
-        request,
-        &settings,
-        &overrides,
-        placement,
-        resources,
-        &mut warnings,
-    ) {
-        Ok(changes) => changes,
-        Err(error) => return Err(Denial::new(error, warnings)),
-    };
-    let proxy_ids = proxy_ids(injector, request, &overrides, settings.traffic.mode);
+    let proxy_ids = proxy_ids(injector, request, &checked.overrides, settings.traffic.mode);
     let workload = match request.workload {
         Some(workload) => Cow::Borrowed(workload),
         None => Cow::Owned(Workload::of_pod(pod)),
@@ -198,10 +139,10 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         spec,
         annotations,
         workload,
-        native,
-        init_resources,
-        proxy_resources,
-        pod_level,
+        native: checked.native,
+        init_resources: checked.init_resources,
+        proxy_resources: checked.proxy_resources,
+        pod_level: checked.pod_level,
         with_init: settings.traffic.mode != InterceptionMode::None,
         traffic: settings.traffic,
         proxy_config: settings.proxy_config,
@@ -213,12 +154,81 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         init_image: settings.init_image,
         cap_net_bind_service: settings.cap_net_bind_service,
         log_levels: settings.log_levels,
-        init_name,
-        overrides,
+        init_name: checked.init_name,
+        overrides: checked.overrides,
         proxy_ids,
         probe_plan,
         resize_policy: ProxyResizePolicy::for_pod(&config.resize_policy, pod),
     })))
+}
+
+/// What an injected pod's annotations and resources come to once every check has passed.
+struct Checked<'a> {
+    native: bool,
+    settings: PodSettings<'a>,
+    init_name: &'static str,
+    overrides: Overrides,
+    proxy_resources: ProxyResources,
+    init_resources: ProxyResources,
+    pod_level: Vec<PodLevelChange>,
+}
+
+/// Reads and checks the pod's settings and resolves the proxy's and init container's
+/// resources, adding to `warnings`. The first bad value found is the one the error names.
+fn check<'a>(
+    injector: &'a Injector,
+    request: &PodRequest<'a>,
+    spec: &'a PodSpec,
+    warnings: &mut Vec<String>,
+) -> Result<Checked<'a>, InjectError> {
+    let pod = request.pod;
+    let config = injector.config();
+    let annotations = pod.metadata.annotations.as_ref();
+    let native = native_sidecar(annotations, config.native_sidecars)? && !names_gateway_template(annotations);
+    // Resources first, then the annotations, then the override: the first bad value found is
+    // the one the denial names.
+    let tuning = &injector.compiled.tuning;
+    let resolution = resolve_resources(pod, &request.namespace_context, tuning, native)?;
+    warnings.extend(resolution.warnings);
+    let settings = PodSettings::read(injector, annotations)?;
+    let init_name = init_container_name(config);
+    let overrides = Overrides::find(spec, init_name);
+    let mut init_resources = resolve_init(
+        pod,
+        &resolution.resources,
+        tuning,
+        request.namespace_context.limit_ranges,
+        resolution.guaranteed,
+        warnings,
+    )?;
+    let layered = resolution.resources;
+    let guaranteed = resolution.guaranteed;
+    let mut proxy_resources =
+        override_resources(injector, request, &overrides, native)?.map_or(layered, |own| with_warnings(own, warnings));
+    let placement = Placement {
+        native,
+        with_init: settings.traffic.mode != InterceptionMode::None,
+        init_first: config.cni_enabled,
+    };
+    apply_quota_foresight(
+        injector,
+        request,
+        placement,
+        guaranteed,
+        (&mut proxy_resources, &mut init_resources),
+        warnings,
+    )?;
+    let resources = (&proxy_resources, &init_resources);
+    let pod_level = check_and_grow(config, request, &settings, &overrides, placement, resources, warnings)?;
+    Ok(Checked {
+        native,
+        settings,
+        init_name,
+        overrides,
+        proxy_resources,
+        init_resources,
+        pod_level,
+    })
 }
 
 /// The decision, with the spec to inject into when injecting, and the warnings so far.

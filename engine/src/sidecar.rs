@@ -143,11 +143,32 @@ fn compiled_env<'a>(template: &'a SidecarTemplate, name: &'static str) -> Option
     template.env(name).map(|raw| EnvVar::Compiled(name, raw))
 }
 
+/// The proxy's environment, in the template's order.
 fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     let config = inputs.config;
     let template = inputs.template;
-    let spec = inputs.pod.spec.as_ref();
-    let app_containers: Vec<&str> = spec
+    let app_containers = app_container_names(inputs.pod);
+    let mut env = Vec::with_capacity(28);
+    push_agent_env(inputs, &mut env);
+    let proxy_config: Cow<'a, str> = if inputs.proxy_config.raw.is_empty() {
+        Cow::Borrowed(&template.mesh_proxy_config_json)
+    } else {
+        Cow::Owned(inputs.proxy_config.agent_json(&template.mesh_proxy_config))
+    };
+    env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
+    env.push(EnvVar::literal("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
+    env.push(EnvVar::literal("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
+    push_go_runtime_env(inputs, &mut env);
+    push_mesh_env(inputs, &app_containers, &mut env);
+    env.extend(metadata_env(inputs));
+    crate::inject_path::move_path_envs_last(&mut env, config);
+    env
+}
+
+/// The pod's containers other than a proxy already in it.
+fn app_container_names(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .as_ref()
         .map(|spec| {
             spec.containers
                 .iter()
@@ -155,9 +176,13 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
                 .filter(|name| *name != super::decision::PROXY_CONTAINER)
                 .collect()
         })
-        .unwrap_or_default();
-    let downward = |name| compiled_env(template, name);
-    let mut env = Vec::with_capacity(28);
+        .unwrap_or_default()
+}
+
+/// The agent's first variables: the probe rewrite's localhost switch, the CA, and the pod's
+/// identity from the downward API.
+fn push_agent_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
+    let config = inputs.config;
     if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
         env.push(EnvVar::literal("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
     }
@@ -173,16 +198,14 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
             "ISTIO_CPU_LIMIT",
         ]
         .into_iter()
-        .filter_map(downward),
+        .filter_map(|name| compiled_env(inputs.template, name)),
     );
-    let proxy_config: Cow<'a, str> = if inputs.proxy_config.raw.is_empty() {
-        Cow::Borrowed(&template.mesh_proxy_config_json)
-    } else {
-        Cow::Owned(inputs.proxy_config.agent_json(&template.mesh_proxy_config))
-    };
-    env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
-    env.push(EnvVar::literal("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
-    env.push(EnvVar::literal("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
+}
+
+/// The Go runtime's limits (`GOMEMLIMIT`, `GOMAXPROCS`) and the compliance policy.
+fn push_go_runtime_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
+    let config = inputs.config;
+    let downward = |name| compiled_env(inputs.template, name);
     if config.go_mem_limit_percent >= 100 {
         env.extend(downward("GOMEMLIMIT"));
     } else if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
@@ -197,8 +220,14 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
             env.push(EnvVar::literal("GODEBUG", "fips140=only"));
         }
     }
+}
+
+/// The mesh metadata: cluster, node, interception mode, workload and owner, mesh, trust
+/// domain, network, OpenTelemetry attributes and the pod's original Prometheus annotations.
+fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &mut Vec<EnvVar<'a>>) {
+    let config = inputs.config;
     env.push(EnvVar::literal("ISTIO_META_CLUSTER_ID", config.cluster_id.as_str()));
-    env.extend(downward("ISTIO_META_NODE_NAME"));
+    env.extend(compiled_env(inputs.template, "ISTIO_META_NODE_NAME"));
     env.push(EnvVar::literal(
         "ISTIO_META_INTERCEPTION_MODE",
         inputs.traffic.mode.as_str(),
@@ -222,15 +251,12 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     if !config.network.is_empty() {
         env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
     }
-    if let Some(attributes) = otel_resource_attributes(inputs, &app_containers) {
+    if let Some(attributes) = otel_resource_attributes(inputs, app_containers) {
         env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
     }
     if let Some(original) = inputs.prometheus_original {
         env.push(EnvVar::literal("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
-    env.extend(metadata_env(inputs));
-    crate::inject_path::move_path_envs_last(&mut env, config);
-    env
 }
 
 /// OpenTelemetry's Kubernetes service attributes, for pods labelled with

@@ -20,7 +20,7 @@ use super::selectors::namespace_labels;
 use crate::engine::annotations::PROXY_IMAGE;
 use crate::engine::quantity::Quantity;
 use crate::engine::{
-    Decision, FieldKey, Injector, NamespaceContext, PROXY_CONTAINER, PodRequest, Side, strip_injection,
+    Decision, FieldKey, Injector, NamespaceContext, PROXY_CONTAINER, PodRequest, ProxyResources, Side, strip_injection,
 };
 
 /// One pod that differs.
@@ -98,34 +98,16 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
         },
         reinjection: injected,
     };
-    let proxy = |running: &str, expected: &str, source: String| Difference {
-        field: "proxy".into(),
-        running: running.into(),
-        expected: expected.into(),
-        source,
-    };
     if !injected {
         let labels = namespace_labels(&namespace, namespace_object.and_then(|ns| ns.metadata.labels.as_ref()));
-        let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
-        let sending = sending_webhooks(view, &labels, &pod_labels)?;
-        if sending.is_empty() {
-            return Ok(Vec::new());
-        }
-        return Ok(match injector.inject(&request) {
-            Ok(outcome) if matches!(outcome.decision, Decision::Inject(_)) => vec![proxy(
-                "none",
-                PROXY_CONTAINER,
-                format!("sent to {}; engine: {}", sending.join(", "), outcome.decision.as_str()),
-            )],
-            _ => Vec::new(),
-        });
+        return missing_proxy(injector, view, &labels, pod, &request);
     }
     let outcome = match injector.inject(&request) {
         Ok(outcome) => outcome,
-        Err(denial) => return Ok(vec![proxy("injected", "denied", denial.error.to_string())]),
+        Err(denial) => return Ok(vec![proxy_difference("injected", "denied", denial.error.to_string())]),
     };
     let Some(resources) = outcome.resources.as_ref() else {
-        return Ok(vec![proxy(
+        return Ok(vec![proxy_difference(
             "injected",
             "none",
             format!("engine: {}", outcome.decision.as_str()),
@@ -135,31 +117,79 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
     let mut expected = stripped;
     json_patch::patch(&mut expected, &operations).map_err(|error| format!("today's patch does not apply: {error}"))?;
     let (Some(running_proxy), Some(expected_proxy)) = (proxy_container(&running), proxy_container(&expected)) else {
-        return Ok(vec![proxy(
+        return Ok(vec![proxy_difference(
             "no istio-proxy container",
             PROXY_CONTAINER,
             "the pod's status annotation".into(),
         )]);
     };
     let mut differences = Vec::new();
-    let image = |container: &Value| container["image"].as_str().unwrap_or("-").to_string();
-    if image(running_proxy) != image(expected_proxy) {
-        let annotated = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|annotations| annotations.contains_key(PROXY_IMAGE));
-        differences.push(Difference {
-            field: "image".into(),
-            running: image(running_proxy),
-            expected: image(expected_proxy),
-            source: if annotated {
-                format!("pod annotation {PROXY_IMAGE}")
-            } else {
-                "config proxyImage".into()
-            },
-        });
+    differences.extend(image_difference(pod, running_proxy, expected_proxy));
+    differences.extend(resource_differences(running_proxy, resources));
+    Ok(differences)
+}
+
+/// A difference in the proxy container as a whole: there, missing or denied.
+fn proxy_difference(running: &str, expected: &str, source: String) -> Difference {
+    Difference {
+        field: "proxy".into(),
+        running: running.into(),
+        expected: expected.into(),
+        source,
     }
+}
+
+/// For a pod without a proxy (`request`, in a namespace with `labels`): a missing proxy, when
+/// a webhook would send the pod to us and the engine would inject it.
+fn missing_proxy(
+    injector: &Injector,
+    view: &ClusterView,
+    labels: &BTreeMap<String, String>,
+    pod: &Pod,
+    request: &PodRequest<'_>,
+) -> Result<Vec<Difference>, String> {
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+    let sending = sending_webhooks(view, labels, &pod_labels)?;
+    if sending.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match injector.inject(request) {
+        Ok(outcome) if matches!(outcome.decision, Decision::Inject(_)) => vec![proxy_difference(
+            "none",
+            PROXY_CONTAINER,
+            format!("sent to {}; engine: {}", sending.join(", "), outcome.decision.as_str()),
+        )],
+        _ => Vec::new(),
+    })
+}
+
+/// The proxy image, when the running one is not today's, with where today's comes from.
+fn image_difference(pod: &Pod, running_proxy: &Value, expected_proxy: &Value) -> Option<Difference> {
+    let image = |container: &Value| container["image"].as_str().unwrap_or("-").to_string();
+    if image(running_proxy) == image(expected_proxy) {
+        return None;
+    }
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.contains_key(PROXY_IMAGE));
+    Some(Difference {
+        field: "image".into(),
+        running: image(running_proxy),
+        expected: image(expected_proxy),
+        source: if annotated {
+            format!("pod annotation {PROXY_IMAGE}")
+        } else {
+            "config proxyImage".into()
+        },
+    })
+}
+
+/// Each resource field of the running proxy that is not today's amount, with the expected
+/// value's source and adjustments.
+fn resource_differences(running_proxy: &Value, resources: &ProxyResources) -> Vec<Difference> {
+    let mut differences = Vec::new();
     for key in FieldKey::ALL {
         let field = resources.field(key);
         let running_value = resource_value(running_proxy, key);
@@ -178,7 +208,7 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
             source,
         });
     }
-    Ok(differences)
+    differences
 }
 
 /// The drifted pods among those read, outside excluded namespaces, and how many were compared.

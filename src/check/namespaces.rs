@@ -166,27 +166,74 @@ fn namespace_report(injector: &Injector, view: &ClusterView, namespace: &Namespa
         name: name.clone(),
         injection: Injection::Disabled,
         revision: None,
-        labels: shown.clone(),
+        labels: shown,
         webhooks: Vec::new(),
         decision: String::new(),
         reason: String::new(),
         status: Status::Ok,
     };
+    let row = RowInputs {
+        injector,
+        view,
+        namespace,
+        own,
+        name,
+        labels,
+        label_words,
+        namespace_revision,
+    };
     let mut probes = vec![BTreeMap::new()];
     probes.extend(opt_in_labels(view));
     for (index, probe) in probes.iter().enumerate() {
-        let sending = match sending_webhooks(view, &labels, probe) {
+        if let Probed::Settled = row.probe(index, probe, &mut report) {
+            return report;
+        }
+    }
+    row.not_injected(report)
+}
+
+/// One namespace and what its labels say, while its row is worked out.
+struct RowInputs<'a> {
+    injector: &'a Injector,
+    view: &'a ClusterView,
+    namespace: &'a Namespace,
+    /// The injector's own namespace.
+    own: &'a str,
+    name: String,
+    /// The namespace's labels, with `kubernetes.io/metadata.name`.
+    labels: BTreeMap<String, String>,
+    /// The injection labels as reasons begin: `label istio-injection=enabled` or
+    /// `no injection label`.
+    label_words: String,
+    /// The namespace's `istio.io/rev`.
+    namespace_revision: Option<String>,
+}
+
+/// Whether a probe pod's labels settled the row.
+enum Probed {
+    /// The row is final: an error, a denial, or injection.
+    Settled,
+    /// No webhook sends such a pod, or the engine does not inject it.
+    NotInjected,
+}
+
+impl RowInputs<'_> {
+    /// Tries a pod with `probe`'s labels (index 0: no labels) against the webhooks and the
+    /// engine.
+    fn probe(&self, index: usize, probe: &BTreeMap<String, String>, report: &mut NamespaceReport) -> Probed {
+        let label_words = &self.label_words;
+        let sending = match sending_webhooks(self.view, &self.labels, probe) {
             Ok(sending) => sending,
             Err(error) => {
                 report.status = Status::Error;
                 report.reason = format!("a webhook selector does not compile: {error}");
-                return report;
+                return Probed::Settled;
             }
         };
         if sending.is_empty() {
-            continue;
+            return Probed::NotInjected;
         }
-        let decision = match engine_decision(injector, view, namespace, probe) {
+        let decision = match engine_decision(self.injector, self.view, self.namespace, probe) {
             Ok(decision) => decision,
             Err(denial) => {
                 report.injection = Injection::Enabled;
@@ -194,19 +241,34 @@ fn namespace_report(injector: &Injector, view: &ClusterView, namespace: &Namespa
                 report.decision = "deny".into();
                 report.status = Status::Error;
                 report.reason = format!("{label_words}; every pod is denied: {denial}");
-                return report;
+                return Probed::Settled;
             }
         };
         if index == 0 {
             report.decision = decision.as_str().to_string();
         }
         if !matches!(decision, Decision::Inject(_)) {
-            continue;
+            return Probed::NotInjected;
         }
+        self.injected(index, probe, sending, decision.as_str(), report);
+        Probed::Settled
+    }
+
+    /// The row of a namespace whose pods (those with `probe`'s labels, past index 0) are
+    /// sent to `sending` and injected with `decision`.
+    fn injected(
+        &self,
+        index: usize,
+        probe: &BTreeMap<String, String>,
+        sending: Vec<String>,
+        decision: &str,
+        report: &mut NamespaceReport,
+    ) {
+        let label_words = &self.label_words;
         let pod_revision = probe.get(REVISION_LABEL).cloned();
         report.revision = pod_revision
             .clone()
-            .or_else(|| namespace_revision.clone())
+            .or_else(|| self.namespace_revision.clone())
             .or_else(|| Some(DEFAULT_REVISION.to_string()));
         report.injection = if index == 0 {
             Injection::Enabled
@@ -218,57 +280,62 @@ fn namespace_report(injector: &Injector, view: &ClusterView, namespace: &Namespa
             format!(
                 "{label_words}: pods are sent to {}; engine: {}",
                 sending.join(", "),
-                decision.as_str()
+                decision
             )
         } else {
             format!(
                 "{label_words}: only pods labelled {} are injected (sent to {}; engine: {})",
                 asked.join(","),
                 sending.join(", "),
-                decision.as_str()
+                decision
             )
         };
         report.webhooks = sending;
-        if name == own {
+        if self.name == self.own {
             report.status = Status::Error;
             report.reason = format!("the injector's own namespace is injected: {}", report.reason);
         }
-        return report;
     }
-    if report.decision.is_empty() {
-        report.decision = match engine_decision(injector, view, namespace, &BTreeMap::new()) {
-            Ok(decision) => decision.as_str().to_string(),
-            Err(_) => "deny".into(),
+
+    /// The row of a namespace no probe pod is injected in: why, and whether it is excluded.
+    fn not_injected(&self, mut report: NamespaceReport) -> NamespaceReport {
+        let (name, own, label_words) = (&self.name, self.own, &self.label_words);
+        if report.decision.is_empty() {
+            report.decision = match engine_decision(self.injector, self.view, self.namespace, &BTreeMap::new()) {
+                Ok(decision) => decision.as_str().to_string(),
+                Err(_) => "deny".into(),
+            };
+        }
+        let by_name = self
+            .view
+            .configurations
+            .iter()
+            .flat_map(|c| c.webhooks.iter().flatten())
+            .any(|webhook| excludes_by_name(webhook.namespace_selector.as_ref(), name));
+        let ignored = report.decision == Decision::Skip(crate::engine::SkipReason::IgnoredNamespace).as_str();
+        report.injection = if name == own || by_name || ignored {
+            Injection::Excluded
+        } else {
+            Injection::Disabled
         };
+        report.reason = if name == own {
+            format!("the injector's own namespace ({label_words}); no webhook selects it")
+        } else if by_name {
+            format!("{label_words}; excluded by name in the webhooks' namespaceSelector")
+        } else if ignored {
+            format!("{label_words}; a system namespace the engine never injects")
+        } else if self.labels.get(INJECTION_LABEL).is_some_and(|value| value != "enabled") {
+            format!("{label_words}: no webhook selects it")
+        } else if let Some(revision) = &self.namespace_revision {
+            format!("{label_words}: no webhook of this injector selects revision {revision}")
+        } else {
+            format!(
+                "{label_words}: no webhook sends its pods, even opted in; engine: {}",
+                report.decision
+            )
+        };
+        report
     }
-    let by_name = view
-        .configurations
-        .iter()
-        .flat_map(|c| c.webhooks.iter().flatten())
-        .any(|webhook| excludes_by_name(webhook.namespace_selector.as_ref(), &name));
-    let ignored = report.decision == Decision::Skip(crate::engine::SkipReason::IgnoredNamespace).as_str();
-    report.injection = if name == own || by_name || ignored {
-        Injection::Excluded
-    } else {
-        Injection::Disabled
-    };
-    report.reason = if name == own {
-        format!("the injector's own namespace ({label_words}); no webhook selects it")
-    } else if by_name {
-        format!("{label_words}; excluded by name in the webhooks' namespaceSelector")
-    } else if ignored {
-        format!("{label_words}; a system namespace the engine never injects")
-    } else if labels.get(INJECTION_LABEL).is_some_and(|value| value != "enabled") {
-        format!("{label_words}: no webhook selects it")
-    } else if let Some(revision) = &namespace_revision {
-        format!("{label_words}: no webhook of this injector selects revision {revision}")
-    } else {
-        format!(
-            "{label_words}: no webhook sends its pods, even opted in; engine: {}",
-            report.decision
-        )
-    };
-    report
 }
 
 /// A row per namespace read.

@@ -3,7 +3,8 @@
 
 use kube_core::admission::AdmissionResponse;
 
-use super::{ReviewError, ReviewObject, ReviewSummary};
+use super::object::ReviewObject;
+use super::{ReviewError, ReviewSummary};
 use crate::engine::{Injector, NamespaceContext, ResizeRequest};
 
 /// Judges the resize from `old_object` to `object`; fills `response` and `summary`.

@@ -261,9 +261,10 @@ impl Server {
         pollers
     }
 
-    /// Serves until `shutdown` resolves, then drains and returns.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let mut pollers = self.start_reloads();
+    /// Starts a watcher of the installed Istio for the config and each served revision, when
+    /// the config reads it from the cluster.
+    fn start_installed_istio(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut watchers = Vec::new();
         let user = self.layers.user().config;
         if let (Some(client), IstioSource::Cluster) = (&self.cluster, user.istio.source) {
             let all = std::iter::once((user.revision.clone(), self.layers.clone())).chain(
@@ -276,7 +277,7 @@ impl Server {
                     namespace: user.istio.namespace.clone(),
                     revision,
                 };
-                pollers.push(installed_istio::spawn(
+                watchers.push(installed_istio::spawn(
                     client.clone(),
                     source,
                     layers,
@@ -284,6 +285,13 @@ impl Server {
                 ));
             }
         }
+        watchers
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let mut pollers = self.start_reloads();
+        pollers.extend(self.start_installed_istio());
         let Server {
             webhook_listener,
             admin_listener,
@@ -308,22 +316,13 @@ impl Server {
             .collect();
         let cluster =
             cluster.map(|client| ClusterCache::start(client, readiness.clone(), metrics.clone(), cache_sync_timeout));
-        let admin = admin::router(AdminState {
-            readiness: readiness.clone(),
-            metrics: metrics.clone(),
-        });
-        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin_task = tokio::spawn(async move {
-            let served = axum::serve(admin_listener, admin)
-                .with_graceful_shutdown(async move {
-                    let _ = admin_stopped.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "admin server failed");
-            }
-        });
-
+        let admin = AdminServer::start(
+            admin_listener,
+            AdminState {
+                readiness: readiness.clone(),
+                metrics: metrics.clone(),
+            },
+        );
         let app = webhook::router(Arc::new(WebhookState {
             injector,
             revisions,
@@ -346,8 +345,38 @@ impl Server {
         for poller in pollers {
             poller.abort();
         }
-        let _ = stop_admin.send(());
-        let _ = admin_task.await;
+        admin.stop().await;
         served
+    }
+}
+
+/// The admin endpoints' server task, and the switch that stops it.
+struct AdminServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Serves the admin router on `listener` until stopped.
+    fn start(listener: TcpListener, state: AdminState) -> Self {
+        let router = admin::router(state);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "admin server failed");
+            }
+        });
+        AdminServer { stop, task }
+    }
+
+    /// Stops it gracefully and waits until it has stopped.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

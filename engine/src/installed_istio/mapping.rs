@@ -100,6 +100,15 @@ fn flag(root: &Value, path: &str) -> Option<bool> {
 
 /// The Helm values' mapping.
 fn from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
+    images_from_values(values, mesh, out);
+    copied_strings_from_values(values, out);
+    copied_numbers_and_flags_from_values(values, out);
+    cni_and_identity_from_values(values, out);
+    revision_and_ca_from_values(values, out);
+}
+
+/// The proxy and init images, their pull policy and secrets, and the proxy resources.
+fn images_from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
     let image_type = mesh
         .and_then(|mesh| non_empty(mesh, "defaultConfig.image.imageType"))
         .or_else(|| non_empty(values, "global.variant"));
@@ -128,6 +137,10 @@ fn from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
     if let Some(resources) = at(values, "global.proxy.resources").and_then(resource_amounts) {
         out.values("resources", resources, "global.proxy.resources");
     }
+}
+
+/// The values copied as they are: strings when not empty, capture lists even when empty.
+fn copied_strings_from_values(values: &Value, out: &mut Settings) {
     let strings = [
         ("proxyLogLevel", "global.proxy.logLevel"),
         ("proxyComponentLogLevel", "global.proxy.componentLogLevel"),
@@ -155,6 +168,10 @@ fn from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
             out.values(key, json!(value), path);
         }
     }
+}
+
+/// The numbers and flags copied as they are.
+fn copied_numbers_and_flags_from_values(values: &Value, out: &mut Settings) {
     let numbers = [
         ("statusPort", "global.proxy.statusPort"),
         (
@@ -183,6 +200,11 @@ fn from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
             out.values(key, json!(value), path);
         }
     }
+}
+
+/// The CNI provider, native sidecars, and the trust domain (also the mesh id when
+/// `global.meshID` is unset).
+fn cni_and_identity_from_values(values: &Value, out: &mut Settings) {
     if let Some(provider) = non_empty(values, "pilot.cni.provider") {
         let provider = if provider == "multus" { "multus" } else { "default" };
         out.values("cniProvider", json!(provider), "pilot.cni.provider");
@@ -204,6 +226,11 @@ fn from_values(values: &Value, mesh: Option<&Value>, out: &mut Settings) {
             out.values("meshId", json!(domain), "global.trustDomain");
         }
     }
+}
+
+/// The revision (`default` when unset) and the CA address, istiod's for the revision unless
+/// `global.caAddress` names one.
+fn revision_and_ca_from_values(values: &Value, out: &mut Settings) {
     let revision = non_empty(values, "revision");
     out.values(
         "revision",

@@ -136,69 +136,12 @@ pub fn apply_container_limits(
     }
     for resource in Resource::ALL {
         let combined = combine(limit_ranges, "Container", resource);
-        let request_key = FieldKey::new(resource, Side::Request);
-        let limit_key = FieldKey::new(resource, Side::Limit);
-        if resources.value(limit_key).is_none()
-            && let Some(default) = &combined.default_limit
-        {
-            let field = resources.field_mut(limit_key);
-            field.value = Some(quantity(resource, default.units));
-            field.source = Source::LimitRangeDefault(default.limit_range.clone());
-        }
-        if resources.value(request_key).is_none()
-            && let Some(default) = &combined.default_request
-        {
-            let field = resources.field_mut(request_key);
-            field.value = Some(quantity(resource, default.units));
-            field.source = Source::LimitRangeDefault(default.limit_range.clone());
-        }
+        apply_defaults(resources, resource, &combined);
         if let Some(min) = &combined.min {
-            for key in [request_key, limit_key] {
-                if resources.value(key).is_some_and(|v| v.units() < min.units) {
-                    set(
-                        resources,
-                        key,
-                        min.units,
-                        "raised",
-                        format!("LimitRange {} min", min.limit_range),
-                        warnings,
-                    );
-                }
-            }
-            if resources.value(request_key).is_none() && resources.value(limit_key).is_none() {
-                set(
-                    resources,
-                    request_key,
-                    min.units,
-                    "set",
-                    format!("LimitRange {} min", min.limit_range),
-                    warnings,
-                );
-            }
+            apply_bound(resources, resource, End::Min, min, warnings);
         }
         if let Some(max) = &combined.max {
-            for key in [limit_key, request_key] {
-                if resources.value(key).is_some_and(|v| v.units() > max.units) {
-                    set(
-                        resources,
-                        key,
-                        max.units,
-                        "lowered",
-                        format!("LimitRange {} max", max.limit_range),
-                        warnings,
-                    );
-                }
-            }
-            if resources.value(limit_key).is_none() {
-                set(
-                    resources,
-                    limit_key,
-                    max.units,
-                    "set",
-                    format!("LimitRange {} max", max.limit_range),
-                    warnings,
-                );
-            }
+            apply_bound(resources, resource, End::Max, max, warnings);
         }
         if let Some(ratio) = &combined.ratio_milli {
             apply_ratio(resources, resource, ratio, warnings);
@@ -206,6 +149,70 @@ pub fn apply_container_limits(
         check_container_constraints(resources, resource, &combined, bounds)?;
     }
     Ok(())
+}
+
+/// Fills the unset limit and request of `resource` with the LimitRanges' defaults.
+fn apply_defaults(resources: &mut ProxyResources, resource: Resource, combined: &Combined) {
+    let request_key = FieldKey::new(resource, Side::Request);
+    let limit_key = FieldKey::new(resource, Side::Limit);
+    if resources.value(limit_key).is_none()
+        && let Some(default) = &combined.default_limit
+    {
+        let field = resources.field_mut(limit_key);
+        field.value = Some(quantity(resource, default.units));
+        field.source = Source::LimitRangeDefault(default.limit_range.clone());
+    }
+    if resources.value(request_key).is_none()
+        && let Some(default) = &combined.default_request
+    {
+        let field = resources.field_mut(request_key);
+        field.value = Some(quantity(resource, default.units));
+        field.source = Source::LimitRangeDefault(default.limit_range.clone());
+    }
+}
+
+/// Which end of a LimitRange's range a bound is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Min,
+    Max,
+}
+
+/// Brings the request and limit of `resource` within `bound`: a min raises the values below
+/// it and sets the request when neither is set; a max lowers the values above it and sets
+/// the limit when unset.
+fn apply_bound(
+    resources: &mut ProxyResources,
+    resource: Resource,
+    end: End,
+    bound: &Named,
+    warnings: &mut Vec<String>,
+) {
+    let request_key = FieldKey::new(resource, Side::Request);
+    let limit_key = FieldKey::new(resource, Side::Limit);
+    let (word, verb, order) = match end {
+        End::Min => ("min", "raised", [request_key, limit_key]),
+        End::Max => ("max", "lowered", [limit_key, request_key]),
+    };
+    let reason = || format!("LimitRange {} {word}", bound.limit_range);
+    for key in order {
+        let outside = resources.value(key).is_some_and(|v| match end {
+            End::Min => v.units() < bound.units,
+            End::Max => v.units() > bound.units,
+        });
+        if outside {
+            set(resources, key, bound.units, verb, reason(), warnings);
+        }
+    }
+    let unset = match end {
+        End::Min => {
+            (resources.value(request_key).is_none() && resources.value(limit_key).is_none()).then_some(request_key)
+        }
+        End::Max => resources.value(limit_key).is_none().then_some(limit_key),
+    };
+    if let Some(key) = unset {
+        set(resources, key, bound.units, "set", reason(), warnings);
+    }
 }
 
 fn apply_ratio(resources: &mut ProxyResources, resource: Resource, ratio: &Named, warnings: &mut Vec<String>) {

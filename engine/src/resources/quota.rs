@@ -201,12 +201,10 @@ fn fit_quota(
     init: &mut ProxyResources,
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
-    let name = &quota.name;
     let (hard, Some(used)) = (quota.hard, quota.used) else {
         return Ok(());
     };
     let pod = inputs.pod;
-    let placement = inputs.placement;
     for (key, hard_value) in hard {
         let Some((resource, side)) = quota_resource(key) else {
             continue;
@@ -219,71 +217,145 @@ fn fit_quota(
             continue;
         };
         let left = hard_value.units().saturating_sub(used_value.units());
-        let need = usage(pod, resource, side, Some((proxy, init, placement)));
+        let need = usage(pod, resource, side, Some((proxy, init, inputs.placement)));
         if need <= left {
             continue;
         }
-        let without = usage(pod, resource, side, None);
-        let share = need.saturating_sub(without);
-        let show = |units: i64| quantity(resource, units).to_string();
-        let denial = |need: i64, share: i64, hint: String| InjectError::QuotaExceeded {
-            quota: name.clone(),
-            resource: key.clone(),
-            figures: format!(
-                "the pod needs {}, of which the injected containers add {}, and {} is left (hard {hard_value}, used {used_value}){hint}",
-                show(need),
-                show(share),
-                show(left.max(0)),
-            ),
+        let overrun = Overrun {
+            quota: &quota.name,
+            key,
+            resource,
+            side,
+            hard: hard_value,
+            used: used_value,
+            left,
+            need,
+            without: usage(pod, resource, side, None),
         };
-        if inputs.tuning.on_quota == OnQuota::Deny {
-            return Err(denial(need, share, String::new()));
-        }
-        let field = FieldKey::new(resource, side);
-        let current = match side {
-            Side::Request => proxy.effective_request(resource),
-            Side::Limit => proxy.value(field),
-        };
-        let Some(current) = current.map(|q| q.units()) else {
-            return Err(denial(need, share, "; the proxy sets no such value to shrink".into()));
-        };
-        let floor = shrink_floor(inputs, proxy, field);
-        let wanted = current.saturating_sub(need - left).max(floor);
-        let mut trial_proxy = proxy.clone();
-        let mut trial_init = init.clone();
-        let why = format!(
-            "lowered to {} to fit ResourceQuota {name} ({key}: hard {hard_value}, used {used_value}, {} left)",
-            show(wanted),
-            show(left.max(0))
-        );
-        shrink(
-            &mut trial_proxy,
-            &mut trial_init,
-            field,
-            current,
-            wanted,
-            inputs.guaranteed,
-            &why,
-        );
-        let new_need = usage(pod, resource, side, Some((&trial_proxy, &trial_init, placement)));
-        if new_need > left {
-            let hint = format!(
-                "; the proxy cannot shrink below {} ({})",
-                show(floor),
-                floor_reason(inputs, field)
-            );
-            return Err(denial(new_need, new_need.saturating_sub(without), hint));
-        }
-        warnings.push(format!(
-            "proxy {} {} {why}: the pod needed {}, of which the injected containers added {}; the API server has the last word, and the used figure may be stale",
-            field.describe(),
-            show(current),
-            show(need),
-            show(share)
-        ));
-        *proxy = trial_proxy;
-        *init = trial_init;
+        shrink_into(inputs, &overrun, proxy, init, warnings)?;
     }
+    Ok(())
+}
+
+/// One hard limit of a quota that the pod, with its injected containers, goes over.
+struct Overrun<'q> {
+    quota: &'q str,
+    /// The quota's key, e.g. `limits.cpu`.
+    key: &'q str,
+    resource: Resource,
+    side: Side,
+    hard: Quantity,
+    used: Quantity,
+    /// Hard less used, in units (negative when already over).
+    left: i64,
+    /// The pod's usage with the injected containers.
+    need: i64,
+    /// The pod's usage without them.
+    without: i64,
+}
+
+impl Overrun<'_> {
+    /// `units` of the resource, written as a quantity.
+    fn show(&self, units: i64) -> String {
+        quantity(self.resource, units).to_string()
+    }
+
+    /// The adjustment that lowers the proxy to `wanted` units.
+    fn lowered(&self, wanted: i64) -> String {
+        format!(
+            "lowered to {} to fit ResourceQuota {} ({}: hard {}, used {}, {} left)",
+            self.show(wanted),
+            self.quota,
+            self.key,
+            self.hard,
+            self.used,
+            self.show(self.left.max(0))
+        )
+    }
+
+    /// The denial: the pod needs `need`, the injected containers add `share`.
+    fn denial(&self, need: i64, share: i64, hint: String) -> InjectError {
+        InjectError::QuotaExceeded {
+            quota: self.quota.to_string(),
+            resource: self.key.to_string(),
+            figures: format!(
+                "the pod needs {}, of which the injected containers add {}, and {} is left (hard {}, used {}){hint}",
+                self.show(need),
+                self.show(share),
+                self.show(self.left.max(0)),
+                self.hard,
+                self.used,
+            ),
+        }
+    }
+}
+
+/// Lowers the proxy (and an init container sized like it) so the pod fits `overrun`'s quota,
+/// with a warning, or denies when the quota says deny or the proxy cannot shrink enough.
+fn shrink_into(
+    inputs: &QuotaInputs<'_>,
+    overrun: &Overrun<'_>,
+    proxy: &mut ProxyResources,
+    init: &mut ProxyResources,
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let (resource, side, left, need, without) = (
+        overrun.resource,
+        overrun.side,
+        overrun.left,
+        overrun.need,
+        overrun.without,
+    );
+    let share = need.saturating_sub(without);
+    let show = |units: i64| overrun.show(units);
+    if inputs.tuning.on_quota == OnQuota::Deny {
+        return Err(overrun.denial(need, share, String::new()));
+    }
+    let field = FieldKey::new(resource, side);
+    let current = match side {
+        Side::Request => proxy.effective_request(resource),
+        Side::Limit => proxy.value(field),
+    };
+    let Some(current) = current.map(|q| q.units()) else {
+        return Err(overrun.denial(need, share, "; the proxy sets no such value to shrink".into()));
+    };
+    let floor = shrink_floor(inputs, proxy, field);
+    let wanted = current.saturating_sub(need - left).max(floor);
+    let mut trial_proxy = proxy.clone();
+    let mut trial_init = init.clone();
+    let why = overrun.lowered(wanted);
+    shrink(
+        &mut trial_proxy,
+        &mut trial_init,
+        field,
+        current,
+        wanted,
+        inputs.guaranteed,
+        &why,
+    );
+    let new_need = usage(
+        inputs.pod,
+        resource,
+        side,
+        Some((&trial_proxy, &trial_init, inputs.placement)),
+    );
+    if new_need > left {
+        let hint = format!(
+            "; the proxy cannot shrink below {} ({})",
+            show(floor),
+            floor_reason(inputs, field)
+        );
+        return Err(overrun.denial(new_need, new_need.saturating_sub(without), hint));
+    }
+    warnings.push(format!(
+        "proxy {} {} {why}: the pod needed {}, of which the injected containers added {}; the API server has the last word, and the used figure may be stale",
+        field.describe(),
+        show(current),
+        show(need),
+        show(share)
+    ));
+    *proxy = trial_proxy;
+    *init = trial_init;
     Ok(())
 }
 

@@ -1,0 +1,177 @@
+//! A request's objects: a Pod read with only the fields the engine uses, or a raw object
+//! whose metadata is read on demand until it is known to be a Pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A request's object: read as a Pod in the one pass over the body (a Pod CREATE), or kept
+/// raw until it is known to be one.
+#[derive(Debug)]
+pub(super) enum ReviewObject {
+    /// Read as a Pod.
+    Pod(Box<PodObject>),
+    /// As sent.
+    Raw(Box<RawValue>),
+}
+
+impl ReviewObject {
+    /// The object as a Pod, with whether it had a `metadata` object.
+    pub(super) fn to_pod(&self) -> Result<(Pod, bool), String> {
+        match self {
+            ReviewObject::Pod(object) => Ok(pod_of((**object).clone())),
+            ReviewObject::Raw(raw) => into_pod(raw),
+        }
+    }
+
+    /// The object's `metadata` as JSON.
+    pub(super) fn metadata(&self) -> Option<serde_json::Value> {
+        #[derive(Deserialize)]
+        struct OnlyMetadata {
+            metadata: Option<serde_json::Value>,
+        }
+        match self {
+            ReviewObject::Pod(object) => serde_json::to_value(object.metadata.as_ref()?).ok(),
+            ReviewObject::Raw(raw) => serde_json::from_str::<OnlyMetadata>(raw.get()).ok()?.metadata,
+        }
+    }
+
+    /// A label of the object.
+    pub(super) fn label(&self, key: &str) -> Option<String> {
+        match self {
+            ReviewObject::Pod(object) => object.metadata.as_ref()?.labels.as_ref()?.get(key).cloned(),
+            ReviewObject::Raw(raw) => object_label(raw, key),
+        }
+    }
+
+    /// `metadata.namespace`, when the object has one.
+    pub(super) fn namespace(&self) -> String {
+        match self {
+            ReviewObject::Pod(object) => object
+                .metadata
+                .as_ref()
+                .and_then(|metadata| metadata.namespace.clone())
+                .unwrap_or_default(),
+            ReviewObject::Raw(raw) => object_namespace(raw),
+        }
+    }
+}
+
+/// The parts of a Pod the engine reads.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct PodObject {
+    #[serde(default)]
+    metadata: Option<PodMetadata>,
+    #[serde(default)]
+    spec: Option<PodSpec>,
+}
+
+/// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generate_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
+/// The metadata fields read from a raw object before it is known to be a Pod.
+#[derive(Deserialize, Default)]
+struct RawMetadata {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The object's namespace and labels, read from its metadata alone.
+fn raw_metadata(object: &RawValue) -> RawMetadata {
+    #[derive(Deserialize)]
+    struct Object {
+        #[serde(default)]
+        metadata: Option<RawMetadata>,
+    }
+    serde_json::from_str::<Object>(object.get())
+        .ok()
+        .and_then(|object| object.metadata)
+        .unwrap_or_default()
+}
+
+/// A label of the object.
+fn object_label(object: &RawValue, key: &str) -> Option<String> {
+    raw_metadata(object).labels?.remove(key)
+}
+
+/// `metadata.namespace` of a raw object, when it has one.
+fn object_namespace(object: &RawValue) -> String {
+    raw_metadata(object).namespace.unwrap_or_default()
+}
+
+/// Reads the object as a Pod; the flag says whether it had a `metadata` object. (A missing
+/// or null `spec.containers` reads as empty; the engine skips such a pod.)
+pub(super) fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
+    let parsed: PodObject = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
+    Ok(pod_of(parsed))
+}
+
+/// The Pod of the parts read, with whether it had a `metadata` object.
+pub(super) fn pod_of(parsed: PodObject) -> (Pod, bool) {
+    let has_metadata = parsed.metadata.is_some();
+    let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
+        name: metadata.name,
+        generate_name: metadata.generate_name,
+        namespace: metadata.namespace,
+        labels: metadata.labels,
+        annotations: metadata.annotations,
+        owner_references: metadata.owner_references,
+        ..ObjectMeta::default()
+    });
+    (
+        Pod {
+            metadata,
+            spec: parsed.spec,
+            status: None,
+        },
+        has_metadata,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_the_fields_the_engine_reads_are_kept() {
+        let object = json!({
+            "metadata": {
+                "name": "web", "namespace": "apps", "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+                "resourceVersion": "7",
+            },
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Pending"},
+        });
+        let raw = serde_json::value::to_raw_value(&object).unwrap();
+        let (pod, has_metadata) = into_pod(&raw).unwrap();
+        assert!(has_metadata);
+        assert_eq!(pod.metadata.name.as_deref(), Some("web"));
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+        assert!(pod.metadata.managed_fields.is_none() && pod.metadata.resource_version.is_none());
+        assert!(pod.status.is_none());
+        assert_eq!(pod.spec.unwrap().containers[0].name, "app");
+    }
+}
