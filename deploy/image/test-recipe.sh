@@ -60,7 +60,11 @@ package_version="$(awk -F'"' '/^\[package\]/{p=1} p && /^version = /{print $2; e
 recipe_version="$(awk -F= '/^ARG VERSION=/{print $2; exit}' "$containerfile")"
 [[ -n "$package_version" && "$recipe_version" == "$package_version" ]] \
   || fail "Containerfile ARG VERSION=$recipe_version, Cargo.toml version = $package_version"
-log "Containerfile: scratch + /rootfs, USER 65532:65532, OCI labels, version $recipe_version"
+package_license="$(awk -F'"' '/^\[package\]/{p=1} p && /^license = /{print $2; exit}' "$repo/Cargo.toml")"
+recipe_license="$(awk -F= '/^ARG LICENSES=/{print $2; exit}' "$containerfile")"
+[[ -n "$package_license" && "$recipe_license" == "$package_license" ]] \
+  || fail "Containerfile ARG LICENSES=$recipe_license, Cargo.toml license = $package_license"
+log "Containerfile: scratch + /rootfs, USER 65532:65532, OCI labels, version $recipe_version, licence $recipe_license"
 
 # --- 2. The root filesystem -----------------------------------------------------------------
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/sidecar-injector-image.XXXXXX")"
