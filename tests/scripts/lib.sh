@@ -14,7 +14,9 @@
 #                            noninteractive, without recommends, one apt run at a time
 #   lock_builds DIR          hold DIR/.build.lock on file descriptor 9 (concurrent runs wait)
 #   go_build WHAT DIR TARGET DEST LDFLAGS [CHECK_ARG...]
-#                            a cached Go build, see below
+#                            a Go build whose binary is kept only if it runs, see below
+#   cached_go_build WHAT HOW_LONG DIR TARGET DEST LDFLAGS [CHECK_ARG...]
+#                            go_build unless DEST is already built, once across concurrent runs
 # shellcheck shell=bash
 
 lib_prefix="${1:?usage: . lib.sh PREFIX}"
@@ -94,4 +96,29 @@ go_build() {
   fi
   mv -f "$built" "$dest"
   rm -rf "$tmp"
+}
+
+# cached_go_build WHAT HOW_LONG DIR TARGET DEST LDFLAGS [CHECK_ARG...]
+# Uses DEST when it is already built (the cache folder is keyed by version). Otherwise takes
+# the build lock of DEST's folder, checks again (a concurrent run may have built it while this
+# one waited), and runs go_build with the other arguments; HOW_LONG goes into the log line
+# ("a few minutes on 2 cores"). The lock is released before it returns.
+cached_go_build() {
+  local what="$1" how_long="$2" dir="$3" target="$4" dest="$5" ldflags="$6" start
+  shift 6
+  if [[ -x "$dest" ]]; then
+    log "$what: cached at $dest"
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build $what"
+  lock_builds "$(dirname "$dest")"
+  if [[ -x "$dest" ]]; then
+    log "$what: built by a concurrent run at $dest"
+  else
+    log "building $what with $(go version) ($how_long)..."
+    start=$SECONDS
+    go_build "$what" "$dir" "$target" "$dest" "$ldflags" "$@"
+    log "built $dest in $((SECONDS - start))s ($(du -h "$dest" | cut -f1))"
+  fi
+  exec 9>&-
 }

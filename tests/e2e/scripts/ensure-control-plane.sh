@@ -73,44 +73,21 @@ etcd_version="$("$etcd_bin" --version 2>/dev/null | awk -F': ' '/etcd Version/ {
 log "etcd: $etcd_bin (version ${etcd_version:-unknown})"
 
 # --- 2. kube-apiserver ------------------------------------------------------
-if [[ -x "$apiserver_bin" ]]; then
-  log "kube-apiserver $k8s_version: cached at $apiserver_bin"
-else
-  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build kube-apiserver $k8s_version"
-  # Serialize concurrent builds of the same version.
-  lock_builds "$apiserver_dir"
-  if [[ -x "$apiserver_bin" ]]; then
-    log "kube-apiserver $k8s_version: built by a concurrent run at $apiserver_bin"
-  else
-    log "building kube-apiserver $k8s_version with $(go version) (takes 10+ minutes on 2 cores)..."
-    start=$SECONDS
-    minor="${k8s_version#v*.}"; minor="${minor%%.*}"
-    major="${k8s_version#v}"; major="${major%%.*}"
-    ldflags="-s -w"
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-      ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    done
-    go_build "kube-apiserver $k8s_version" "$module_dir" . "$apiserver_bin" "$ldflags" --version
-    log "built $apiserver_bin in $((SECONDS - start))s ($(du -h "$apiserver_bin" | cut -f1))"
-  fi
-  exec 9>&-
-fi
+minor="${k8s_version#v*.}"; minor="${minor%%.*}"
+major="${k8s_version#v}"; major="${major%%.*}"
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+cached_go_build "kube-apiserver $k8s_version" "takes 10+ minutes on 2 cores" "$module_dir" . \
+  "$apiserver_bin" "$ldflags" --version
 log "kube-apiserver: $("$apiserver_bin" --version 2>&1)"
 
 # --- 3. kustomize -------------------------------------------------------------
-if [[ -x "$kustomize_bin" ]]; then
-  log "kustomize $kustomize_version: cached at $kustomize_bin"
-else
-  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build kustomize $kustomize_version"
-  log "building kustomize $kustomize_version (about a minute)..."
-  start=$SECONDS
-  # Outside any module, so `go install pkg@version` uses kustomize's own go.mod.
-  go_build "kustomize $kustomize_version" "" "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version" \
-    "$kustomize_bin" "" version
-  [[ -x "$kustomize_bin" ]] || die "go install did not produce $kustomize_bin"
-  log "built $kustomize_bin in $((SECONDS - start))s"
-fi
+# Outside any module (DIR empty), so `go install pkg@version` uses kustomize's own go.mod.
+cached_go_build "kustomize $kustomize_version" "about a minute" "" \
+  "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version" "$kustomize_bin" "" version
 log "kustomize: $("$kustomize_bin" version 2>&1)"
 
 # --- 4. One folder with all three ---------------------------------------------

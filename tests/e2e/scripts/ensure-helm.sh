@@ -33,26 +33,11 @@ helm_dir="$cache_root/helm-$helm_version"
 helm_bin="$helm_dir/helm"
 mkdir -p "$helm_dir"
 
-if [[ -x "$helm_bin" ]]; then
-  log "helm $helm_version: cached at $helm_bin"
-else
-  command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build helm $helm_version"
-  # Serialize concurrent builds of the same version.
-  lock_builds "$helm_dir"
-  if [[ -x "$helm_bin" ]]; then
-    log "helm $helm_version: built by a concurrent run at $helm_bin"
-  else
-    log "building helm $helm_version with $(go version) (a few minutes on 2 cores)..."
-    start=$SECONDS
-    # helm reports its version from these variables, as its own Makefile sets them.
-    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
-    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    go_build "helm $helm_version" "" "helm.sh/helm/v3/cmd/helm@$helm_version" "$helm_bin" "$ldflags" \
-      version --short
-    log "built $helm_bin in $((SECONDS - start))s ($(du -h "$helm_bin" | cut -f1))"
-  fi
-  exec 9>&-
-fi
+# helm reports its version from these variables, as its own Makefile sets them.
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+cached_go_build "helm $helm_version" "a few minutes on 2 cores" "" "helm.sh/helm/v3/cmd/helm@$helm_version" \
+  "$helm_bin" "$ldflags" version --short
 log "helm: $("$helm_bin" version --short 2>&1)"
 
 if [[ -n "$assets_dir" ]]; then

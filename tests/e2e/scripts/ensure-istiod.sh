@@ -64,23 +64,16 @@ out_dir="$istiod_dir/render-$render_hash"
 mkdir -p "$istiod_dir" "$out_dir"
 command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build istiod $istio_version"
 
-# Serialize concurrent builds of the same version.
-lock_builds "$istiod_dir"
-
 # --- 1. pilot-discovery -------------------------------------------------------
 istiod_bin="$istiod_dir/pilot-discovery"
-if [[ -x "$istiod_bin" ]]; then
-  log "pilot-discovery $istio_version: cached at $istiod_bin"
-else
-  log "building pilot-discovery $istio_version with $(go version) (several minutes on 2 cores)..."
-  start=$SECONDS
-  ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=$istio_version"
-  ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean -X istio.io/istio/pkg/version.buildTag=$istio_version"
-  go_build "./pilot-discovery ($istio_version)" "$module_dir" ./pilot-discovery "$istiod_bin" "$ldflags" version
-  log "built $istiod_bin in $((SECONDS - start))s ($(du -h "$istiod_bin" | cut -f1))"
-fi
+ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=$istio_version"
+ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean -X istio.io/istio/pkg/version.buildTag=$istio_version"
+cached_go_build "pilot-discovery $istio_version" "several minutes on 2 cores" "$module_dir" ./pilot-discovery \
+  "$istiod_bin" "$ldflags" version
 
 # --- 2. The renderer and its output -------------------------------------------
+# Serialize concurrent renders of the same version.
+lock_builds "$istiod_dir"
 render_bin="$out_dir/istio-render"
 if [[ ! -x "$render_bin" ]]; then
   log "building the Istio manifest renderer..."
