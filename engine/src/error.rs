@@ -122,6 +122,20 @@ pub enum InjectError {
         /// What to do instead.
         accepted: &'static str,
     },
+    /// A port of the pod's own `istio-proxy` takes the name of a port the injected proxy keeps.
+    #[error(
+        "{location}: the pod's own istio-proxy names its port {port} {name:?}, the name of the injected istio-proxy's port {ours}; port names must be unique within a container (accepted: another name, or containerPort {ours} to replace that port)"
+    )]
+    ProxyPortNameTaken {
+        /// Where, e.g. `spec.containers[1].ports[0].name`.
+        location: String,
+        /// The name.
+        name: String,
+        /// The user's port number.
+        port: i64,
+        /// Our port of that name.
+        ours: i32,
+    },
     /// `sidecar.istio.io/inject` or `nativeSidecar` holds a word istiod does not read as on or off.
     #[error(
         "{place} {key} has value {value}, which is not valid: istiod reads only \"true\" and \"false\" here (accepted: {accepted})",

@@ -21,6 +21,10 @@ use crate::error::{InjectError, quoted};
 /// Where istiod records the user's override containers, so re-injection can reapply them.
 pub use crate::annotations::OVERRIDES as OVERRIDES_ANNOTATION;
 
+/// The ports of the injected `istio-proxy` (container port and name), as istiod's template
+/// declares them: Envoy's Prometheus endpoint.
+pub(crate) const PROXY_PORTS: [(i32, &str); 1] = [(15090, "http-envoy-prom")];
+
 /// Where a user's container stands in the pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -138,6 +142,37 @@ impl Overrides {
                 "a regular container (the classic layout puts istio-proxy among the containers)",
                 "use the native sidecar layout (sidecar.istio.io/nativeSidecar: \"true\"), or remove restartPolicy",
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a port of the pod's own `istio-proxy` that merging would leave beside one of
+    /// ours under the same name: ports merge by `containerPort`, so a user port with another
+    /// number and our port's name makes two ports of one name, which the API server refuses
+    /// (port names are unique within a container).
+    pub(crate) fn check_proxy_ports(&self) -> Result<(), InjectError> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(());
+        };
+        let ports = proxy.container["ports"].as_array().map_or(&[][..], Vec::as_slice);
+        let replaced = |ours: i32| {
+            ports
+                .iter()
+                .any(|port| port["containerPort"].as_i64() == Some(i64::from(ours)))
+        };
+        for (index, port) in ports.iter().enumerate() {
+            let name = port["name"].as_str().unwrap_or_default();
+            let clash = PROXY_PORTS
+                .iter()
+                .find(|(ours, our_name)| *our_name == name && !replaced(*ours));
+            if let Some((ours, _)) = clash {
+                return Err(InjectError::ProxyPortNameTaken {
+                    location: format!("spec.{}[{}].ports[{index}].name", proxy.list, proxy.index),
+                    name: name.to_string(),
+                    port: port["containerPort"].as_i64().unwrap_or_default(),
+                    ours: *ours,
+                });
+            }
         }
         Ok(())
     }
@@ -268,6 +303,39 @@ fn merge_object(base: &mut Value, overlay: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Overrides of a pod whose own `istio-proxy` (second container) has `ports`.
+    fn own_proxy_with_ports(ports: Value) -> Overrides {
+        let spec: PodSpec = serde_json::from_value(json!({"containers": [
+            {"name": "app", "image": "app"}, {"name": "istio-proxy", "image": "auto", "ports": ports}]}))
+        .unwrap();
+        Overrides::find(&spec, "istio-init")
+    }
+
+    #[test]
+    fn an_own_proxy_port_may_not_take_our_port_name_under_another_number() {
+        let taken = own_proxy_with_ports(json!([{"containerPort": 9090, "name": "http-envoy-prom"}]));
+        let error = taken.check_proxy_ports().unwrap_err().to_string();
+        assert!(
+            error.starts_with("spec.containers[1].ports[0].name: the pod's own istio-proxy names its port 9090 \"http-envoy-prom\", the name of the injected istio-proxy's port 15090"),
+            "{error}"
+        );
+        // Our number replaces our port; other names stand beside it.
+        for fine in [
+            json!([{"containerPort": 15090, "name": "http-envoy-prom"}]),
+            json!([{"containerPort": 15090, "name": "metrics"}, {"containerPort": 9090, "name": "http-envoy-prom"}]),
+            json!([{"containerPort": 9090, "name": "admin"}]),
+        ] {
+            assert!(own_proxy_with_ports(fine.clone()).check_proxy_ports().is_ok(), "{fine}");
+        }
+        // And the merge gives what the check expects: names unique.
+        let mut ours = json!({"ports": [{"containerPort": 15090, "name": "http-envoy-prom"}]});
+        merge_container(
+            &mut ours,
+            &json!({"ports": [{"containerPort": 15090, "name": "metrics"}, {"containerPort": 9090, "name": "http-envoy-prom"}]}),
+        );
+        assert_eq!(ours["ports"].as_array().unwrap().len(), 2);
+    }
 
     #[test]
     fn overlays_fields_lists_by_key_and_keeps_our_image_for_auto() {

@@ -277,6 +277,7 @@ fn check_and_grow(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<PodLevelChange>, InjectError> {
     overrides.check_placement(placement.native)?;
+    overrides.check_proxy_ports()?;
     if !settings.user_volumes.is_empty()
         && let Some(spec) = request.pod.spec.as_ref()
     {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{InjectConfig, InterceptionMode};
 use crate::istio_parts::{self, SecurityInputs, VOLUME_NAMES, standard_volumes};
+use crate::overrides::PROXY_PORTS;
 use crate::traffic::PROXY_UID;
 
 /// The compiled template.
@@ -92,7 +93,12 @@ impl SidecarTemplate {
             mesh_proxy_config_json: format!("{}\n", Value::Object(mesh_proxy_config.clone())),
             mesh_proxy_config,
             domain: format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
-            ports: raw(&json!([{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}])),
+            ports: raw(&json!(
+                PROXY_PORTS
+                    .iter()
+                    .map(|(port, name)| json!({"containerPort": port, "name": name, "protocol": "TCP"}))
+                    .collect::<Vec<_>>()
+            )),
             startup_probe: raw(&json!({
                 "failureThreshold": 600,
                 "httpGet": {"path": "/healthz/ready", "port": 15021},

@@ -84,6 +84,7 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
     let mut stripped = running.clone();
     let injected = strip_injection(&mut stripped);
     let template: Pod = serde_json::from_value(stripped.clone()).map_err(|error| error.to_string())?;
+    let recommendation = view.recommendation_for(&running);
     let request = PodRequest {
         pod: &template,
         namespace: &namespace,
@@ -92,8 +93,9 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
         namespace_context: NamespaceContext {
             annotations: namespace_object.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges: view.limit_ranges_of(&namespace),
-            // Quotas and VPA recommendations are not read by `check`: drift is judged on
-            // the layers every pod shares.
+            recommendation: recommendation.as_ref(),
+            // ResourceQuotas are left out: a running pod is already counted in a quota's
+            // `used`, so fitting it again would count it twice and report false drift.
             ..NamespaceContext::default()
         },
         reinjection: injected,
@@ -250,6 +252,7 @@ pub(crate) fn find_drift(
 
 #[cfg(test)]
 mod tests {
+    use kube::api::DynamicObject;
     use serde_json::json;
 
     use super::*;
@@ -331,5 +334,59 @@ mod tests {
         );
         // Injected as today would, and opted out: no drift.
         assert_eq!(drift.len(), 2, "{drift:#?}");
+    }
+
+    /// A VPA targeting Deployment `web` in `team` with an `istio-proxy` CPU target of `cpu`.
+    fn vpa(cpu: &str) -> DynamicObject {
+        serde_json::from_value(
+            json!({"apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "team"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+            "status": {"recommendation": {"containerRecommendations": [
+                {"containerName": "istio-proxy", "target": {"cpu": cpu}}]}}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_proxy_sized_by_its_vpa_is_judged_against_the_vpa() {
+        let today = Injector::new(InjectConfig::default()).unwrap();
+        let mut sized = InjectConfig::default();
+        sized.resources.requests.cpu = Some("35m".into());
+        let mut web = pod("web-5d8f-x2");
+        web["metadata"]["labels"] = json!({"pod-template-hash": "5d8f"});
+        web["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "uid": "1", "controller": true}]);
+        let mut view = shipped_view(json!([{"metadata": {"name": "team", "labels": {"istio-injection": "enabled"}}}]));
+        view.pods = vec![injected(&Injector::new(sized).unwrap(), web)];
+        view.replica_sets = vec![
+            serde_json::from_value(json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "web-5d8f", "namespace": "team", "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "2", "controller": true}]}}))
+            .unwrap(),
+        ];
+        let cpu_drift = |view: &ClusterView| -> Vec<(String, String, String)> {
+            let rows = namespaces::report(&today, view, &CheckOptions::default());
+            find_drift(&today, view, &rows)
+                .0
+                .iter()
+                .flat_map(|row| row.differences.iter())
+                .filter(|d| d.field == "cpu.request")
+                .map(|d| (d.running.clone(), d.expected.clone(), d.source.clone()))
+                .collect()
+        };
+        let owned = |a: &str, b: &str, c: &str| vec![(a.to_string(), b.to_string(), c.to_string())];
+        assert_eq!(
+            cpu_drift(&view),
+            owned("35m", "100m", "config default"),
+            "no VPA: the config's"
+        );
+        view.vpas = vec![vpa("35m")];
+        assert_eq!(cpu_drift(&view), Vec::new(), "sized as its VPA says: no drift");
+        view.vpas = vec![vpa("50m")];
+        assert_eq!(
+            cpu_drift(&view),
+            owned("35m", "50m", "vpa team/web"),
+            "the VPA moved on"
+        );
     }
 }

@@ -18,11 +18,13 @@ mod tls_probe;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta};
 use serde::Serialize;
 
-use crate::engine::Injector;
+use crate::engine::{Injector, Recommendation};
+use crate::server::vpa::{PodOwner, controller_of, recommendation_among, vpa_resource};
 
 pub use self::drift::{Difference, PodDrift};
 pub use self::namespaces::{Injection, NamespaceReport};
@@ -108,12 +110,33 @@ pub(crate) struct ClusterView {
     pub(crate) namespaces: Vec<Namespace>,
     pub(crate) limit_ranges: BTreeMap<String, Vec<LimitRange>>,
     pub(crate) pods: Vec<Pod>,
+    /// The VerticalPodAutoscalers of the namespaces read (none without the CRD).
+    pub(crate) vpas: Vec<DynamicObject>,
+    /// The ReplicaSets' metadata, read in namespaces that have a VPA (the pod owner's
+    /// ReplicaSet → Deployment step).
+    pub(crate) replica_sets: Vec<PartialObjectMeta<ReplicaSet>>,
 }
 
 impl ClusterView {
     /// The LimitRanges of `namespace`.
     pub(crate) fn limit_ranges_of(&self, namespace: &str) -> &[LimitRange] {
         self.limit_ranges.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// The recommendation today's injection would take for `pod` (as JSON) from a VPA
+    /// targeting its owner, as the server's VPA layer resolves it.
+    pub(crate) fn recommendation_for(&self, pod: &serde_json::Value) -> Option<Recommendation> {
+        let owner = PodOwner::from_metadata(&pod["metadata"])?;
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let replica_set_owner = |name: &str| {
+            self.replica_sets
+                .iter()
+                .find(|rs| {
+                    rs.metadata.namespace.as_deref() == Some(namespace) && rs.metadata.name.as_deref() == Some(name)
+                })
+                .map(|rs| controller_of(&rs.metadata))
+        };
+        recommendation_among(&self.vpas, replica_set_owner, namespace, &owner).0
     }
 
     /// The namespace object named `name`, when it was read.
@@ -211,6 +234,7 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
         Some(selector) => ListParams::default().labels(selector),
         None => ListParams::default(),
     };
+    let mut vpa_installed = true;
     for namespace in &namespaces {
         let name = namespace.metadata.name.clone().unwrap_or_default();
         let limit_ranges = Api::<LimitRange>::namespaced(client.clone(), &name)
@@ -219,6 +243,9 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
             .map_err(api_error(format!("LimitRanges in {name}")))?
             .items;
         view.limit_ranges.insert(name.clone(), limit_ranges);
+        if vpa_installed {
+            vpa_installed = read_vpas(client, &name, &mut view).await?;
+        }
         let pods = Api::<Pod>::namespaced(client.clone(), &name)
             .list(&pod_params)
             .await
@@ -228,6 +255,30 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
     }
     view.namespaces = namespaces;
     Ok(view)
+}
+
+/// Adds `namespace`'s VPAs to `view`, and its ReplicaSets when it has any; `false` when the
+/// VPA CRD is not installed (the API server answers 404), so that the layer is off as in the
+/// server.
+async fn read_vpas(client: &kube::Client, namespace: &str, view: &mut ClusterView) -> Result<bool, CheckError> {
+    let vpas = match Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &vpa_resource())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(listed) => listed.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(error) => return Err(api_error(format!("VerticalPodAutoscalers in {namespace}"))(error)),
+    };
+    if !vpas.is_empty() {
+        let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(api_error(format!("ReplicaSets in {namespace}")))?
+            .items;
+        view.replica_sets.extend(replica_sets);
+        view.vpas.extend(vpas);
+    }
+    Ok(true)
 }
 
 /// Runs every check against the cluster `client` talks to, judging pods by `injector`, the

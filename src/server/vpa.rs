@@ -16,6 +16,7 @@
 use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -204,7 +205,8 @@ impl std::fmt::Debug for VpaCache {
     }
 }
 
-fn vpa_resource() -> ApiResource {
+/// The VerticalPodAutoscaler resource (`autoscaling.k8s.io/v1`), read as dynamic objects.
+pub(crate) fn vpa_resource() -> ApiResource {
     let kind = GroupVersionKind::gvk("autoscaling.k8s.io", "v1", "VerticalPodAutoscaler");
     ApiResource::from_gvk_with_plural(&kind, "verticalpodautoscalers")
 }
@@ -272,30 +274,50 @@ impl VpaCache {
         let Some(stores) = self.stores.get() else {
             return (None, None);
         };
-        let (kind, name, warning) = target_of(owner, |replica_set| {
-            let cached = stores
-                .replica_sets
-                .get(&ObjectRef::new(replica_set).within(namespace))?;
-            let controller = cached
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .find(|owner| owner.controller == Some(true))
-                .map(|owner| (owner.kind.clone(), owner.name.clone()));
-            Some(controller)
-        });
-        let found = stores
-            .vpas
-            .state()
-            .iter()
-            .filter(|vpa| vpa.metadata.namespace.as_deref() == Some(namespace))
-            .find_map(|vpa| {
-                let vpa_name = vpa.metadata.name.as_deref()?;
-                recommendation_of(&vpa.data, namespace, vpa_name, &kind, &name)
-            });
-        (found, warning)
+        let vpas = stores.vpas.state();
+        recommendation_among(
+            vpas.iter().map(|vpa| &**vpa),
+            |replica_set| {
+                let cached = stores
+                    .replica_sets
+                    .get(&ObjectRef::new(replica_set).within(namespace))?;
+                Some(controller_of(&cached.metadata))
+            },
+            namespace,
+            owner,
+        )
     }
+}
+
+/// The controller owner (kind, name) in `metadata`'s owner references.
+pub(crate) fn controller_of(metadata: &ObjectMeta) -> Option<(String, String)> {
+    metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| (owner.kind.clone(), owner.name.clone()))
+}
+
+/// The recommendation for a pod of `owner` in `namespace` among `vpas` (any namespace; the
+/// others are passed over), its ReplicaSet resolved through `replica_set_owner` as in
+/// [`target_of`]; with a warning on a ReplicaSet miss. The server's caches and `check`'s
+/// listing both answer through it.
+pub(crate) fn recommendation_among<'a>(
+    vpas: impl IntoIterator<Item = &'a DynamicObject>,
+    replica_set_owner: impl FnOnce(&str) -> Option<Option<(String, String)>>,
+    namespace: &str,
+    owner: &PodOwner,
+) -> (Option<Recommendation>, Option<String>) {
+    let (kind, name, warning) = target_of(owner, replica_set_owner);
+    let found = vpas
+        .into_iter()
+        .filter(|vpa| vpa.metadata.namespace.as_deref() == Some(namespace))
+        .find_map(|vpa| {
+            let vpa_name = vpa.metadata.name.as_deref()?;
+            recommendation_of(&vpa.data, namespace, vpa_name, &kind, &name)
+        });
+    (found, warning)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Every pod annotation in the registry appears, mostly with its registry sample or another
 //! valid value and sometimes with a common mistake for its form; user volumes and mounts
 //! (valid ones and the mistakes the API server refuses); pods that bring their own
-//! `istio-proxy` or `istio-init`; probes and hooks on app containers, restartable init
+//! `istio-proxy` (with env, resources, probes and ports) or `istio-init`; probes and hooks on app containers, restartable init
 //! containers and overrides; init containers with and without `restartPolicy: Always`;
 //! pod-level `spec.resources`; and names at their length limits. The same seed always gives
 //! the same pods, so a failure can be replayed.
@@ -290,6 +290,15 @@ fn own_containers(rng: &mut Prng, native: bool, containers: &mut Vec<Value>, ini
             }
             if rng.one_in(3) {
                 proxy["readinessProbe"] = probe(rng, 15021, "");
+            }
+            if rng.one_in(3) {
+                // Ports merge by number: ours replaced, one beside ours, or one taking our
+                // port's name under another number (two ports of one name).
+                proxy["ports"] = match rng.below(3) {
+                    0 => json!([{"containerPort": 15090, "name": "http-envoy-prom"}]),
+                    1 => json!([{"containerPort": 9090, "name": "admin-port"}]),
+                    _ => json!([{"containerPort": 9090, "name": "http-envoy-prom"}]),
+                };
             }
             containers.push(proxy);
         }
