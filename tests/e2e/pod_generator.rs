@@ -3,8 +3,9 @@
 //! Every pod annotation in the registry appears, mostly with its registry sample or another
 //! valid value and sometimes with a common mistake for its form; user volumes and mounts
 //! (valid ones and the mistakes the API server refuses); pods that bring their own
-//! `istio-proxy` (with env, resources, probes and ports) or `istio-init`; probes and hooks on app containers, restartable init
-//! containers and overrides; init containers with and without `restartPolicy: Always`;
+//! `istio-proxy` (with env, resources, probes and ports) or `istio-init`; probes and hooks
+//! on app containers, restartable init containers and overrides; init containers with and
+//! without `restartPolicy: Always`;
 //! pod-level `spec.resources`; and names at their length limits. The same seed always gives
 //! the same pods, so a failure can be replayed.
 
