@@ -5,9 +5,12 @@
 //! by [`CertBundle`], the code behind the `certs` command. The API server reaches it at
 //! `https://127.0.0.1:PORT/inject` and trusts it through the caBundle. The harness's injector
 //! also reads namespace annotations and LimitRanges from the cluster, as a deployed one does.
-//! One started with a client CA requires client certificates, as `serve --client-ca` does.
+//! One started with a client CA requires client certificates, as `serve --client-ca` does;
+//! one started with a config file re-reads it, as `serve --config` does.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::{InjectConfig, UserConfig};
@@ -28,6 +31,9 @@ pub const SKIPPED_ALREADY_INJECTED: &str = "sidecar_injection_skip_total{reason=
 pub const CACHE_SYNCED: &str = "sidecar_injector_cache_synced";
 /// TLS handshakes that failed (not timed out): a refused client certificate is one.
 pub const HANDSHAKE_FAILURES: &str = "sidecar_injector_tls_handshake_failures_total{reason=\"error\"}";
+
+/// How often [`RunningInjector::start_with_config_file`]'s injector re-reads its file.
+const CONFIG_POLL: Duration = Duration::from_millis(100);
 
 /// A running webhook server; stopped (and drained) by [`RunningInjector::stop`].
 pub struct RunningInjector {
@@ -64,7 +70,17 @@ impl RunningInjector {
     /// out, as `serve --config` does.
     pub async fn start_with_user_config(user: UserConfig, client: kube::Client) -> Result<Self, String> {
         let config = user.config.clone();
-        Self::start_server(config, Some(user), Some(client), None).await
+        Self::start_server(config, Some(user), Some(client), None, None).await
+    }
+
+    /// Like [`RunningInjector::start_with_user_config`], with the config read from `path` and
+    /// re-read every 100 ms, as `serve --config` polls its file: writing the file is a config
+    /// change without a restart.
+    pub async fn start_with_config_file(path: &Path, client: kube::Client) -> Result<Self, String> {
+        let user = UserConfig::load(path).map_err(|e| e.to_string())?;
+        let config = user.config.clone();
+        let reload = Some(path.to_path_buf());
+        Self::start_server(config, Some(user), Some(client), None, reload).await
     }
 
     async fn start_with(
@@ -72,7 +88,7 @@ impl RunningInjector {
         client: Option<kube::Client>,
         client_ca_pem: Option<&str>,
     ) -> Result<Self, String> {
-        Self::start_server(config, None, client, client_ca_pem).await
+        Self::start_server(config, None, client, client_ca_pem, None).await
     }
 
     async fn start_server(
@@ -80,6 +96,7 @@ impl RunningInjector {
         user: Option<UserConfig>,
         client: Option<kube::Client>,
         client_ca_pem: Option<&str>,
+        reload: Option<PathBuf>,
     ) -> Result<Self, String> {
         let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
         let bundle = CertBundle::generate(&hosts).context("making webhook certificates")?;
@@ -103,6 +120,9 @@ impl RunningInjector {
         }
         if let Some(client) = client {
             server = server.with_cluster(client);
+        }
+        if let Some(path) = reload {
+            server = server.reload_config(path, CONFIG_POLL);
         }
         let webhook = server.webhook_addr().context("webhook address")?;
         let admin = server.admin_addr().context("admin address")?;

@@ -4,7 +4,8 @@
 //! 22 from issue 13 (in-place resize and ResourceQuota), 23 to 27 from issue 14
 //! (VPA recommendations as a sizing layer; `advise --apply`), 28 to 33 from issue 15 (the
 //! installed Istio: its ConfigMaps, revisions, paths, templates), 34 from issue 15 (the live
-//! side-by-side with a real istiod), 38 to 40 from issue 16 (the Helm chart), 41 to 45 from
+//! side-by-side with a real istiod), 35 to 37 from issue 15 (live: chart values changed, a
+//! canary moved by a tag, the takeover overlay with istiod registered), 38 to 40 from issue 16 (the Helm chart), 41 to 45 from
 //! issue 16 (`check` on a live cluster, Events).
 
 mod advise_apply;
@@ -21,15 +22,8 @@ mod injection;
 mod installed_istio;
 mod limit_ranges;
 mod live_istiod;
-mod live_verdict;
-// Scenarios 35 and 36 compare with our side under `istio.source: cluster` (issue 15, part A),
-// and 37 needs its takeover overlay (istiod re-injects over our classic pod today); they are
-// registered once that lands, and this `expect` goes with them.
-#[expect(
-    dead_code,
-    reason = "scenarios 35 and 36 are registered after issue 15 part A is merged"
-)]
 mod live_istiod_next;
+mod live_verdict;
 mod manifests;
 mod mtls;
 mod namespace_tuning;
@@ -225,6 +219,30 @@ async fn group_3(harness: &Harness, report: &mut Report) {
             Duration::from_secs(300),
             // Boxed: their futures are large, and the test thread's stack is not.
             Box::pin(live_istiod::run(harness)),
+        )
+        .await;
+    report
+        .run_within(
+            35,
+            "live: chart values changed, next pod both",
+            Duration::from_secs(180),
+            Box::pin(live_istiod_next::chart_values_change(harness)),
+        )
+        .await;
+    report
+        .run_within(
+            36,
+            "live: canary, tag moved a → b, istiod and ours",
+            Duration::from_secs(240),
+            Box::pin(live_istiod_next::canary_with_tag(harness)),
+        )
+        .await;
+    report
+        .run_within(
+            37,
+            "live: takeover overlay, istiod registered",
+            Duration::from_secs(120),
+            Box::pin(live_istiod_next::takeover_with_istiod_registered(harness)),
         )
         .await;
     report
