@@ -59,7 +59,7 @@ impl Fate {
             Fate::Injected => "injected with one proxy",
             Fate::Skipped => "skipped",
             Fate::Denied(_) => "denied by the webhook",
-            Fate::Wrong(_) => "WRONG",
+            Fate::Wrong(_) => "wrong (refused after our patch, a failed webhook call, or a wrong proxy count)",
         }
     }
 }
@@ -233,7 +233,8 @@ async fn dry_run_all(
 /// Prints the counts of each outcome and the denials by kind; returns the counts and the
 /// wrong outcomes, each with its pod.
 fn summarize(pass: &str, fates: &[(usize, Fate)], pods: &[Pod], started: Instant) -> (String, Vec<String>) {
-    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // The wrong outcomes are always counted, so a pass prints "0 wrong (...)".
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::from([(Fate::Wrong(String::new()).label(), 0)]);
     for (_, fate) in fates {
         *counts.entry(fate.label()).or_default() += 1;
     }
@@ -294,7 +295,12 @@ async fn judge(plain: &Api<Pod>, injected: &Api<Pod>, pod: &Pod, engine_skips: b
     };
     match injected.create(&dry_run, pod).await {
         Ok(answer) => match (proxy_count(&answer), engine_skips) {
-            (0 | 1, true) => Fate::Skipped,
+            // Skipped: the pod keeps what it brought (its own proxy, if any), nothing added.
+            (n, true) if n == proxy_count(&alone) => Fate::Skipped,
+            (n, true) => Fate::Wrong(format!(
+                "skipped by the engine, yet stored with {n} proxies (it brought {})",
+                proxy_count(&alone)
+            )),
             (1, false) if qos(&alone) == "Guaranteed" && qos(&answer) != "Guaranteed" => {
                 Fate::Wrong(format!("Guaranteed on its own, {} with the proxy", qos(&answer)))
             }
