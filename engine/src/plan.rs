@@ -368,6 +368,9 @@ impl<'a> PodSettings<'a> {
                 },
                 Cow::Owned(crate::image_type::with_image_type(&config.proxy_init_image, image_type)),
             ),
+            None if named_by_pod && config.init_image_from_proxy_image_annotation => {
+                (Cow::Borrowed(proxy_image), Cow::Borrowed(proxy_image))
+            }
             None => (
                 Cow::Borrowed(proxy_image),
                 Cow::Borrowed(config.proxy_init_image.as_str()),

@@ -73,10 +73,12 @@ pub(crate) struct SidecarInputs<'a> {
 /// The `istio-proxy` container, with the template's parts where they fit this pod.
 pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyContainer<'a> {
     let template = inputs.template;
-    let concurrency = inputs
-        .proxy_config
-        .concurrency
-        .or_else(|| inputs.resources.concurrency(inputs.concurrency));
+    let concurrency = match inputs.proxy_config.concurrency {
+        Some(set) if inputs.config.concurrency_arg_from_proxy_config => Some(set),
+        // The agent reads it from PROXY_CONFIG, as istiod after 1.28 leaves it.
+        Some(_) => None,
+        None => inputs.resources.concurrency(inputs.concurrency),
+    };
     let security = SecurityInputs {
         tproxy: inputs.traffic.mode == InterceptionMode::Tproxy,
         cap_net_bind_service: inputs.cap_net_bind_service,
@@ -251,7 +253,9 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
     if !config.network.is_empty() {
         env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
     }
-    if let Some(attributes) = otel_resource_attributes(inputs, app_containers) {
+    if let Some(attributes) =
+        otel_resource_attributes(inputs, app_containers).filter(|_| config.otel_resource_attributes)
+    {
         env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
     }
     if let Some(original) = inputs.prometheus_original {
@@ -414,4 +418,66 @@ pub fn mtls_certs_volume(config: &InjectConfig, pod: &Pod) -> Option<(&'static s
         MTLS_CERTS_VOLUME,
         json!({"name": MTLS_CERTS_VOLUME, "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The settings that follow istiod after 1.28, through the public injection call.
+
+    use serde_json::{Value, json};
+
+    use crate::config::InjectConfig;
+    use crate::test_support::{container, inject_and_apply};
+
+    fn injected(config: InjectConfig, labels: Value, annotations: Value) -> Value {
+        let pod = json!({"metadata": {"name": "p", "labels": labels, "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}});
+        inject_and_apply(config, &pod, Default::default()).unwrap().0
+    }
+
+    fn env_names(proxy: &Value) -> Vec<&str> {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn istio_1_28_and_later_behaviours_follow_their_settings() {
+        let annotations = json!({"sidecar.istio.io/proxyImage": "example/proxy:own",
+            "proxy.istio.io/config": "{\"concurrency\": 3}"});
+        let labels = json!({"app.kubernetes.io/version": "v1"});
+        let as_1_28 = injected(InjectConfig::default(), labels.clone(), annotations.clone());
+        let proxy = container(&as_1_28, "istio-proxy");
+        assert_eq!(
+            container(&as_1_28, "istio-init")["image"],
+            InjectConfig::default().proxy_init_image
+        );
+        assert!(
+            proxy["args"]
+                .as_array()
+                .unwrap()
+                .windows(2)
+                .any(|w| w[0] == "--concurrency" && w[1] == "3")
+        );
+        assert!(env_names(proxy).contains(&"OTEL_RESOURCE_ATTRIBUTES"));
+
+        let later = InjectConfig {
+            init_image_from_proxy_image_annotation: true,
+            concurrency_arg_from_proxy_config: false,
+            otel_resource_attributes: false,
+            ..InjectConfig::default()
+        };
+        let after = injected(later, labels, annotations);
+        let proxy = container(&after, "istio-proxy");
+        assert_eq!(container(&after, "istio-init")["image"], "example/proxy:own");
+        assert!(
+            !proxy["args"].as_array().unwrap().iter().any(|a| a == "--concurrency"),
+            "{}",
+            proxy["args"]
+        );
+        assert!(!env_names(proxy).contains(&"OTEL_RESOURCE_ATTRIBUTES"));
+    }
 }

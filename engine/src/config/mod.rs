@@ -361,6 +361,15 @@ pub struct InjectConfig {
     /// Give the proxy `GOMAXPROCS` as a `resourceFieldRef` to `limits.cpu`, as istiod has
     /// since after 1.28 (its 1.28 test corpus has none).
     pub go_max_procs_from_limit: bool,
+    /// Give `istio-init` the pod's `sidecar.istio.io/proxyImage` too, as istiod does after
+    /// 1.28 (its 1.28 corpus keeps the configured init image).
+    pub init_image_from_proxy_image_annotation: bool,
+    /// Write `--concurrency` from a `concurrency` in the pod's `proxy.istio.io/config`, as
+    /// istiod 1.28 does; after 1.28 istiod passes it in `PROXY_CONFIG` only.
+    pub concurrency_arg_from_proxy_config: bool,
+    /// Write `OTEL_RESOURCE_ATTRIBUTES` for pods labelled `app.kubernetes.io/version`, as the
+    /// 1.28 corpus shows; the istiod after 1.28 we compare with writes none.
+    pub otel_resource_attributes: bool,
     /// Record where each proxy resource value came from in the `sidecar-injector.io/resources`
     /// annotation.
     pub provenance_annotation: bool,
@@ -473,6 +482,9 @@ impl Default for InjectConfig {
             resize_policy: ResizePolicyConfig::default(),
             go_mem_limit_percent: 90,
             go_max_procs_from_limit: false,
+            init_image_from_proxy_image_annotation: false,
+            concurrency_arg_from_proxy_config: true,
+            otel_resource_attributes: true,
             provenance_annotation: true,
             compliance_policy: String::new(),
             image_pull_secrets: Vec::new(),

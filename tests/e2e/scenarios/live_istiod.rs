@@ -154,8 +154,13 @@ pub fn our_config(rendered: &Rendered, revision: &str) -> Result<InjectConfig, S
     config.proxy_component_log_level = text(&global["proxy"]["componentLogLevel"]);
     config.agent_log_level = text(&global["logging"]["level"]);
     config.revision = revision.to_string();
-    // Istio after 1.28 (the module compared) writes GOMAXPROCS from limits.cpu.
+    // Istio after 1.28 (the module compared) writes GOMAXPROCS from limits.cpu, gives istio-init
+    // the pod's proxyImage, leaves a proxy.istio.io/config concurrency to PROXY_CONFIG, and
+    // writes no OTEL_RESOURCE_ATTRIBUTES: our settings for each.
     config.go_max_procs_from_limit = true;
+    config.init_image_from_proxy_image_annotation = true;
+    config.concurrency_arg_from_proxy_config = false;
+    config.otel_resource_attributes = false;
     if let Some(address) = mesh["defaultConfig"]["discoveryAddress"].as_str() {
         config.ca_address = address.to_string();
     }
