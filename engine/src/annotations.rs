@@ -64,6 +64,11 @@ pub const AGENT_LOG_LEVEL: &str = "sidecar.istio.io/agentLogLevel";
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
 /// Give the proxy `NET_BIND_SERVICE` (it then runs as root), for ports below 1024.
 pub const CAP_NET_BIND_SERVICE: &str = "sidecar.istio.io/capNetBindService";
+/// A ConfigMap with Envoy's custom bootstrap, mounted into the proxy.
+pub const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+/// The accepted form of [`BOOTSTRAP_OVERRIDE`].
+pub(crate) const BOOTSTRAP_OVERRIDE_FORMS: &str =
+    "the name of a ConfigMap in the pod's namespace holding custom_bootstrap.json, e.g. custom-bootstrap";
 /// The proxy image for one pod.
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Traffic capture mode.
@@ -297,6 +302,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(TEMPLATES, Pod, Text, TEMPLATE_FORMS, "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar); a pod naming another template is refused, or skipped or given the sidecar (config `unknownTemplates`)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
+    row(BOOTSTRAP_OVERRIDE, Pod, Text, BOOTSTRAP_OVERRIDE_FORMS, "Envoy's custom bootstrap: the ConfigMap is mounted at `/etc/istio/custom-bootstrap` and named to the agent by `ISTIO_BOOTSTRAP_OVERRIDE`", None, "custom-bootstrap"),
     row(CAP_NET_BIND_SERVICE, Pod, Bool, "true (anything else is off, as istiod reads it)", "add `NET_BIND_SERVICE` to the proxy, which then runs as root (uid 0, gid 1337)", None, "true"),
     row(LOG_LEVEL, Pod, Choice, LOG_LEVEL_FORMS, "Envoy's log level (`--proxyLogLevel`)", Some("proxyLogLevel"), "debug"),
     row(COMPONENT_LOG_LEVEL, Pod, Text, COMPONENT_LOG_LEVEL_FORMS, "Envoy's component log levels (`--proxyComponentLogLevel`)", Some("proxyComponentLogLevel"), "misc:error,rbac:debug"),

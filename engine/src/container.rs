@@ -153,15 +153,22 @@ impl Serialize for Requirements<'_> {
 pub(crate) struct Mounts<'a> {
     /// The template's, serialized.
     pub compiled: &'a [Box<RawValue>],
+    /// A mount of this pod's written right after the template's mount at that index (the
+    /// custom bootstrap's, after `istio-data`).
+    pub inserted: Option<(usize, Value)>,
     /// The user's (`sidecar.istio.io/userVolumeMount`).
     pub user: Vec<&'a Value>,
 }
 
 impl Serialize for Mounts<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.compiled.len() + self.user.len()))?;
-        for mount in self.compiled {
+        let count = self.compiled.len() + usize::from(self.inserted.is_some()) + self.user.len();
+        let mut seq = serializer.serialize_seq(Some(count))?;
+        for (index, mount) in self.compiled.iter().enumerate() {
             seq.serialize_element(mount)?;
+            if let Some((_, inserted)) = self.inserted.as_ref().filter(|(at, _)| *at == index) {
+                seq.serialize_element(inserted)?;
+            }
         }
         for mount in &self.user {
             seq.serialize_element(mount)?;

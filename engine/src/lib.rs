@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod annotations;
+mod bootstrap_override;
 mod capture_lists;
 pub mod config;
 mod container;

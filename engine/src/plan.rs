@@ -76,6 +76,8 @@ pub(crate) struct Plan<'a> {
     pub init_image: Cow<'a, str>,
     /// `sidecar.istio.io/capNetBindService: "true"`.
     pub cap_net_bind_service: bool,
+    /// The ConfigMap of `sidecar.istio.io/bootstrapOverride`.
+    pub bootstrap_override: Option<&'a str>,
     /// Log levels of the proxy and agent.
     pub log_levels: LogLevels,
     /// Whether an init container is added.
@@ -153,6 +155,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         proxy_image: settings.proxy_image,
         init_image: settings.init_image,
         cap_net_bind_service: settings.cap_net_bind_service,
+        bootstrap_override: settings.bootstrap_override,
         log_levels: settings.log_levels,
         init_name: checked.init_name,
         overrides: checked.overrides,
@@ -281,7 +284,10 @@ fn check_and_grow(
     if !settings.user_volumes.is_empty()
         && let Some(spec) = request.pod.spec.as_ref()
     {
-        settings.user_volumes.check(&surroundings(config, spec, overrides))?;
+        let bootstrap = settings.bootstrap_override.is_some();
+        settings
+            .user_volumes
+            .check(&surroundings(config, spec, overrides, bootstrap))?;
     }
     let limit_ranges = request.namespace_context.limit_ranges;
     grow_pod_level(request.pod, resources.0, resources.1, placement, limit_ranges, warnings)
@@ -323,6 +329,7 @@ struct PodSettings<'a> {
     proxy_image: Cow<'a, str>,
     init_image: Cow<'a, str>,
     cap_net_bind_service: bool,
+    bootstrap_override: Option<&'a str>,
     log_levels: LogLevels,
 }
 
@@ -396,6 +403,7 @@ impl<'a> PodSettings<'a> {
             proxy_image,
             init_image,
             cap_net_bind_service,
+            bootstrap_override: crate::bootstrap_override::read(annotations)?,
             log_levels,
         })
     }
@@ -433,13 +441,21 @@ fn with_warnings(own: Resolution, warnings: &mut Vec<String>) -> ProxyResources 
     own.resources
 }
 
-/// What the user's volumes and mounts land beside: the pod's volumes, ours and the proxy's
-/// own mounts.
-fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overrides) -> Surroundings<'a> {
+/// What the user's volumes and mounts land beside: the pod's volumes, ours (with the custom
+/// bootstrap's when `bootstrap`) and the proxy's own mounts.
+fn surroundings<'a>(
+    config: &InjectConfig,
+    spec: &'a PodSpec,
+    overrides: &Overrides,
+    bootstrap: bool,
+) -> Surroundings<'a> {
     let mtls = config.mount_mtls_certs;
     let mut our_mounts = istio_parts::PROXY_MOUNTS.to_vec();
     if mtls {
         our_mounts.push((istio_parts::MTLS_CERTS_VOLUME, istio_parts::MTLS_CERTS_MOUNT_PATH));
+    }
+    if bootstrap {
+        our_mounts.push((crate::bootstrap_override::VOLUME, crate::bootstrap_override::MOUNT_PATH));
     }
     let privileged = overrides
         .proxy_container()
@@ -451,6 +467,7 @@ fn surroundings<'a>(config: &InjectConfig, spec: &'a PodSpec, overrides: &Overri
         our_volumes: istio_parts::VOLUME_NAMES
             .into_iter()
             .chain(mtls.then_some(istio_parts::MTLS_CERTS_VOLUME))
+            .chain(bootstrap.then_some(crate::bootstrap_override::VOLUME))
             .collect(),
         our_mounts,
         privileged,

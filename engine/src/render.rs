@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use crate::bootstrap_override;
 use crate::config::{InjectConfig, InterceptionMode};
 use crate::container::{EnvVar, Fragment, SidecarContainer};
 use crate::overrides;
@@ -51,6 +52,7 @@ pub(crate) fn render<'t>(
         proxy_image: &plan.proxy_image,
         init_image: &plan.init_image,
         cap_net_bind_service: plan.cap_net_bind_service,
+        bootstrap_override: plan.bootstrap_override,
         proxy_ids: plan.proxy_ids,
         config,
         template,
@@ -126,17 +128,29 @@ fn render_volumes<'t>(
     let existing = plan.spec.volumes.as_ref();
     let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
     let mtls = mtls_certs_volume(config, plan.pod);
-    let mut names: Vec<String> = template.volumes.iter().map(|(name, _)| name.to_string()).collect();
+    let bootstrap = plan.bootstrap_override.map(bootstrap_override::volume);
+    let mut names: Vec<String> = Vec::new();
+    let mut ours = Vec::new();
+    for (name, raw) in &template.volumes {
+        names.push(name.to_string());
+        if !exists(name) {
+            ours.push(Fragment::Compiled(raw));
+        }
+        // The custom bootstrap's volume stands where istiod's template puts it.
+        if *name == bootstrap_override::AFTER_VOLUME
+            && let Some(volume) = &bootstrap
+        {
+            names.push(bootstrap_override::VOLUME.to_string());
+            if !exists(bootstrap_override::VOLUME) {
+                ours.push(Fragment::Built(volume.clone()));
+            }
+        }
+    }
     names.extend(mtls.iter().map(|(name, _)| name.to_string()));
-    let ours = template
-        .volumes
-        .iter()
-        .filter(|(name, _)| !exists(name))
-        .map(|(_, raw)| Fragment::Compiled(raw))
-        .chain(
-            mtls.filter(|(name, _)| !exists(name))
-                .map(|(_, volume)| Fragment::Built(volume)),
-        );
+    let ours = ours.into_iter().chain(
+        mtls.filter(|(name, _)| !exists(name))
+            .map(|(_, volume)| Fragment::Built(volume)),
+    );
     let users = plan
         .user_volumes
         .volumes

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::resources::{ConcurrencyPolicy, ProxyResources};
 use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
+use crate::bootstrap_override;
 use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
 use crate::container::{EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, Requirements};
 use crate::istio_parts::{
@@ -58,6 +59,8 @@ pub(crate) struct SidecarInputs<'a> {
     pub init_image: &'a str,
     /// Add `NET_BIND_SERVICE` to the proxy (`sidecar.istio.io/capNetBindService`).
     pub cap_net_bind_service: bool,
+    /// The ConfigMap of `sidecar.istio.io/bootstrapOverride`.
+    pub bootstrap_override: Option<&'a str>,
     /// The proxy's uid and gid: 1337, or a user override's `runAsUser`/`runAsGroup`.
     pub proxy_ids: (i64, i64),
     /// The configuration.
@@ -123,6 +126,12 @@ pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyCont
         startup_probe: (status_port != 0).then_some(&*template.startup_probe),
         volume_mounts: Mounts {
             compiled: &template.proxy_mounts,
+            inserted: inputs.bootstrap_override.and_then(|_| {
+                let at = PROXY_MOUNTS
+                    .iter()
+                    .position(|(name, _)| *name == bootstrap_override::AFTER_MOUNT)?;
+                Some((at, bootstrap_override::mount()))
+            }),
             user: Vec::new(),
         },
     }
@@ -247,6 +256,9 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
             "ISTIO_META_OWNER",
             inputs.workload.owner_uri(inputs.namespace),
         ));
+    }
+    if inputs.bootstrap_override.is_some() {
+        env.push(EnvVar::literal(bootstrap_override::ENV, bootstrap_override::FILE));
     }
     env.push(EnvVar::literal("ISTIO_META_MESH_ID", config.mesh_id.as_str()));
     env.push(EnvVar::literal("TRUST_DOMAIN", config.trust_domain.as_str()));
