@@ -84,6 +84,7 @@ impl ClusterCache {
         tokio::spawn(drain(
             "namespaces",
             reflector::reflector(namespace_writer, namespace_events),
+            metrics.clone(),
         ));
 
         let (limit_ranges, limit_range_writer) = reflector::store();
@@ -92,6 +93,7 @@ impl ClusterCache {
         tokio::spawn(drain(
             "limitranges",
             reflector::reflector(limit_range_writer, limit_range_events),
+            metrics.clone(),
         ));
 
         let (resource_quotas, resource_quota_writer) = reflector::store();
@@ -100,10 +102,11 @@ impl ClusterCache {
         tokio::spawn(drain(
             "resourcequotas",
             reflector::reflector(resource_quota_writer, resource_quota_events),
+            metrics.clone(),
         ));
 
         let cache = ClusterCache {
-            vpa: VpaCache::start(client.clone()),
+            vpa: VpaCache::start(client.clone(), metrics.clone()),
             client,
             namespaces,
             limit_ranges,
@@ -204,8 +207,8 @@ impl ClusterCache {
     }
 }
 
-/// Runs a reflector stream forever, logging errors (the backoff retries them).
-pub(super) async fn drain<S, T, E>(what: &'static str, stream: S)
+/// Runs a reflector stream forever, logging and counting errors (the backoff retries them).
+pub(super) async fn drain<S, T, E>(what: &'static str, stream: S, metrics: Arc<Metrics>)
 where
     S: futures_util::Stream<Item = Result<T, E>>,
     E: std::fmt::Display,
@@ -213,6 +216,7 @@ where
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         if let Err(error) = event {
+            metrics.watch_error(what);
             tracing::warn!(cache = what, %error, "watch error; retrying");
         }
     }

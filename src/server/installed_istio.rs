@@ -52,6 +52,7 @@ pub fn spawn(
         while let Some(event) = events.next().await {
             match event {
                 Err(error) => {
+                    metrics.watch_error("istio-configmaps");
                     tracing::warn!(cache = "istio configmaps", %error, "watch error; retrying");
                     continue;
                 }

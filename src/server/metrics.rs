@@ -58,6 +58,14 @@ pub struct Metrics {
     handshake_failures: Family<ReasonLabel, Counter>,
     cache_synced: Gauge,
     events: Family<ResultLabel, Counter>,
+    watch_errors: Family<CacheLabel, Counter>,
+}
+
+/// The `cache` label of the watch error counter: which reflector failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    /// The watched resource, as the reflector names it (`namespaces`, `replicasets`, ...).
+    pub cache: String,
 }
 
 /// The `result` label of the Event counter.
@@ -158,6 +166,11 @@ const EVENTS: (&str, &str) = (
     "sidecar_injector_events",
     "Kubernetes Events about denied or adjusted pods, by result (created, updated, deduplicated, rate-limited, dropped, failed, no-object)",
 );
+/// `sidecar_injector_watch_errors`.
+const WATCH_ERRORS: (&str, &str) = (
+    "sidecar_injector_watch_errors",
+    "Errors of the reflectors' list and watch calls (retried with backoff), by cache; a forbidden watch (missing RBAC) counts here",
+);
 
 /// Registers metrics in one registry, handing back the handle to record with.
 struct Registrar<'r>(&'r mut Registry);
@@ -196,6 +209,7 @@ impl Metrics {
         let handshake_failures = register.metric(HANDSHAKE_FAILURES, Family::<ReasonLabel, Counter>::default());
         let cache_synced = register.metric(CACHE_SYNCED, Gauge::default());
         let events = register.metric(EVENTS, Family::<ResultLabel, Counter>::default());
+        let watch_errors = register.metric(WATCH_ERRORS, Family::<CacheLabel, Counter>::default());
 
         Metrics {
             registry,
@@ -217,7 +231,17 @@ impl Metrics {
             handshake_failures,
             cache_synced,
             events,
+            watch_errors,
         }
+    }
+
+    /// Counts a failed list or watch call of the reflector for `cache`.
+    pub fn watch_error(&self, cache: &str) {
+        self.watch_errors
+            .get_or_create(&CacheLabel {
+                cache: cache.to_string(),
+            })
+            .inc();
     }
 
     /// Counts what became of an Event notice.
@@ -343,5 +367,18 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn counts_watch_errors_by_cache() {
+        let metrics = Metrics::new();
+        metrics.watch_error("replicasets");
+        metrics.watch_error("replicasets");
+        let text = metrics.encode();
+        assert!(
+            text.contains("sidecar_injector_watch_errors_total{cache=\"replicasets\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("cache=\"namespaces\""), "{text}");
     }
 }

@@ -24,6 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::metrics::Metrics;
 use crate::engine::Recommendation;
 use crate::quantity::{Quantity, ResourceKind};
 
@@ -214,8 +215,9 @@ pub(crate) fn vpa_resource() -> ApiResource {
 // === impl VpaCache ===
 
 impl VpaCache {
-    /// Checks for the CRD, then starts both reflectors; logs once when the layer is off.
-    pub fn start(client: kube::Client) -> VpaCache {
+    /// Checks for the CRD, then starts both reflectors; logs once when the layer is off, and
+    /// counts a watch error when that is for any reason but a missing CRD (say, RBAC).
+    pub fn start(client: kube::Client, metrics: Arc<Metrics>) -> VpaCache {
         let cache = VpaCache::default();
         let stores = cache.stores.clone();
         let off = cache.off.clone();
@@ -225,7 +227,10 @@ impl VpaCache {
             if let Err(error) = vpas.list(&ListParams::default().limit(1)).await {
                 let reason = match &error {
                     kube::Error::Api(status) if status.code == 404 => "the CRD is not installed".to_string(),
-                    other => format!("VPAs cannot be listed: {other}"),
+                    other => {
+                        metrics.watch_error("verticalpodautoscalers");
+                        format!("VPAs cannot be listed: {other}")
+                    }
                 };
                 tracing::info!(
                     "VerticalPodAutoscaler layer off: {reason} (autoscaling.k8s.io/v1 verticalpodautoscalers)"
@@ -239,6 +244,7 @@ impl VpaCache {
             tokio::spawn(super::cluster::drain(
                 "verticalpodautoscalers",
                 reflector::reflector(vpa_writer, vpa_events),
+                metrics.clone(),
             ));
             let (replica_set_store, replica_set_writer) = reflector::store();
             let replica_set_events = watcher(
@@ -249,6 +255,7 @@ impl VpaCache {
             tokio::spawn(super::cluster::drain(
                 "replicasets",
                 reflector::reflector(replica_set_writer, replica_set_events),
+                metrics,
             ));
             tracing::info!("VerticalPodAutoscaler layer on: watching VPAs and ReplicaSets");
             let _ = stores.set(Stores {
@@ -404,7 +411,8 @@ mod tests {
     async fn without_the_crd_the_layer_is_off_and_says_why() {
         let addr = api_server_without_the_crd().await;
         let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
-        let cache = VpaCache::start(client);
+        let metrics = Arc::new(Metrics::default());
+        let cache = VpaCache::start(client, metrics.clone());
         let mut layer = cache.layer();
         for _ in 0..500 {
             if layer != VpaLayer::Starting {
@@ -415,5 +423,7 @@ mod tests {
         }
         assert_eq!(layer, VpaLayer::Off("the CRD is not installed".into()));
         assert_eq!(cache.recommendation_for("shop", &replica_set_owner()), (None, None));
+        // A missing CRD is a layer turned off, not a failed watch.
+        assert!(!metrics.encode().contains("sidecar_injector_watch_errors"));
     }
 }

@@ -22,11 +22,24 @@ use crate::check::Context;
 
 /// A client for the cluster, from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, String> {
-    let kubeconfig = Kubeconfig::read_from(path).context(format!("reading {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .context(format!("using {}", path.display()))?;
+    let config = config_from_kubeconfig(path).await?;
     Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// A client with the kubeconfig's credentials that acts as `user` (impersonation, as
+/// `kubectl --as`), so the API server authorizes every call as that user: for a
+/// ServiceAccount, `system:serviceaccount:NS:NAME`, with its groups added by the API server.
+pub async fn client_as(path: &Path, user: &str) -> Result<Client, String> {
+    let mut config = config_from_kubeconfig(path).await?;
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).context(format!("building a Kubernetes client acting as {user}"))
+}
+
+async fn config_from_kubeconfig(path: &Path) -> Result<Config, String> {
+    let kubeconfig = Kubeconfig::read_from(path).context(format!("reading {}", path.display()))?;
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context(format!("using {}", path.display()))
 }
 
 /// The message of an API error (the `Status.message` the API server sent), or the error.

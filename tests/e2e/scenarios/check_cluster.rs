@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use sidecar_injector::certs::CertBundle;
@@ -237,9 +238,51 @@ type StateCase = (
     Option<&'static str>,
 );
 
-/// Scenario 43: one namespace of each injection state, with revision and reason.
+/// The revision tag scenario 43 registers, as `sidecar-injector tag` makes its webhook.
+const TAG: &str = "e2e-check-prod";
+
+/// Scenario 43: one namespace of each injection state, with revision and reason, and one
+/// labelled with a revision tag whose webhook is registered as the `tag` command prints it.
 pub async fn namespace_states(harness: &Harness) -> Outcome {
-    let cases: [StateCase; 5] = [
+    let tagged = deploy::pointed_at(
+        sidecar_injector::tag::tag_webhook(TAG).map_err(|e| e.to_string())?,
+        &harness.injector.url(),
+        harness.injector.ca_pem(),
+    );
+    let tag_configuration = tagged.metadata.name.clone().unwrap_or_default();
+    harness.cluster.register_webhook(&tagged).await?;
+    let result = namespace_states_with_tag(harness, &tagged).await;
+    let unregistered = harness.cluster.unregister_webhook(&tag_configuration).await;
+    let message = result?;
+    unregistered?;
+    Ok(message)
+}
+
+/// The webhooks (`configuration/webhook`) of `configuration` that select namespaces by
+/// `istio.io/rev`: those a namespace labelled with the tag is sent to.
+fn revision_webhooks(configuration: &MutatingWebhookConfiguration) -> Vec<String> {
+    let configuration_name = configuration.metadata.name.as_deref().unwrap_or_default();
+    configuration
+        .webhooks
+        .iter()
+        .flatten()
+        .filter(|webhook| {
+            let expressions = webhook
+                .namespace_selector
+                .as_ref()
+                .and_then(|s| s.match_expressions.as_ref());
+            expressions
+                .into_iter()
+                .flatten()
+                .any(|e| e.key == deploy::REVISION_LABEL && e.operator == "In")
+        })
+        .map(|webhook| format!("{configuration_name}/{}", webhook.name))
+        .collect()
+}
+
+async fn namespace_states_with_tag(harness: &Harness, tagged: &MutatingWebhookConfiguration) -> Outcome {
+    let tag_configuration = tagged.metadata.name.as_deref().unwrap_or_default();
+    let cases: [StateCase; 6] = [
         (
             "e2e-check-enabled",
             &[("istio-injection", "enabled")],
@@ -260,8 +303,9 @@ pub async fn namespace_states(harness: &Harness) -> Outcome {
             None,
         ),
         ("e2e-check-unlabelled", &[], "opt-in", Some("default")),
+        ("e2e-check-tagged", &[("istio.io/rev", TAG)], "enabled", Some(TAG)),
     ];
-    let mut args = vec!["--webhook", E2E_WEBHOOK, "-o", "json"];
+    let mut args = vec!["--webhook", E2E_WEBHOOK, "--webhook", tag_configuration, "-o", "json"];
     for (name, labels, _, _) in &cases {
         harness.cluster.create_namespace(name, labels).await?;
         args.extend(["-n", name]);
@@ -317,10 +361,17 @@ pub async fn namespace_states(harness: &Harness) -> Outcome {
                 == serde_json::json!([format!("{E2E_WEBHOOK}/rev.namespace.sidecar-injector.istio.io")]),
         "webhooks: {report}"
     );
+    let tag_webhooks = revision_webhooks(tagged);
+    ensure!(
+        !tag_webhooks.is_empty() && rows["e2e-check-tagged"]["webhooks"] == serde_json::json!(tag_webhooks),
+        "tagged namespace's webhooks, expected {tag_webhooks:?}: {}",
+        rows["e2e-check-tagged"]
+    );
     ensure!(run.status == 0, "exit {}: {}", run.status, run.stderr);
     Ok(format!(
-        "{} namespaces, each in its state with its revision and reason; exit 0",
-        expected.len()
+        "{} namespaces, each in its state with its revision and reason (tag {TAG}: revision {TAG}, sent to {}); exit 0",
+        expected.len(),
+        tag_webhooks.join(", ")
     ))
 }
 

@@ -18,7 +18,7 @@ use crate::pods::{proxy_count, test_pod};
 
 const NAMESPACE: &str = "e2e-events";
 /// Polls for Events: the count is written within two series intervals (10 s each).
-const EVENT_TRIES: u32 = 800;
+pub(super) const EVENT_TRIES: u32 = 800;
 
 /// A controller owner reference to `kind/name` with `uid`.
 fn owner(kind: &str, name: &str, uid: String) -> OwnerReference {
@@ -67,9 +67,14 @@ async fn workload(harness: &Harness, name: &str) -> Result<OwnerReference, Strin
     ))
 }
 
-/// Our Events with `reason` on `kind/name`.
-async fn events_on(harness: &Harness, kind: &str, name: &str, reason: &str) -> Result<Vec<Event>, String> {
-    let events = Api::<Event>::namespaced(harness.cluster.client().clone(), NAMESPACE)
+/// Our Events in `namespace` with `reason` on `kind/name`.
+pub(super) async fn events_on(
+    harness: &Harness,
+    namespace: &str,
+    (kind, name): (&str, &str),
+    reason: &str,
+) -> Result<Vec<Event>, String> {
+    let events = Api::<Event>::namespaced(harness.cluster.client().clone(), namespace)
         .list(&ListParams::default())
         .await
         .context("listing Events")?;
@@ -125,7 +130,7 @@ pub async fn run(harness: &Harness) -> Outcome {
         "the denial Event on Deployment web-denied counts 2",
         EVENT_TRIES,
         || async {
-            let events = events_on(harness, "Deployment", "web-denied", "InjectionDenied").await?;
+            let events = events_on(harness, NAMESPACE, ("Deployment", "web-denied"), "InjectionDenied").await?;
             let counts: Vec<i32> = events
                 .iter()
                 .map(|e| e.series.as_ref().map_or(1, |s| s.count))
@@ -143,7 +148,13 @@ pub async fn run(harness: &Harness) -> Outcome {
         "denial Event: {denial:?}"
     );
     let clamp = poll("the clamp Event on Deployment web-clamped", EVENT_TRIES, || async {
-        let events = events_on(harness, "Deployment", "web-clamped", "ProxyResourcesAdjusted").await?;
+        let events = events_on(
+            harness,
+            NAMESPACE,
+            ("Deployment", "web-clamped"),
+            "ProxyResourcesAdjusted",
+        )
+        .await?;
         events.into_iter().next().ok_or_else(|| "none yet".to_string())
     })
     .await?;
@@ -153,7 +164,7 @@ pub async fn run(harness: &Harness) -> Outcome {
         "clamp Event note: {clamp_note:?}"
     );
     let lone = poll("the denial Event on Pod lone", EVENT_TRIES, || async {
-        let events = events_on(harness, "Pod", "lone", "InjectionDenied").await?;
+        let events = events_on(harness, NAMESPACE, ("Pod", "lone"), "InjectionDenied").await?;
         events.into_iter().next().ok_or_else(|| "none yet".to_string())
     })
     .await?;

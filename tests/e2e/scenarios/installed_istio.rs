@@ -63,13 +63,13 @@ const THIRD: Settings = Settings {
 };
 
 /// One injector reading one Istio namespace for one revision.
-struct Installed<'h> {
+pub(super) struct Installed<'h> {
     harness: &'h Harness,
-    istio_namespace: String,
-    app_namespace: String,
+    pub(super) istio_namespace: String,
+    pub(super) app_namespace: String,
     revision: String,
     configuration: String,
-    injector: RunningInjector,
+    pub(super) injector: RunningInjector,
 }
 
 pub async fn change_applies_to_next_pod(harness: &Harness) -> Outcome {
@@ -130,6 +130,16 @@ impl<'h> Installed<'h> {
     /// Creates the Istio namespace with the chart's ConfigMaps for `revision` (values
     /// [`FIRST`]), the app namespace, and the injector, registered for that revision.
     async fn start(harness: &'h Harness, revision: &str) -> Result<Installed<'h>, String> {
+        Self::start_with_client(harness, revision, harness.cluster.client().clone()).await
+    }
+
+    /// Like [`Installed::start`], with the injector's watches and writes made through
+    /// `client` (the namespaces and ConfigMaps are created with the harness's).
+    pub(super) async fn start_with_client(
+        harness: &'h Harness,
+        revision: &str,
+        client: kube::Client,
+    ) -> Result<Installed<'h>, String> {
         let istio_namespace = format!("{revision}-istio");
         let app_namespace = format!("{revision}-apps");
         harness.cluster.create_namespace(&istio_namespace, &[]).await?;
@@ -158,7 +168,7 @@ impl<'h> Installed<'h> {
             user.config.istio.namespace == istio_namespace && user.config.revision == revision,
             "could not point deploy/config.yaml at {istio_namespace} and revision {revision}"
         );
-        let injector = RunningInjector::start_with_user_config(user, harness.cluster.client().clone()).await?;
+        let injector = RunningInjector::start_with_user_config(user, client).await?;
         eventually("the injector reads the installed Istio", || async {
             match injector.counter(RELOADS).await? {
                 0 => Err(format!("{RELOADS} is 0")),
@@ -201,7 +211,7 @@ impl<'h> Installed<'h> {
             .context(format!("updating ConfigMap {name}"))
     }
 
-    async fn create(&self, name: &str) -> Result<Pod, String> {
+    pub(super) async fn create(&self, name: &str) -> Result<Pod, String> {
         self.harness
             .cluster
             .create_pod(&self.app_namespace, &test_pod(name, &[], &[]))
@@ -234,7 +244,7 @@ impl<'h> Installed<'h> {
     }
 
     /// The tag, CPU request and log level of the stored pod's proxy.
-    fn settings_of(&self, pod: &Pod) -> Result<Settings, String> {
+    pub(super) fn settings_of(&self, pod: &Pod) -> Result<Settings, String> {
         let proxy = container(pod, PROXY).ok_or_else(|| format!("no {PROXY} in {:?}", pod.metadata.name))?;
         // All of one: partly one, partly another (a torn swap) matches none.
         [FIRST, SECOND, THIRD]
@@ -244,7 +254,7 @@ impl<'h> Installed<'h> {
     }
 
     /// Unregisters and stops the injector whatever `result` is.
-    async fn finish(self, result: Outcome) -> Outcome {
+    pub(super) async fn finish(self, result: Outcome) -> Outcome {
         let unregistered = self.harness.cluster.unregister_webhook(&self.configuration).await;
         let stopped = self.injector.stop().await;
         let message = result?;

@@ -184,6 +184,13 @@ pub(super) fn mounted_secrets(deployment: &Value) -> Vec<String> {
 /// Server-side applies `object` with `dryRun: All`; `false` if its kind is cert-manager's and
 /// not served here.
 pub(super) async fn dry_run_apply(harness: &Harness, object: &Value) -> Result<bool, String> {
+    let params = PatchParams::apply("sidecar-injector-e2e").dry_run().force();
+    apply_with(harness, object, &params).await
+}
+
+/// Server-side applies `object` with `params` (field manager, dry run, force), through
+/// discovery; `false` if its kind is cert-manager's and not served here.
+pub(super) async fn apply_with(harness: &Harness, object: &Value, params: &PatchParams) -> Result<bool, String> {
     let typed: DynamicObject = serde_json::from_value(object.clone()).context("not a Kubernetes object")?;
     let types = typed.types.as_ref().ok_or("no apiVersion/kind")?;
     let gvk = GroupVersionKind::try_from(types).map_err(|e| e.to_string())?;
@@ -199,8 +206,7 @@ pub(super) async fn dry_run_apply(harness: &Harness, object: &Value) -> Result<b
         (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
     };
     let name = typed.metadata.name.as_deref().ok_or("no name")?;
-    let params = PatchParams::apply("sidecar-injector-e2e").dry_run().force();
-    api.patch(name, &params, &Patch::Apply(object))
+    api.patch(name, params, &Patch::Apply(object))
         .await
         .map_err(|error| api_message(&error))?;
     Ok(true)

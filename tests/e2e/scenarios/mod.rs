@@ -6,7 +6,8 @@
 //! installed Istio: its ConfigMaps, revisions, paths, templates), 34 from issue 15 (the live
 //! side-by-side with a real istiod), 35 to 37 from issue 15 (live: chart values changed, a
 //! canary moved by a tag, the takeover overlay with istiod registered), 38 to 40 from issue 16 (the Helm chart), 41 to 45 from
-//! issue 16 (`check` on a live cluster, Events).
+//! issue 16 (`check` on a live cluster, Events), 46 from issue 16 (deploy/'s RBAC exercised:
+//! an injector acting as its ServiceAccount).
 
 mod advise_apply;
 mod chart_agreement;
@@ -31,6 +32,7 @@ mod paths_and_templates;
 mod pod_security;
 mod qos;
 mod quota;
+mod rbac;
 mod reinvocation;
 mod resize;
 mod restricted;
@@ -264,7 +266,7 @@ async fn group_3(harness: &Harness, report: &mut Report) {
         .await;
 }
 
-/// Scenarios 41 to 45: check and Events (issue 16).
+/// Scenarios 41 to 46: check, Events and deploy/'s RBAC (issue 16).
 async fn group_4(harness: &Harness, report: &mut Report) {
     report
         .run(41, "check: healthy registration", check_cluster::healthy(harness))
@@ -283,4 +285,7 @@ async fn group_4(harness: &Harness, report: &mut Report) {
         .run(44, "check: drift with sources", check_cluster::drift(harness))
         .await;
     report.run(45, "Events on the workload", events::run(harness)).await;
+    report
+        .run(46, "deploy/rbac.yaml: enough, and no more", rbac::run(harness))
+        .await;
 }
