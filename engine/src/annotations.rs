@@ -300,7 +300,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, SWITCH_FORMS, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
     row(TEMPLATES, Pod, Text, TEMPLATE_FORMS, "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar); a pod naming another template is refused, or skipped or given the sidecar (config `unknownTemplates`)", None, "gateway"),
-    row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
+    row(PROXY_IMAGE, Pod, Text, "an image reference with a registry path, e.g. docker.io/istio/proxyv2:1.28.0", "the proxy image for this pod; a value without a `/` is not used (the configured image is, with a warning), as istiod reads it", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
     row(BOOTSTRAP_OVERRIDE, Pod, Text, BOOTSTRAP_OVERRIDE_FORMS, "Envoy's custom bootstrap: the ConfigMap is mounted at `/etc/istio/custom-bootstrap` and named to the agent by `ISTIO_BOOTSTRAP_OVERRIDE`", None, "custom-bootstrap"),
     row(CAP_NET_BIND_SERVICE, Pod, Bool, "true (anything else is off, as istiod reads it)", "add `NET_BIND_SERVICE` to the proxy, which then runs as root (uid 0, gid 1337)", None, "true"),

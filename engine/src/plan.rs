@@ -194,6 +194,15 @@ fn check<'a>(
     let resolution = resolve_resources(pod, &request.namespace_context, tuning, native)?;
     warnings.extend(resolution.warnings);
     let settings = PodSettings::read(injector, annotations)?;
+    if let Some(image) = annotations
+        .and_then(|map| map.get(PROXY_IMAGE))
+        .filter(|i| !i.trim().is_empty() && !i.contains('/'))
+    {
+        warnings.push(format!(
+            "annotation {PROXY_IMAGE} {} is not used: it has no '/', and istiod takes only a registry path (e.g. docker.io/istio/proxyv2:1.28.0) from it; the configured image is injected",
+            quoted(image)
+        ));
+    }
     let init_name = init_container_name(config);
     let overrides = Overrides::find(spec, init_name);
     let mut init_resources = resolve_init(
@@ -352,12 +361,14 @@ impl<'a> PodSettings<'a> {
                     accepted: "an image reference without surrounding whitespace, e.g. docker.io/istio/proxyv2:1.28.0",
                 });
             }
-            Some(image) => image.as_str(),
-            None => &config.proxy_image,
+            // istiod's template takes the annotation as the image only when it holds a '/'
+            // (a registry path); otherwise it builds the configured image, and so do we.
+            Some(image) if image.contains('/') => image.as_str(),
+            Some(_) | None => &config.proxy_image,
         };
         let named_by_pod = annotations
             .and_then(|map| map.get(PROXY_IMAGE))
-            .is_some_and(|i| !i.trim().is_empty());
+            .is_some_and(|i| !i.trim().is_empty() && i.contains('/'));
         let (proxy_image, init_image) = match annotations.and_then(|map| map.get(PROXY_IMAGE_TYPE)) {
             Some(image_type) if image_type.chars().any(char::is_whitespace) => {
                 return Err(InjectError::InvalidAnnotation {

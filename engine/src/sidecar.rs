@@ -457,6 +457,28 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_image_without_a_registry_path_is_not_used_as_istiod_reads_it() {
+        let pod = json!({"metadata": {"name": "p", "annotations": {"sidecar.istio.io/proxyImage": "a b"}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}});
+        let (patched, outcome) = inject_and_apply(InjectConfig::default(), &pod, Default::default()).unwrap();
+        assert_eq!(
+            container(&patched, "istio-proxy")["image"],
+            InjectConfig::default().proxy_image
+        );
+        assert!(
+            outcome.warnings.iter().any(|w| w.contains("has no '/'")),
+            "{:?}",
+            outcome.warnings
+        );
+        let named = injected(
+            InjectConfig::default(),
+            json!({}),
+            json!({"sidecar.istio.io/proxyImage": "example/proxy:own"}),
+        );
+        assert_eq!(container(&named, "istio-proxy")["image"], "example/proxy:own");
+    }
+
+    #[test]
     fn istio_1_28_and_later_behaviours_follow_their_settings() {
         let annotations = json!({"sidecar.istio.io/proxyImage": "example/proxy:own",
             "proxy.istio.io/config": "{\"concurrency\": 3}"});
