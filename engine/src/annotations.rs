@@ -294,7 +294,7 @@ pub const REGISTRY: &[AnnotationSpec] = &[
     row(PROFILE, PodOrNamespace, Name, "the name of a config profile", "resource preset from the config's `profiles`", Some("profiles"), "small"),
     row(BOUNDS, Namespace, Document, BOUNDS_FORMS, "tightens the config's bounds for the namespace", Some("bounds"), "{\"cpu.limit\":{\"max\":\"2\"}}"),
     row(NATIVE_SIDECAR, Pod, Bool, SWITCH_FORMS, "native sidecar layout for this pod", Some("nativeSidecars"), "true"),
-    row(TEMPLATES, Pod, Text, TEMPLATE_FORMS, "`gateway`: the proxy is the pod's main container, kept among the containers (never a native sidecar); a pod naming another template is refused, or skipped or given the sidecar (config `unknownTemplates`)", None, "gateway"),
+    row(TEMPLATES, Pod, Text, TEMPLATE_FORMS, "`gateway`: Istio's gateway template: the proxy (`proxy router`) is the pod's main container, kept among the containers (never a native sidecar), with no traffic capture or init container and the pod sysctl `net.ipv4.ip_unprivileged_port_start=0`; a pod naming another template is refused, or skipped or given the sidecar (config `unknownTemplates`)", None, "gateway"),
     row(PROXY_IMAGE, Pod, Text, "an image reference", "the proxy image for this pod", Some("proxyImage"), "docker.io/istio/proxyv2:1.28.0"),
     row(PROXY_IMAGE_TYPE, Pod, Text, "an image type: distroless, debug or default (any other word is appended to the tag, as istiod does)", "the variant of the configured proxy and init images (tag suffix `-<type>`; `default` removes one)", None, "distroless"),
     row(CAP_NET_BIND_SERVICE, Pod, Bool, "true (anything else is off, as istiod reads it)", "add `NET_BIND_SERVICE` to the proxy, which then runs as root (uid 0, gid 1337)", None, "true"),

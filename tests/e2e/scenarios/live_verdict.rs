@@ -86,8 +86,9 @@ const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
 /// until fixed, each shown in the scenario's note as a known gap. None are known.
 const KNOWN_BUGS: [(&str, &str); 0] = [];
 
-/// The annotation naming injection templates; pods naming one other than `sidecar` are out of
-/// this comparison (gateway and custom templates are issue 15 part A; gRPC ones are out of scope).
+/// The annotation naming injection templates; pods naming one other than `sidecar` and
+/// `gateway` (the two we render) are out of this comparison: custom, SPIRE and gRPC templates
+/// are out of scope.
 const TEMPLATES: &str = "inject.istio.io/templates";
 
 /// The annotation injection writes, which marks a pod as injected.
@@ -156,6 +157,7 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     let mut both_refused = 0;
     let mut differing = 0;
     let mut out_of_scope = 0;
+    let mut gateways = (0, 0);
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut by_fate: BTreeMap<FateDifference, usize> = BTreeMap::new();
     let mut bugs: BTreeMap<&str, usize> = BTreeMap::new();
@@ -165,6 +167,8 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
             out_of_scope += 1;
             continue;
         }
+        let gateway = names_gateway(&case.pod);
+        gateways.0 += usize::from(gateway);
         if let Some(difference) = fate_difference(ours, istiod) {
             *by_fate.entry(difference).or_default() += 1;
             let message = match (ours, istiod) {
@@ -189,6 +193,7 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
                 let found = differences(ours, istiod);
                 if found.is_empty() {
                     identical += 1;
+                    gateways.1 += usize::from(gateway);
                     continue;
                 }
                 if proxy_layout(ours) != proxy_layout(istiod) {
@@ -235,10 +240,13 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     }
     let compared = cases.len() - out_of_scope;
     let counts = format!(
-        "{} pods ({} corpus, {generated} generated; {out_of_scope} naming another template left out): \
-         {identical} identical, {differing} differing, {both_refused} refused by both, {} admitted by one side only",
+        "{} pods ({} corpus, {generated} generated; {} naming the gateway template, {} of them identical; \
+         {out_of_scope} naming another template left out): {identical} identical, {differing} differing, \
+         {both_refused} refused by both, {} admitted by one side only",
         compared,
         cases.len() - generated,
+        gateways.0,
+        gateways.1,
         by_fate.values().sum::<usize>()
     );
     let bugs: Vec<String> = bugs
@@ -290,13 +298,29 @@ fn annotations_of(pod: &Pod) -> String {
     serde_json::to_string(&pod.metadata.annotations).unwrap_or_default()
 }
 
-/// Whether the pod asks for an injection template other than `sidecar`.
+/// Whether the pod names the gateway template.
+fn names_gateway(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(TEMPLATES))
+        .is_some_and(|templates| templates.split(',').any(|name| name.trim() == "gateway"))
+}
+
+/// The templates we render, whose pods istiod judges.
+const RENDERED_TEMPLATES: [&str; 2] = ["sidecar", "gateway"];
+
+/// Whether the pod asks for an injection template other than those we render.
 fn names_another_template(pod: &Pod) -> bool {
     pod.metadata
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(TEMPLATES))
-        .is_some_and(|templates| templates.split(',').any(|name| name.trim() != "sidecar"))
+        .is_some_and(|templates| {
+            templates
+                .split(',')
+                .any(|name| !RENDERED_TEMPLATES.contains(&name.trim()))
+        })
 }
 
 // === impl Fate ===
