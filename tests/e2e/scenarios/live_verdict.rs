@@ -157,7 +157,8 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     let mut both_refused = 0;
     let mut differing = 0;
     let mut out_of_scope = 0;
-    let mut gateways = (0, 0);
+    // Gateway pods: compared, identical, differing.
+    let mut gateways = (0, 0, 0);
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut by_fate: BTreeMap<FateDifference, usize> = BTreeMap::new();
     let mut bugs: BTreeMap<&str, usize> = BTreeMap::new();
@@ -209,9 +210,11 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
                         entry.1 = format!("{}: annotations {}", case.origin, annotations_of(&case.pod));
                     }
                     differing += 1;
+                    gateways.2 += usize::from(gateway);
                     continue;
                 }
                 differing += 1;
+                gateways.2 += usize::from(gateway);
                 for (path, (a, b)) in found {
                     let entry = by_kind.entry(kind_of(&path)).or_insert((0, String::new()));
                     entry.0 += 1;
@@ -240,13 +243,14 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     }
     let compared = cases.len() - out_of_scope;
     let counts = format!(
-        "{} pods ({} corpus, {generated} generated; {} naming the gateway template, {} of them identical; \
+        "{} pods ({} corpus, {generated} generated; {} naming the gateway template ({} identical, {} differing); \
          {out_of_scope} naming another template left out): {identical} identical, {differing} differing, \
          {both_refused} refused by both, {} admitted by one side only",
         compared,
         cases.len() - generated,
         gateways.0,
         gateways.1,
+        gateways.2,
         by_fate.values().sum::<usize>()
     );
     let bugs: Vec<String> = bugs
