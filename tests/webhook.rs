@@ -271,6 +271,26 @@ async fn gateway_template_renders_a_router_without_capture_and_keeps_the_pods_sy
     let pod = gateway_pod(json!({}), own.clone());
     let injected = apply_and_check(&pod, &server.review(&pod_review("g2", "apps", &pod)).await);
     assert_eq!(injected["spec"]["securityContext"], own);
+    // The interception mode is the ProxyConfig's; the sidecar's annotation is not read.
+    let mode_of = |pod: &Value| {
+        let env = container(pod, "istio-proxy").unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        env.into_iter()
+            .find(|e| e["name"] == "ISTIO_META_INTERCEPTION_MODE")
+            .unwrap()["value"]
+            .clone()
+    };
+    let pod = gateway_pod(json!({"sidecar.istio.io/interceptionMode": "TPROXY"}), Value::Null);
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g5", "apps", &pod)).await);
+    assert_eq!(mode_of(&injected), "REDIRECT");
+    let pod = gateway_pod(
+        json!({"proxy.istio.io/config": "interceptionMode: TPROXY"}),
+        Value::Null,
+    );
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g6", "apps", &pod)).await);
+    assert_eq!(mode_of(&injected), "TPROXY");
     server.stop().await;
 }
 

@@ -9,7 +9,8 @@
 //! - a smaller environment (no OpenTelemetry variables, `GOMEMLIMIT` before
 //!   `ISTIO_META_APP_CONTAINERS`, the Prometheus merge's variable last, as istiod appends it
 //!   after any template) and a security context of only the proxy's uid and gid;
-//! - the readiness probe from the config, whatever the pod's `readiness.status.*` annotations;
+//! - the readiness probe from the config, whatever the pod's `readiness.status.*` annotations,
+//!   and the interception mode of the ProxyConfig, whatever `sidecar.istio.io/interceptionMode`;
 //! - the volumes and mounts without `istio-ca-crl`;
 //! - the pod's `net.ipv4.ip_unprivileged_port_start=0` sysctl, so Envoy binds ports below 1024.
 //!
@@ -21,7 +22,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::config::{InjectConfig, ResourceMerge};
+use crate::config::{InjectConfig, InterceptionMode, ResourceMerge};
 use crate::container::{EnvVar, Fragment, Mounts, ProxyArgs, ProxyContainer, ProxyRole, Requirements};
 use crate::istio_parts::{VOLUME_NAMES, proxy_mounts, standard_volumes};
 use crate::patch::PatchBuilder;
@@ -137,7 +138,7 @@ fn gateway_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     env.extend(sidecar::compiled_env(inputs.template, "ISTIO_META_NODE_NAME"));
     env.push(EnvVar::literal(
         "ISTIO_META_INTERCEPTION_MODE",
-        inputs.traffic.mode.as_str(),
+        interception_mode(inputs),
     ));
     if !config.network.is_empty() {
         env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
@@ -152,6 +153,19 @@ fn gateway_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     }
     crate::inject_path::move_path_envs_last(&mut env, config);
     env
+}
+
+/// `ProxyConfig.interceptionMode`: the pod's `proxy.istio.io/config`, else the mesh's. The
+/// `sidecar.istio.io/interceptionMode` annotation is read by istiod's sidecar template only.
+fn interception_mode(inputs: &SidecarInputs<'_>) -> &'static str {
+    inputs
+        .proxy_config
+        .raw
+        .get("interceptionMode")
+        .and_then(Value::as_str)
+        .and_then(InterceptionMode::parse)
+        .unwrap_or(inputs.config.interception_mode)
+        .as_str()
 }
 
 /// Adds `net.ipv4.ip_unprivileged_port_start=0` to the pod's sysctls, unless the pod sets
