@@ -191,36 +191,12 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
         }
         match (ours, istiod) {
             (Fate::Admitted(ours), Fate::Admitted(istiod)) => {
-                let found = differences(ours, istiod);
-                if found.is_empty() {
+                if record_admitted(case, ours, istiod, &mut by_kind) {
                     identical += 1;
                     gateways.1 += usize::from(gateway);
-                    continue;
-                }
-                if proxy_layout(ours) != proxy_layout(istiod) {
-                    let what = if proxy_layout(ours) == "none" && carries_status(&case.pod) {
-                        "already injected"
-                    } else {
-                        "injection decision or layout"
-                    };
-                    let kind = format!("{what} (ours {}, istiod {})", proxy_layout(ours), proxy_layout(istiod));
-                    let entry = by_kind.entry(kind).or_insert((0, String::new()));
-                    entry.0 += 1;
-                    if entry.1.is_empty() {
-                        entry.1 = format!("{}: annotations {}", case.origin, annotations_of(&case.pod));
-                    }
+                } else {
                     differing += 1;
                     gateways.2 += usize::from(gateway);
-                    continue;
-                }
-                differing += 1;
-                gateways.2 += usize::from(gateway);
-                for (path, (a, b)) in found {
-                    let entry = by_kind.entry(kind_of(&path)).or_insert((0, String::new()));
-                    entry.0 += 1;
-                    if entry.1.is_empty() {
-                        entry.1 = format!("{}: {path}: ours {} / istiod {}", case.origin, shown(&a), shown(&b));
-                    }
                 }
             }
             _ => both_refused += 1,
@@ -274,6 +250,40 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
         bugs.join("; "),
         NORMALISATION.join("; ")
     ))
+}
+
+/// Records in `by_kind` (count and a first example per kind) how a pod both sides admitted
+/// differs; whether it does not differ at all.
+fn record_admitted(case: &Case, ours: &Value, istiod: &Value, by_kind: &mut BTreeMap<String, (usize, String)>) -> bool {
+    let found = differences(ours, istiod);
+    if found.is_empty() {
+        return true;
+    }
+    let mut record = |kind: String, example: String| {
+        let entry = by_kind.entry(kind).or_insert((0, String::new()));
+        entry.0 += 1;
+        if entry.1.is_empty() {
+            entry.1 = example;
+        }
+    };
+    if proxy_layout(ours) != proxy_layout(istiod) {
+        let what = if proxy_layout(ours) == "none" && carries_status(&case.pod) {
+            "already injected"
+        } else {
+            "injection decision or layout"
+        };
+        let kind = format!("{what} (ours {}, istiod {})", proxy_layout(ours), proxy_layout(istiod));
+        record(
+            kind,
+            format!("{}: annotations {}", case.origin, annotations_of(&case.pod)),
+        );
+        return false;
+    }
+    for (path, (a, b)) in found {
+        let example = format!("{}: {path}: ours {} / istiod {}", case.origin, shown(&a), shown(&b));
+        record(kind_of(&path), example);
+    }
+    false
 }
 
 /// Where the normalised pod has its `istio-proxy`: `none`, `classic` or `native`.
