@@ -460,15 +460,11 @@ fn cases() -> Vec<Case> {
             "custom-template.yaml.injected",
             "custom injection templates are not supported",
         ),
-        unsupported(
-            "gateway.yaml",
-            "gateway.yaml.injected",
-            "the gateway template is not supported",
-        ),
-        unsupported(
+        case("gateway.yaml", "gateway.yaml.injected", defaults),
+        case(
             "gateway-with-default-container.yaml",
             "gateway-with-default-container.yaml.injected",
-            "the gateway template is not supported",
+            defaults,
         ),
         unsupported(
             "gateway-spire.yaml",

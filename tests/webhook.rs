@@ -206,6 +206,119 @@ async fn istio_merge_mode_drops_defaults_like_istio() {
     server.stop().await;
 }
 
+/// A gateway pod: `inject.istio.io/templates: gateway`, its own `istio-proxy` and an app, with
+/// `security_context` as the pod's.
+fn gateway_pod(annotations: Value, security_context: Value) -> Value {
+    let mut pod = simple_pod(annotations);
+    pod["metadata"]["annotations"]["inject.istio.io/templates"] = json!("gateway");
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"name": "istio-proxy", "image": "auto"}));
+    if !security_context.is_null() {
+        pod["spec"]["securityContext"] = security_context;
+    }
+    pod
+}
+
+#[tokio::test]
+async fn gateway_template_renders_a_router_without_capture_and_keeps_the_pods_sysctls() {
+    let server = TestServer::start(InjectConfig {
+        cni_enabled: true,
+        ..InjectConfig::default()
+    })
+    .await;
+    let pod = gateway_pod(
+        json!({}),
+        json!({"runAsNonRoot": true, "sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}]}),
+    );
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g1", "apps", &pod)).await);
+    let proxy = container(&injected, "istio-proxy").unwrap();
+    assert_eq!(proxy["args"][1], "router", "{proxy}");
+    assert!(
+        proxy.get("startupProbe").is_none() && proxy.get("lifecycle").is_none(),
+        "{proxy}"
+    );
+    assert_eq!(proxy["securityContext"], json!({"runAsGroup": 1337, "runAsUser": 1337}));
+    assert_ne!(proxy["image"], "auto");
+    // Per-field mode: the config's defaults fill what the pod's istio-proxy leaves unset.
+    assert_eq!(proxy["resources"]["requests"]["cpu"], "100m", "{proxy}");
+    // No capture: neither istio-init nor CNI's istio-validation, no tlsMode label.
+    assert!(injected["spec"].get("initContainers").is_none(), "{injected}");
+    assert!(
+        injected["metadata"]["labels"]
+            .get("security.istio.io/tlsMode")
+            .is_none()
+    );
+    let names: Vec<&str> = injected["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "istio-proxy"]);
+    let security = &injected["spec"]["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(
+        security["sysctls"],
+        json!([
+            {"name": "kernel.shm_rmid_forced", "value": "1"},
+            {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
+        ])
+    );
+    // A pod that sets the sysctl itself keeps its value.
+    let own = json!({"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]});
+    let pod = gateway_pod(json!({}), own.clone());
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g2", "apps", &pod)).await);
+    assert_eq!(injected["spec"]["securityContext"], own);
+    // The interception mode is the ProxyConfig's; the sidecar's annotation is not read.
+    let mode_of = |pod: &Value| {
+        let env = container(pod, "istio-proxy").unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        env.into_iter()
+            .find(|e| e["name"] == "ISTIO_META_INTERCEPTION_MODE")
+            .unwrap()["value"]
+            .clone()
+    };
+    let pod = gateway_pod(json!({"sidecar.istio.io/interceptionMode": "TPROXY"}), Value::Null);
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g5", "apps", &pod)).await);
+    assert_eq!(mode_of(&injected), "REDIRECT");
+    let pod = gateway_pod(
+        json!({"proxy.istio.io/config": "interceptionMode: TPROXY"}),
+        Value::Null,
+    );
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g6", "apps", &pod)).await);
+    assert_eq!(mode_of(&injected), "TPROXY");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_resources_come_from_the_pod_and_annotations_under_istio_merge() {
+    let server = TestServer::start(InjectConfig {
+        resource_merge: ResourceMerge::Istio,
+        ..InjectConfig::default()
+    })
+    .await;
+    let pod = gateway_pod(json!({}), Value::Null);
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g3", "apps", &pod)).await);
+    assert!(
+        container(&injected, "istio-proxy")
+            .unwrap()
+            .get("resources")
+            .is_none_or(|r| r == &json!({})),
+        "{injected}"
+    );
+    let pod = gateway_pod(json!({"sidecar.istio.io/proxyMemory": "300Mi"}), Value::Null);
+    let injected = apply_and_check(&pod, &server.review(&pod_review("g4", "apps", &pod)).await);
+    assert_eq!(
+        resources_of(&injected, "istio-proxy"),
+        json!({"requests": {"memory": "300Mi"}})
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn invalid_values_are_denied_with_a_specific_message() {
     let server = TestServer::start(InjectConfig::default()).await;

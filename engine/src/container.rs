@@ -76,9 +76,30 @@ impl Serialize for EnvVar<'_> {
     }
 }
 
-/// `proxy sidecar` with the domain, the log levels and, when chosen, `--concurrency`.
+/// The proxy's role, its second argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyRole {
+    /// `sidecar`: beside an app, capturing its traffic.
+    Sidecar,
+    /// `router`: a gateway.
+    Router,
+}
+
+impl ProxyRole {
+    /// The argument.
+    fn as_str(self) -> &'static str {
+        match self {
+            ProxyRole::Sidecar => "sidecar",
+            ProxyRole::Router => "router",
+        }
+    }
+}
+
+/// `proxy <role>` with the domain, the log levels and, when chosen, `--concurrency`.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxyArgs<'a> {
+    /// `sidecar` or `router`.
+    pub role: ProxyRole,
     /// `$(POD_NAMESPACE).svc.<cluster domain>`.
     pub domain: &'a str,
     /// The proxy's and agent's log levels.
@@ -92,7 +113,7 @@ impl Serialize for ProxyArgs<'_> {
         let levels = self.log_levels;
         let mut seq = serializer.serialize_seq(Some(if self.concurrency.is_some() { 9 } else { 7 }))?;
         seq.serialize_element("proxy")?;
-        seq.serialize_element("sidecar")?;
+        seq.serialize_element(self.role.as_str())?;
         seq.serialize_element("--domain")?;
         seq.serialize_element(self.domain)?;
         seq.serialize_element(&format_args!("--proxyLogLevel={}", levels.proxy))?;
@@ -297,6 +318,7 @@ mod tests {
             agent: "default:info".into(),
         };
         let mut args = ProxyArgs {
+            role: ProxyRole::Sidecar,
             domain: "$(POD_NAMESPACE).svc.cluster.local",
             log_levels: &levels,
             concurrency: None,
@@ -315,5 +337,7 @@ mod tests {
         let written = serde_json::to_value(&args).unwrap();
         assert_eq!(written[7], "--concurrency");
         assert_eq!(written[8], "2");
+        args.role = ProxyRole::Router;
+        assert_eq!(serde_json::to_value(&args).unwrap()[1], "router");
     }
 }

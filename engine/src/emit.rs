@@ -13,7 +13,8 @@ use crate::patch::{PatchBuilder, SerializedPatch};
 use crate::plan::Plan;
 use crate::render::Rendered;
 use crate::resources::pod_level::PodLevelChange;
-use crate::traffic;
+use crate::templates::Template;
+use crate::{gateway, traffic};
 
 /// The patch that adds `rendered` to the pod of `plan`.
 pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfig) -> SerializedPatch {
@@ -56,8 +57,11 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
     builder.set_entries(
         &["metadata", "labels"],
         plan.pod.metadata.labels.as_ref(),
-        labels_to_add(plan.pod, &plan.workload, &config.network),
+        labels_to_add(plan.pod, &plan.workload, &config.network, plan.template.captures()),
     );
+    if plan.template == Template::Gateway {
+        gateway::emit_unprivileged_ports(plan.spec, &mut builder);
+    }
     emit_annotations(plan, &status, config, &mut builder);
     builder.build()
 }

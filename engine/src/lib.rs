@@ -21,6 +21,7 @@ pub(crate) mod decision;
 mod emit;
 pub(crate) mod error;
 pub(crate) mod fields;
+mod gateway;
 mod image_type;
 pub mod inject_path;
 pub mod installed_istio;
@@ -53,6 +54,7 @@ pub(crate) mod workload;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use self::gateway::GatewayTemplate;
 use self::plan::Planned;
 use self::template::SidecarTemplate;
 use crate::config::layers::InstalledSetting;
@@ -120,6 +122,7 @@ pub struct Injector {
     compiled: CompiledConfig,
     concurrency: ConcurrencyPolicy,
     template: SidecarTemplate,
+    gateway: GatewayTemplate,
     provenance: Provenance,
 }
 
@@ -136,10 +139,12 @@ impl Injector {
             ceiling: compiled.raw.concurrency.max,
         };
         let template = SidecarTemplate::compile(&compiled.raw);
+        let gateway = GatewayTemplate::compile(&compiled.raw, &compiled.tuning);
         Ok(Injector {
             compiled,
             concurrency,
             template,
+            gateway,
             provenance: Provenance::default(),
         })
     }
@@ -190,6 +195,14 @@ impl Injector {
         &self.concurrency
     }
 
+    /// The resource policy for a pod rendered with `template`.
+    pub(crate) fn tuning(&self, template: templates::Template) -> &resources::Tuning {
+        match template {
+            templates::Template::Sidecar => &self.compiled.tuning,
+            templates::Template::Gateway => &self.gateway.tuning,
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &InjectConfig {
         &self.compiled.raw
@@ -202,7 +215,11 @@ impl Injector {
             Planned::Skip(decision, warnings) => return Ok(Outcome::skipped(decision, warnings)),
             Planned::Inject(plan) => plan,
         };
-        let rendered = render::render(&plan, self.config(), &self.concurrency, &self.template);
+        let templates = render::Templates {
+            sidecar: &self.template,
+            gateway: &self.gateway,
+        };
+        let rendered = render::render(&plan, self.config(), &self.concurrency, templates);
         let patch = emit::emit(&plan, rendered, self.config());
         let plan = *plan;
         Ok(Outcome {

@@ -41,12 +41,13 @@ impl SidecarStatus {
 }
 
 /// Labels to set on the injected pod; labels the pod already has are kept, as Istio keeps them
-/// (`security.istio.io/tlsMode: disabled` opts a pod out of mTLS).
-pub fn labels_to_add(pod: &Pod, workload: &Workload, network: &str) -> Vec<(String, String)> {
+/// (`security.istio.io/tlsMode: disabled` opts a pod out of mTLS). `tls_mode` adds
+/// `security.istio.io/tlsMode: istio` (the sidecar template; the gateway's has none).
+pub fn labels_to_add(pod: &Pod, workload: &Workload, network: &str, tls_mode: bool) -> Vec<(String, String)> {
     let existing = pod.metadata.labels.as_ref();
     let has = |key: &str| existing.is_some_and(|labels| labels.contains_key(key));
     let mut labels = Vec::with_capacity(4);
-    if !has(TLS_MODE) {
+    if tls_mode && !has(TLS_MODE) {
         labels.push((TLS_MODE.to_string(), "istio".to_string()));
     }
     let (name, revision) = canonical_labels(pod, workload);

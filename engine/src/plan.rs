@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::annotations::{CAP_NET_BIND_SERVICE, NATIVE_SIDECAR, PROXY_IMAGE, PROXY_IMAGE_TYPE, TEMPLATES};
+use crate::annotations::{CAP_NET_BIND_SERVICE, NATIVE_SIDECAR, PROXY_IMAGE, PROXY_IMAGE_TYPE};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
 use crate::decision::{Decision, SkipReason, read_switch, should_inject};
 use crate::error::{InjectError, quoted};
@@ -20,8 +20,9 @@ use crate::resources::bounds::effective_bounds;
 use crate::resources::init::resolve_init;
 use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
 use crate::resources::quota::{QuotaInputs, apply_quotas};
-use crate::resources::{ProxyResources, Resolution, resolve_proxy_override, resolve_resources};
+use crate::resources::{ProxyResources, Resolution, Tuning, resolve_proxy_override, resolve_resources};
 use crate::sidecar::init_container_name;
+use crate::templates::Template;
 use crate::traffic::TrafficSettings;
 use crate::user_volumes::{Surroundings, UserVolumes};
 use crate::workload::Workload;
@@ -80,6 +81,8 @@ pub(crate) struct Plan<'a> {
     pub bootstrap_override: Option<&'a str>,
     /// Log levels of the proxy and agent.
     pub log_levels: LogLevels,
+    /// The template the pod is rendered with.
+    pub template: Template,
     /// Whether an init container is added.
     pub with_init: bool,
     /// Its name.
@@ -145,7 +148,8 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         init_resources: checked.init_resources,
         proxy_resources: checked.proxy_resources,
         pod_level: checked.pod_level,
-        with_init: settings.traffic.mode != InterceptionMode::None,
+        template: checked.template,
+        with_init: checked.with_init,
         traffic: settings.traffic,
         proxy_config: settings.proxy_config,
         hold,
@@ -167,6 +171,8 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
 
 /// What an injected pod's annotations and resources come to once every check has passed.
 struct Checked<'a> {
+    template: Template,
+    with_init: bool,
     native: bool,
     settings: PodSettings<'a>,
     init_name: &'static str,
@@ -187,10 +193,13 @@ fn check<'a>(
     let pod = request.pod;
     let config = injector.config();
     let annotations = pod.metadata.annotations.as_ref();
-    let native = native_sidecar(annotations, config.native_sidecars)? && !names_gateway_template(annotations);
+    let template = Template::of_pod(annotations);
+    // istiod's gateway template keeps the proxy among the containers whatever
+    // `ENABLE_NATIVE_SIDECARS` says (a gateway pod has no other container to keep running).
+    let native = native_sidecar(annotations, config.native_sidecars)? && template == Template::Sidecar;
     // Resources first, then the annotations, then the override: the first bad value found is
     // the one the denial names.
-    let tuning = &injector.compiled.tuning;
+    let tuning = injector.tuning(template);
     let resolution = resolve_resources(pod, &request.namespace_context, tuning, native)?;
     warnings.extend(resolution.warnings);
     let settings = PodSettings::read(injector, annotations)?;
@@ -216,14 +225,15 @@ fn check<'a>(
     let layered = resolution.resources;
     let guaranteed = resolution.guaranteed;
     let mut proxy_resources =
-        override_resources(injector, request, &overrides, native)?.map_or(layered, |own| with_warnings(own, warnings));
+        override_resources(tuning, request, &overrides, native)?.map_or(layered, |own| with_warnings(own, warnings));
+    let with_init = template.captures() && settings.traffic.mode != InterceptionMode::None;
     let placement = Placement {
         native,
-        with_init: settings.traffic.mode != InterceptionMode::None,
+        with_init,
         init_first: config.cni_enabled,
     };
     apply_quota_foresight(
-        injector,
+        tuning,
         request,
         placement,
         guaranteed,
@@ -233,6 +243,8 @@ fn check<'a>(
     let resources = (&proxy_resources, &init_resources);
     let pod_level = check_and_grow(config, request, &settings, &overrides, placement, resources, warnings)?;
     Ok(Checked {
+        template,
+        with_init,
         native,
         settings,
         init_name,
@@ -304,7 +316,7 @@ fn check_and_grow(
 
 /// ResourceQuota foresight ([`crate::resources::quota`]) on the proxy and init container.
 fn apply_quota_foresight(
-    injector: &Injector,
+    tuning: &Tuning,
     request: &PodRequest<'_>,
     placement: Placement,
     guaranteed: bool,
@@ -315,7 +327,6 @@ fn apply_quota_foresight(
     if context.resource_quotas.is_empty() {
         return Ok(());
     }
-    let tuning = &injector.compiled.tuning;
     let bounds = effective_bounds(&tuning.bounds, context.annotations)?;
     let inputs = QuotaInputs {
         pod: request.pod,
@@ -422,7 +433,7 @@ impl<'a> PodSettings<'a> {
 
 /// The proxy's own resolution when the user's `istio-proxy` sets resources, with its warnings.
 fn override_resources(
-    injector: &Injector,
+    tuning: &Tuning,
     request: &PodRequest<'_>,
     overrides: &Overrides,
     native: bool,
@@ -433,13 +444,7 @@ fn override_resources(
     if !overridden {
         return Ok(None);
     }
-    resolve_proxy_override(
-        request.pod,
-        &request.namespace_context,
-        &injector.compiled.tuning,
-        native,
-    )
-    .map(Some)
+    resolve_proxy_override(request.pod, &request.namespace_context, tuning, native).map(Some)
 }
 
 /// The override's resources, its warnings added to `warnings` unless already there.
@@ -506,15 +511,6 @@ fn proxy_ids(
         user_security.and_then(|s| s.run_as_user).unwrap_or(platform_ids.0),
         user_security.and_then(|s| s.run_as_group).unwrap_or(platform_ids.1),
     )
-}
-
-/// Whether the pod names Istio's `gateway` template, whose proxy is the pod's own main
-/// container: istiod's gateway template keeps it among the containers whatever
-/// `ENABLE_NATIVE_SIDECARS` says (a gateway pod has no other container to keep running).
-fn names_gateway_template(annotations: Option<&BTreeMap<String, String>>) -> bool {
-    annotations
-        .and_then(|map| map.get(TEMPLATES))
-        .is_some_and(|names| names.split(',').any(|name| name.trim() == "gateway"))
 }
 
 /// `sidecar.istio.io/nativeSidecar` (`true` or `false`, as istiod compares it; empty keeps the

@@ -1,13 +1,17 @@
 //! Stage 2, `render`: the containers and volumes to add, from a [`Plan`].
 //!
 //! Nothing here fails or reads an annotation: every value was validated by
-//! [`crate::plan`]. The user's own `istio-proxy`/`istio-init` fields are laid over ours here.
+//! [`crate::plan`], which also chose the template ([`Template`]): the sidecar, or the
+//! gateway ([`crate::gateway`]). The user's own `istio-proxy`/`istio-init` fields are laid
+//! over ours here.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::bootstrap_override;
 use crate::config::{InjectConfig, InterceptionMode};
-use crate::container::{EnvVar, Fragment, SidecarContainer};
+use crate::container::{EnvVar, Fragment, ProxyContainer, SidecarContainer};
+use crate::gateway::{GatewayTemplate, build_gateway_container};
 use crate::overrides;
 use crate::plan::Plan;
 use crate::resources::ConcurrencyPolicy;
@@ -15,6 +19,16 @@ use crate::sidecar::{
     self, SidecarInputs, build_init_container, build_proxy_container, clashes_with_proxy_mount, mtls_certs_volume,
 };
 use crate::template::SidecarTemplate;
+use crate::templates::Template;
+
+/// The compiled templates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Templates<'t> {
+    /// Istio's `sidecar` template's parts (the gateway shares its env, ports and domain).
+    pub sidecar: &'t SidecarTemplate,
+    /// Istio's `gateway` template's own parts.
+    pub gateway: &'t GatewayTemplate,
+}
 
 /// What the sidecar adds to the pod.
 #[derive(Debug, Clone)]
@@ -34,8 +48,9 @@ pub(crate) fn render<'t>(
     plan: &'t Plan<'_>,
     config: &'t InjectConfig,
     concurrency: &'t ConcurrencyPolicy,
-    template: &'t SidecarTemplate,
+    templates: Templates<'t>,
 ) -> Rendered<'t> {
+    let template = templates.sidecar;
     let inputs = SidecarInputs {
         pod: plan.pod,
         namespace: plan.namespace,
@@ -60,9 +75,16 @@ pub(crate) fn render<'t>(
         resize_policy: plan.resize_policy,
     };
     let init = plan.with_init.then(|| render_init(plan, &inputs));
-    let (volumes, volume_names) = render_volumes(plan, config, template);
+    let (proxy, volumes) = match plan.template {
+        Template::Sidecar => (build_proxy_container(&inputs), &template.volumes),
+        Template::Gateway => (
+            build_gateway_container(&inputs, templates.gateway),
+            &templates.gateway.volumes,
+        ),
+    };
+    let (volumes, volume_names) = render_volumes(plan, config, volumes);
     Rendered {
-        proxy: render_proxy(plan, &inputs),
+        proxy: render_proxy(plan, &inputs, proxy),
         init,
         volumes,
         volume_names,
@@ -70,8 +92,11 @@ pub(crate) fn render<'t>(
 }
 
 /// The proxy: our container, the user's mounts, the app probers, the user's overrides.
-fn render_proxy<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarContainer<'t> {
-    let mut proxy = build_proxy_container(inputs);
+fn render_proxy<'t>(
+    plan: &'t Plan<'_>,
+    inputs: &SidecarInputs<'t>,
+    mut proxy: ProxyContainer<'t>,
+) -> SidecarContainer<'t> {
     for mount in &plan.user_volumes.mounts {
         let clashes = clashes_with_proxy_mount(inputs.config, mount)
             || proxy
@@ -94,7 +119,7 @@ fn render_proxy<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarCo
     let mut proxy = SidecarContainer::Proxy(Box::new(proxy)).into_value();
     overrides::merge_container(&mut proxy, &user.container);
     proxy["resources"] = serde_json::to_value(plan.proxy_resources.to_requirements()).unwrap_or_default();
-    if plan.traffic.mode == InterceptionMode::Tproxy {
+    if plan.traffic.mode == InterceptionMode::Tproxy && plan.template.captures() {
         sidecar::enforce_tproxy(&mut proxy);
     }
     if let (Some(value), Some(env)) = (app_probers, proxy.get_mut("env").and_then(Value::as_array_mut)) {
@@ -123,7 +148,7 @@ fn render_init<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarCon
 fn render_volumes<'t>(
     plan: &Plan<'_>,
     config: &InjectConfig,
-    template: &'t SidecarTemplate,
+    template_volumes: &'t [(&'static str, Box<RawValue>)],
 ) -> (Vec<Fragment<'t>>, Vec<String>) {
     let existing = plan.spec.volumes.as_ref();
     let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
@@ -131,7 +156,7 @@ fn render_volumes<'t>(
     let bootstrap = plan.bootstrap_override.map(bootstrap_override::volume);
     let mut names: Vec<String> = Vec::new();
     let mut ours = Vec::new();
-    for (name, raw) in &template.volumes {
+    for (name, raw) in template_volumes {
         names.push(name.to_string());
         if !exists(name) {
             ours.push(Fragment::Compiled(raw));

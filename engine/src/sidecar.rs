@@ -15,7 +15,7 @@ use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
 use crate::bootstrap_override;
 use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
-use crate::container::{EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, Requirements};
+use crate::container::{EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, ProxyRole, Requirements};
 use crate::istio_parts::{
     MTLS_CERTS_MOUNT_PATH, MTLS_CERTS_VOLUME, PROXY_MOUNTS, SecurityInputs, init_security_context, native_lifecycle,
     proxy_security_context,
@@ -108,6 +108,7 @@ pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyCont
     };
     ProxyContainer {
         args: ProxyArgs {
+            role: ProxyRole::Sidecar,
             domain: &template.domain,
             log_levels: inputs.log_levels,
             concurrency,
@@ -126,12 +127,7 @@ pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyCont
         startup_probe: (status_port != 0).then_some(&*template.startup_probe),
         volume_mounts: Mounts {
             compiled: &template.proxy_mounts,
-            inserted: inputs.bootstrap_override.and_then(|_| {
-                let at = PROXY_MOUNTS
-                    .iter()
-                    .position(|(name, _)| *name == bootstrap_override::AFTER_MOUNT)?;
-                Some((at, bootstrap_override::mount()))
-            }),
+            inserted: bootstrap_override::inserted_mount(inputs.bootstrap_override, &template.proxy_mounts),
             user: Vec::new(),
         },
     }
@@ -150,24 +146,20 @@ pub(crate) fn clashes_with_proxy_mount(config: &InjectConfig, mount: &Value) -> 
 }
 
 /// A downward-API variable from the template (all of them are compiled).
-fn compiled_env<'a>(template: &'a SidecarTemplate, name: &'static str) -> Option<EnvVar<'a>> {
+pub(crate) fn compiled_env<'a>(template: &'a SidecarTemplate, name: &'static str) -> Option<EnvVar<'a>> {
     template.env(name).map(|raw| EnvVar::Compiled(name, raw))
 }
 
 /// The proxy's environment, in the template's order.
 fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     let config = inputs.config;
-    let template = inputs.template;
     let app_containers = app_container_names(inputs.pod);
     let mut env = Vec::with_capacity(28);
-    push_agent_env(inputs, &mut env);
-    let proxy_config: Cow<'a, str> = if inputs.proxy_config.raw.is_empty() {
-        Cow::Borrowed(&template.mesh_proxy_config_json)
-    } else {
-        Cow::Owned(inputs.proxy_config.agent_json(&template.mesh_proxy_config))
-    };
-    env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
-    env.push(EnvVar::literal("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
+    if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
+        env.push(EnvVar::literal("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
+    }
+    push_identity_env(inputs, &mut env);
+    push_pod_env(inputs, &mut env);
     env.push(EnvVar::literal("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
     push_go_runtime_env(inputs, &mut env);
     push_mesh_env(inputs, &app_containers, &mut env);
@@ -176,8 +168,20 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     env
 }
 
+/// `PROXY_CONFIG` (the mesh's ProxyConfig under the pod's) and `ISTIO_META_POD_PORTS`.
+pub(crate) fn push_pod_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
+    let template = inputs.template;
+    let proxy_config: Cow<'a, str> = if inputs.proxy_config.raw.is_empty() {
+        Cow::Borrowed(&template.mesh_proxy_config_json)
+    } else {
+        Cow::Owned(inputs.proxy_config.agent_json(&template.mesh_proxy_config))
+    };
+    env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
+    env.push(EnvVar::literal("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
+}
+
 /// The pod's containers other than a proxy already in it.
-fn app_container_names(pod: &Pod) -> Vec<&str> {
+pub(crate) fn app_container_names(pod: &Pod) -> Vec<&str> {
     pod.spec
         .as_ref()
         .map(|spec| {
@@ -190,13 +194,9 @@ fn app_container_names(pod: &Pod) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The agent's first variables: the probe rewrite's localhost switch, the CA, and the pod's
-/// identity from the downward API.
-fn push_agent_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
+/// The agent's CA and the pod's identity from the downward API.
+pub(crate) fn push_identity_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     let config = inputs.config;
-    if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
-        env.push(EnvVar::literal("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
-    }
     env.push(EnvVar::literal("PILOT_CERT_PROVIDER", "istiod"));
     env.push(EnvVar::literal("CA_ADDR", config.ca_address.as_str()));
     env.extend(
@@ -214,7 +214,7 @@ fn push_agent_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
 }
 
 /// The Go runtime's limits (`GOMEMLIMIT`, `GOMAXPROCS`) and the compliance policy.
-fn push_go_runtime_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
+pub(crate) fn push_go_runtime_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     let config = inputs.config;
     let downward = |name| compiled_env(inputs.template, name);
     if config.go_mem_limit_percent >= 100 {
@@ -243,6 +243,24 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
         "ISTIO_META_INTERCEPTION_MODE",
         inputs.traffic.mode.as_str(),
     ));
+    push_workload_env(inputs, env);
+    env.push(EnvVar::literal("ISTIO_META_MESH_ID", config.mesh_id.as_str()));
+    env.push(EnvVar::literal("TRUST_DOMAIN", config.trust_domain.as_str()));
+    if !config.network.is_empty() {
+        env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
+    }
+    if let Some(attributes) =
+        otel_resource_attributes(inputs, app_containers).filter(|_| config.otel_resource_attributes)
+    {
+        env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
+    }
+    if let Some(original) = inputs.prometheus_original {
+        env.push(EnvVar::literal("ISTIO_PROMETHEUS_ANNOTATIONS", original));
+    }
+}
+
+/// `ISTIO_META_WORKLOAD_NAME` and `ISTIO_META_OWNER`, for a pod with an owning workload.
+pub(crate) fn push_workload_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     if !inputs.workload.name.is_empty() {
         let labelled = inputs
             .pod
@@ -257,21 +275,9 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
             inputs.workload.owner_uri(inputs.namespace),
         ));
     }
+    // Both of istiod's templates name the custom bootstrap right after the owner.
     if inputs.bootstrap_override.is_some() {
         env.push(EnvVar::literal(bootstrap_override::ENV, bootstrap_override::FILE));
-    }
-    env.push(EnvVar::literal("ISTIO_META_MESH_ID", config.mesh_id.as_str()));
-    env.push(EnvVar::literal("TRUST_DOMAIN", config.trust_domain.as_str()));
-    if !config.network.is_empty() {
-        env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
-    }
-    if let Some(attributes) =
-        otel_resource_attributes(inputs, app_containers).filter(|_| config.otel_resource_attributes)
-    {
-        env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
-    }
-    if let Some(original) = inputs.prometheus_original {
-        env.push(EnvVar::literal("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
 }
 
@@ -293,7 +299,7 @@ const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
 const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 /// `proxyMetadata` from `proxy.istio.io/config`, as environment variables.
-fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item = EnvVar<'a>> + 'a {
+pub(crate) fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item = EnvVar<'a>> + 'a {
     inputs
         .proxy_config
         .metadata

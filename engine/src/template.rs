@@ -53,7 +53,7 @@ const DOWNWARD_ENV: [(&str, &str, bool); 9] = [
 ];
 
 /// Serializes a value built from constants; `null` if it somehow has no JSON form.
-fn raw(value: &Value) -> Box<RawValue> {
+pub(crate) fn raw(value: &Value) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 

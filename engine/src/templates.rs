@@ -1,7 +1,8 @@
 //! `inject.istio.io/templates`: the injection templates a pod names.
 //!
-//! This injector renders Istio's `sidecar` template, and `gateway` as the layout of a pod whose
-//! main container is the proxy. istiod refuses a pod naming a template it does not have; the
+//! This injector renders Istio's `sidecar` template and its `gateway` template (a pod whose
+//! main container is the proxy: [`crate::gateway`]); [`Template::of_pod`] picks the one a pod
+//! gets. istiod refuses a pod naming a template it does not have; the
 //! config's `unknownTemplates` says what a pod naming one we do not render gets: refused with
 //! the names we render (`deny`, the default), left alone for another injector (`skip`), or
 //! the sidecar regardless (`sidecar`). Empty names in the list are ignored.
@@ -14,6 +15,32 @@ use crate::error::{InjectError, quoted};
 
 /// The templates rendered here.
 pub(crate) const RENDERED: [&str; 2] = ["sidecar", "gateway"];
+
+/// The template a pod is rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Template {
+    /// Istio's `sidecar`: traffic capture, the proxy beside the app.
+    Sidecar,
+    /// Istio's `gateway`: the proxy is the pod's main container, with no capture, no init
+    /// container and no native sidecar layout.
+    Gateway,
+}
+
+impl Template {
+    /// `gateway` when `inject.istio.io/templates` names it (alone or among others: its layout
+    /// decides where the proxy goes), else `sidecar`.
+    pub(crate) fn of_pod(annotations: Option<&BTreeMap<String, String>>) -> Template {
+        let gateway = annotations
+            .and_then(|map| map.get(TEMPLATES))
+            .is_some_and(|names| names.split(',').any(|name| name.trim() == "gateway"));
+        if gateway { Template::Gateway } else { Template::Sidecar }
+    }
+
+    /// Whether the template captures traffic (adds `istio-init` or `istio-validation`).
+    pub(crate) fn captures(self) -> bool {
+        self == Template::Sidecar
+    }
+}
 
 /// What to do with the pod's named templates: `Ok(None)` renders them, `Ok(Some(name))`
 /// leaves the pod alone because it names `name`, and an error refuses it.
@@ -53,6 +80,18 @@ mod tests {
 
     fn named(value: &str) -> BTreeMap<String, String> {
         BTreeMap::from([(TEMPLATES.to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn gateway_is_chosen_when_named() {
+        for value in ["gateway", " gateway ", "sidecar,gateway"] {
+            assert_eq!(Template::of_pod(Some(&named(value))), Template::Gateway, "{value}");
+        }
+        for value in ["sidecar", "", "gateways", "my-gateway"] {
+            assert_eq!(Template::of_pod(Some(&named(value))), Template::Sidecar, "{value}");
+        }
+        assert_eq!(Template::of_pod(None), Template::Sidecar);
+        assert!(Template::Sidecar.captures() && !Template::Gateway.captures());
     }
 
     #[test]

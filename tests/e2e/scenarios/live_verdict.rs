@@ -76,8 +76,9 @@ const DELIBERATE_FATES: [(FateDifference, &str); 2] = [
 /// until fixed, each shown in the scenario's note as a known gap. None are known.
 const KNOWN_BUGS: [(&str, &str); 0] = [];
 
-/// The annotation naming injection templates; pods naming one other than `sidecar` are out of
-/// this comparison (gateway and custom templates are issue 15 part A; gRPC ones are out of scope).
+/// The annotation naming injection templates; pods naming one other than `sidecar` and
+/// `gateway` (the two we render) are out of this comparison: custom, SPIRE and gRPC templates
+/// are out of scope.
 const TEMPLATES: &str = "inject.istio.io/templates";
 
 /// The annotation injection writes, which marks a pod as injected.
@@ -146,6 +147,8 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     let mut both_refused = 0;
     let mut differing = 0;
     let mut out_of_scope = 0;
+    // Gateway pods: compared, identical, differing.
+    let mut gateways = (0, 0, 0);
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut by_fate: BTreeMap<FateDifference, usize> = BTreeMap::new();
     let mut bugs: BTreeMap<&str, usize> = BTreeMap::new();
@@ -155,6 +158,8 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
             out_of_scope += 1;
             continue;
         }
+        let gateway = names_gateway(&case.pod);
+        gateways.0 += usize::from(gateway);
         if let Some(difference) = fate_difference(ours, istiod) {
             *by_fate.entry(difference).or_default() += 1;
             let message = match (ours, istiod) {
@@ -176,33 +181,12 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
         }
         match (ours, istiod) {
             (Fate::Admitted(ours), Fate::Admitted(istiod)) => {
-                let found = differences(ours, istiod);
-                if found.is_empty() {
+                if record_admitted(case, ours, istiod, &mut by_kind) {
                     identical += 1;
-                    continue;
-                }
-                if proxy_layout(ours) != proxy_layout(istiod) {
-                    let what = if proxy_layout(ours) == "none" && carries_status(&case.pod) {
-                        "already injected"
-                    } else {
-                        "injection decision or layout"
-                    };
-                    let kind = format!("{what} (ours {}, istiod {})", proxy_layout(ours), proxy_layout(istiod));
-                    let entry = by_kind.entry(kind).or_insert((0, String::new()));
-                    entry.0 += 1;
-                    if entry.1.is_empty() {
-                        entry.1 = format!("{}: annotations {}", case.origin, annotations_of(&case.pod));
-                    }
+                    gateways.1 += usize::from(gateway);
+                } else {
                     differing += 1;
-                    continue;
-                }
-                differing += 1;
-                for (path, (a, b)) in found {
-                    let entry = by_kind.entry(kind_of(&path)).or_insert((0, String::new()));
-                    entry.0 += 1;
-                    if entry.1.is_empty() {
-                        entry.1 = format!("{}: {path}: ours {} / istiod {}", case.origin, shown(&a), shown(&b));
-                    }
+                    gateways.2 += usize::from(gateway);
                 }
             }
             _ => both_refused += 1,
@@ -225,10 +209,14 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
     }
     let compared = cases.len() - out_of_scope;
     let counts = format!(
-        "{} pods ({} corpus, {generated} generated; {out_of_scope} naming another template left out): \
-         {identical} identical, {differing} differing, {both_refused} refused by both, {} admitted by one side only",
+        "{} pods ({} corpus, {generated} generated; {} naming the gateway template ({} identical, {} differing); \
+         {out_of_scope} naming another template left out): {identical} identical, {differing} differing, \
+         {both_refused} refused by both, {} admitted by one side only",
         compared,
         cases.len() - generated,
+        gateways.0,
+        gateways.1,
+        gateways.2,
         by_fate.values().sum::<usize>()
     );
     let bugs: Vec<String> = bugs
@@ -252,6 +240,40 @@ pub fn judge(cases: &[Case], fates: &[(Fate, Fate)], generated: usize) -> Outcom
         bugs.join("; "),
         NORMALISATION.join("; ")
     ))
+}
+
+/// Records in `by_kind` (count and a first example per kind) how a pod both sides admitted
+/// differs; whether it does not differ at all.
+fn record_admitted(case: &Case, ours: &Value, istiod: &Value, by_kind: &mut BTreeMap<String, (usize, String)>) -> bool {
+    let found = differences(ours, istiod);
+    if found.is_empty() {
+        return true;
+    }
+    let mut record = |kind: String, example: String| {
+        let entry = by_kind.entry(kind).or_insert((0, String::new()));
+        entry.0 += 1;
+        if entry.1.is_empty() {
+            entry.1 = example;
+        }
+    };
+    if proxy_layout(ours) != proxy_layout(istiod) {
+        let what = if proxy_layout(ours) == "none" && carries_status(&case.pod) {
+            "already injected"
+        } else {
+            "injection decision or layout"
+        };
+        let kind = format!("{what} (ours {}, istiod {})", proxy_layout(ours), proxy_layout(istiod));
+        record(
+            kind,
+            format!("{}: annotations {}", case.origin, annotations_of(&case.pod)),
+        );
+        return false;
+    }
+    for (path, (a, b)) in found {
+        let example = format!("{}: {path}: ours {} / istiod {}", case.origin, shown(&a), shown(&b));
+        record(kind_of(&path), example);
+    }
+    false
 }
 
 /// Where the normalised pod has its `istio-proxy`: `none`, `classic` or `native`.
@@ -280,13 +302,29 @@ fn annotations_of(pod: &Pod) -> String {
     serde_json::to_string(&pod.metadata.annotations).unwrap_or_default()
 }
 
-/// Whether the pod asks for an injection template other than `sidecar`.
+/// Whether the pod names the gateway template.
+fn names_gateway(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(TEMPLATES))
+        .is_some_and(|templates| templates.split(',').any(|name| name.trim() == "gateway"))
+}
+
+/// The templates we render, whose pods istiod judges.
+const RENDERED_TEMPLATES: [&str; 2] = ["sidecar", "gateway"];
+
+/// Whether the pod asks for an injection template other than those we render.
 fn names_another_template(pod: &Pod) -> bool {
     pod.metadata
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(TEMPLATES))
-        .is_some_and(|templates| templates.split(',').any(|name| name.trim() != "sidecar"))
+        .is_some_and(|templates| {
+            templates
+                .split(',')
+                .any(|name| !RENDERED_TEMPLATES.contains(&name.trim()))
+        })
 }
 
 // === impl Fate ===

@@ -10,11 +10,13 @@
 //!
 //! 31: the gateway template. Istio's corpus gateway pods (`inject.istio.io/templates:
 //! gateway`, one container `istio-proxy` with `image: auto`) are created through the
-//! harness's injector, which runs native sidecars: each is stored with one `istio-proxy`, among
-//! the containers (not a native sidecar) and with a real image, as istiod's gateway template
-//! keeps it.
+//! harness's injector, which runs native sidecars: each is stored as istiod's gateway template
+//! lays it out: one `istio-proxy` among the containers (not a native sidecar) with a real image
+//! and `proxy router`, no init container (no capture) and no startup probe, no
+//! `security.istio.io/tlsMode` label, the pod sysctl `net.ipv4.ip_unprivileged_port_start=0`,
+//! and a status annotation with no init containers.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::check::{Context, Outcome, ensure};
 use crate::corpus::{corpus_dir, pods_in};
@@ -126,29 +128,67 @@ pub async fn gateway_template(harness: &Harness) -> Outcome {
                 .create_pod(namespace, &item.pod)
                 .await
                 .context(format!("creating {file}"))?;
-            let containers: Vec<&str> = pod
-                .spec
-                .iter()
-                .flat_map(|spec| spec.containers.iter())
-                .map(|c| c.name.as_str())
-                .collect();
-            ensure!(
-                containers.contains(&PROXY) && proxy_count(&pod) == 1,
-                "{file}: stored as {}; the gateway proxy must stay among the containers",
-                layout(&pod)
-            );
-            let image = container(&pod, PROXY)
-                .and_then(|c: &Container| c.image.clone())
-                .unwrap_or_default();
-            ensure!(
-                image != "auto" && image.contains("proxyv2"),
-                "{file}: proxy image {image:?} was not filled in"
-            );
+            check_gateway_pod(&pod).map_err(|e| format!("{file}: {e}"))?;
             stored.push(format!("{file}: {}", layout(&pod)));
         }
     }
     Ok(format!(
-        "stored with the proxy among the containers: {}",
+        "stored as istiod's gateway template lays them out (proxy router among the containers, \
+         no init container, no capture, unprivileged ports): {}",
         stored.join("; ")
     ))
+}
+
+/// What istiod's gateway template gives a stored pod: one `istio-proxy` among the containers
+/// running `proxy router` with a real image, no init container, no tlsMode label, the
+/// unprivileged-ports sysctl, and a status annotation naming no init container.
+fn check_gateway_pod(pod: &Pod) -> Result<(), String> {
+    let spec = pod.spec.as_ref().ok_or("stored without a spec")?;
+    let containers: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    ensure!(
+        containers.contains(&PROXY) && proxy_count(pod) == 1,
+        "stored as {}; the gateway proxy must stay among the containers",
+        layout(pod)
+    );
+    ensure!(
+        spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+        "stored as {}; the gateway template adds no init container",
+        layout(pod)
+    );
+    let proxy = container(pod, PROXY).ok_or("no istio-proxy")?;
+    let image = proxy.image.clone().unwrap_or_default();
+    ensure!(
+        image != "auto" && image.contains("proxyv2"),
+        "proxy image {image:?} was not filled in"
+    );
+    let args = proxy.args.clone().unwrap_or_default();
+    ensure!(
+        args.get(..2) == Some(&["proxy".to_string(), "router".to_string()][..]),
+        "proxy args {args:?}, expected proxy router"
+    );
+    ensure!(proxy.startup_probe.is_none(), "the gateway proxy has a startup probe");
+    let sysctls = spec.security_context.as_ref().and_then(|s| s.sysctls.as_ref());
+    ensure!(
+        sysctls.is_some_and(|list| list
+            .iter()
+            .any(|s| s.name == "net.ipv4.ip_unprivileged_port_start" && s.value == "0")),
+        "pod sysctls {sysctls:?} lack net.ipv4.ip_unprivileged_port_start=0"
+    );
+    let labels = pod.metadata.labels.as_ref();
+    ensure!(
+        labels.is_none_or(|l| !l.contains_key("security.istio.io/tlsMode")),
+        "the gateway pod is labelled security.istio.io/tlsMode"
+    );
+    let status = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("sidecar.istio.io/status"))
+        .ok_or("no sidecar.istio.io/status")?;
+    let status: serde_json::Value = serde_json::from_str(status).map_err(|e| e.to_string())?;
+    ensure!(
+        status["initContainers"].is_null() && status["containers"] == serde_json::json!([PROXY]),
+        "status annotation {status}"
+    );
+    Ok(())
 }
