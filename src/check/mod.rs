@@ -166,8 +166,12 @@ fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> CheckError 
     move |error| CheckError::Api { what, error }
 }
 
-/// Reads what the report needs: our configurations, the namespaces, their LimitRanges, the pods.
-async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<ClusterView, CheckError> {
+/// Our webhook configurations: those labelled [`WEBHOOK_LABEL`] (else the one named
+/// [`DEFAULT_WEBHOOK_NAME`]), or each `--webhook` name; at least one.
+async fn read_configurations(
+    client: &kube::Client,
+    options: &CheckOptions,
+) -> Result<Vec<MutatingWebhookConfiguration>, CheckError> {
     let configurations_api = Api::<MutatingWebhookConfiguration>::all(client.clone());
     let configurations = if options.webhooks.is_empty() {
         let (key, value) = WEBHOOK_LABEL;
@@ -209,6 +213,12 @@ async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<C
         };
         return Err(CheckError::NoRegistration { wanted });
     }
+    Ok(configurations)
+}
+
+/// Reads what the report needs: our configurations, the namespaces, their LimitRanges, the pods.
+async fn read_cluster(client: &kube::Client, options: &CheckOptions) -> Result<ClusterView, CheckError> {
+    let configurations = read_configurations(client, options).await?;
     let all_namespaces = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default())
         .await
