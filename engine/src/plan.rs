@@ -203,10 +203,7 @@ fn check<'a>(
     let resolution = resolve_resources(pod, &request.namespace_context, tuning, native)?;
     warnings.extend(resolution.warnings);
     let settings = PodSettings::read(injector, annotations)?;
-    if let Some(image) = annotations
-        .and_then(|map| map.get(PROXY_IMAGE))
-        .filter(|i| !i.trim().is_empty() && !i.contains('/'))
-    {
+    if let Some(image) = settings.unused_proxy_image {
         warnings.push(format!(
             "annotation {PROXY_IMAGE} {} is not used: it has no '/', and istiod takes only a registry path (e.g. docker.io/istio/proxyv2:1.28.0) from it; the configured image is injected",
             quoted(image)
@@ -349,8 +346,30 @@ struct PodSettings<'a> {
     proxy_image: Cow<'a, str>,
     init_image: Cow<'a, str>,
     cap_net_bind_service: bool,
+    /// A `sidecar.istio.io/proxyImage` that is not used: it has no `/`.
+    unused_proxy_image: Option<&'a str>,
     bootstrap_override: Option<&'a str>,
     log_levels: LogLevels,
+}
+
+/// The pod's `sidecar.istio.io/proxyImage`: the image to use, or the value that is not used.
+/// istiod's template takes the annotation as the image only when it holds a '/' (a registry
+/// path); otherwise it builds the configured image, and so do we. Empty means unset.
+fn pod_proxy_image(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Result<(Option<&str>, Option<&str>), InjectError> {
+    match annotations.and_then(|map| map.get(PROXY_IMAGE)) {
+        Some(image) if image.trim().is_empty() => Ok((None, None)),
+        Some(image) if image.trim() != image => Err(InjectError::InvalidAnnotation {
+            annotation: PROXY_IMAGE.into(),
+            value: quoted(image),
+            reason: "it has leading or trailing whitespace, which the API server refuses in an image".into(),
+            accepted: "an image reference without surrounding whitespace, e.g. docker.io/istio/proxyv2:1.28.0",
+        }),
+        Some(image) if image.contains('/') => Ok((Some(image), None)),
+        Some(image) => Ok((None, Some(image))),
+        None => Ok((None, None)),
+    }
 }
 
 impl<'a> PodSettings<'a> {
@@ -362,24 +381,9 @@ impl<'a> PodSettings<'a> {
         let user_volumes = user_volumes::user_volumes(annotations)?;
         let prometheus = prometheus::plan_merge(annotations, config.enable_prometheus_merge)?;
         let readiness_probe = sidecar::readiness_probe(annotations, config, traffic.status_port)?;
-        let proxy_image = match annotations.and_then(|map| map.get(PROXY_IMAGE)) {
-            Some(image) if image.trim().is_empty() => &config.proxy_image,
-            Some(image) if image.trim() != image => {
-                return Err(InjectError::InvalidAnnotation {
-                    annotation: PROXY_IMAGE.into(),
-                    value: quoted(image),
-                    reason: "it has leading or trailing whitespace, which the API server refuses in an image".into(),
-                    accepted: "an image reference without surrounding whitespace, e.g. docker.io/istio/proxyv2:1.28.0",
-                });
-            }
-            // istiod's template takes the annotation as the image only when it holds a '/'
-            // (a registry path); otherwise it builds the configured image, and so do we.
-            Some(image) if image.contains('/') => image.as_str(),
-            Some(_) | None => &config.proxy_image,
-        };
-        let named_by_pod = annotations
-            .and_then(|map| map.get(PROXY_IMAGE))
-            .is_some_and(|i| !i.trim().is_empty() && i.contains('/'));
+        let (pod_image, unused_proxy_image) = pod_proxy_image(annotations)?;
+        let proxy_image = pod_image.unwrap_or(&config.proxy_image);
+        let named_by_pod = pod_image.is_some();
         let (proxy_image, init_image) = match annotations.and_then(|map| map.get(PROXY_IMAGE_TYPE)) {
             Some(image_type) if image_type.chars().any(char::is_whitespace) => {
                 return Err(InjectError::InvalidAnnotation {
@@ -425,6 +429,7 @@ impl<'a> PodSettings<'a> {
             proxy_image,
             init_image,
             cap_net_bind_service,
+            unused_proxy_image,
             bootstrap_override: crate::bootstrap_override::read(annotations)?,
             log_levels,
         })
