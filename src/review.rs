@@ -17,6 +17,7 @@ use crate::engine::{Injector, NamespaceContext, ProxyResources};
 mod answer;
 mod object;
 mod parse;
+mod pod_spec;
 mod resize;
 mod wire;
 

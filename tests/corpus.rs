@@ -35,13 +35,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{TestServer, apply_and_check, check_pod_valid, pod_review};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use sidecar_injector::config::{
     CniProvider, InboundTrafficPolicy, InjectConfig, InterceptionMode, Platform, ResourceAmounts, ResourceDefaults,
 };
 use sidecar_injector::engine::Injector;
 use sidecar_injector::engine::NamespaceContext;
+use sidecar_injector::engine::PodRequest;
 use sidecar_injector::engine::Workload;
 use sidecar_injector::manifest::{pod_templates, pod_templates_mut, read_documents, template_as_pod};
 use sidecar_injector::offline::inject_yaml;
@@ -926,4 +930,102 @@ fn istio_injected_outputs_reinject_to_themselves() {
         table.record(case, result, Route::Offline);
     }
     table.finish();
+}
+
+/// The webhook reads a review's pod without the app containers' fields the engine never
+/// reads (`review/pod_spec.rs`). Its answer must equal the engine's answer on the whole,
+/// typed Pod, for every pod template of the corpus, inputs and Istio's outputs alike. The
+/// outputs are taken with their `sidecar.istio.io/status` removed, so their `istio-proxy`
+/// and `istio-init` (env, args, mounts and all) are merged as the pod's own containers.
+#[test]
+fn the_review_reader_keeps_everything_the_engine_reads() {
+    let dir = corpus_dir();
+    let (mut compared, mut injected, mut denied) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for case in cases() {
+        let injector = Injector::new(corpus_config(&case)).unwrap_or_else(|e| panic!("{e}"));
+        let annotations: BTreeMap<String, String> = case
+            .namespace_annotations
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let context = NamespaceContext {
+            annotations: (!annotations.is_empty()).then_some(&annotations),
+            ..NamespaceContext::default()
+        };
+        let mut documents = read_file_documents(&dir.join(case.input));
+        documents.extend(read_file_documents(&dir.join(case.expected)));
+        for template in documents.iter().flat_map(templates) {
+            let mut pod = template.pod.clone();
+            if let Some(annotations) = pod.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+                annotations.remove("sidecar.istio.io/status");
+            }
+            let label = format!("{} ({})", template.label, case.expected);
+            match reader_and_engine_agree(&injector, &context, &template.namespace, &pod) {
+                Ok(true) => injected += 1,
+                Ok(false) => denied += 1,
+                Err(difference) => failures.push(format!("{label}: {difference}")),
+            }
+            compared += 1;
+        }
+    }
+    println!(
+        "{compared} pods compared: {injected} allowed, {denied} denied, {} differing",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        compared >= 200 && injected >= 100,
+        "{compared} pods compared, {injected} allowed"
+    );
+}
+
+/// Whether the answer through `parse_review` and `answer_review` equals `Injector::inject`
+/// on `pod` read whole: the same patch and warnings, or the same denial. `Ok(true)` when
+/// allowed.
+fn reader_and_engine_agree(
+    injector: &Injector,
+    context: &NamespaceContext<'_>,
+    namespace: &str,
+    pod: &Value,
+) -> Result<bool, String> {
+    let body = serde_json::to_vec(&pod_review("equal", namespace, pod)).unwrap_or_default();
+    let parsed = parse_review(&body).map_err(|e| format!("parse: {e}"))?;
+    let answer = answer_review(injector, parsed, context, Vec::new()).map_err(|e| format!("answer: {e}"))?;
+    let response: Value = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    let response = &response["response"];
+    let whole: Pod = serde_json::from_value(pod.clone()).map_err(|e| format!("whole pod: {e}"))?;
+    let request = PodRequest {
+        pod: &whole,
+        namespace,
+        workload: None,
+        has_metadata: true,
+        namespace_context: *context,
+        reinjection: false,
+    };
+    let warnings = response["warnings"].as_array().cloned().unwrap_or_default();
+    match injector.inject(&request) {
+        Ok(outcome) => {
+            let patch = response["patch"].as_str().map(|p| BASE64.decode(p).unwrap_or_default());
+            let expected = (!outcome.patch.is_empty()).then(|| outcome.patch.into_bytes());
+            if response["allowed"] != true || patch != expected {
+                return Err(format!(
+                    "the whole pod's patch differs; the reader's answer: {response}"
+                ));
+            }
+            if warnings != outcome.warnings {
+                return Err(format!("warnings {warnings:?} against {:?}", outcome.warnings));
+            }
+            Ok(true)
+        }
+        Err(denial) => {
+            if response["allowed"] != false || response["status"]["message"] != denial.error.to_string() {
+                return Err(format!(
+                    "the whole pod is denied ({}); the reader's answer: {response}",
+                    denial.error
+                ));
+            }
+            Ok(false)
+        }
+    }
 }

@@ -60,7 +60,7 @@ use self::template::SidecarTemplate;
 use crate::config::layers::InstalledSetting;
 use crate::config::{CompiledConfig, ConfigError, InjectConfig, Provenance, UserConfig};
 
-pub use self::decision::{Decision, InjectReason, PROXY_CONTAINER, SkipReason};
+pub use self::decision::{Decision, InjectReason, PROXY_CONTAINER, SkipReason, is_injected_container};
 pub use self::error::InjectError;
 pub use self::fields::{FieldKey, Resource, Side};
 pub use self::patch::SerializedPatch;

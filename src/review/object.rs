@@ -1,12 +1,15 @@
-//! A request's objects: a Pod read with only the fields the engine uses, or a raw object
-//! whose metadata is read on demand until it is known to be a Pod.
+//! A request's objects: a Pod read with only the fields the engine uses (its spec through
+//! [`super::pod_spec`]), or a raw object whose metadata is read on demand until it is known
+//! to be a Pod.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use super::pod_spec::ReadSpec;
 
 /// A request's object: read as a Pod in the one pass over the body (a Pod CREATE), or kept
 /// raw until it is known to be one.
@@ -66,7 +69,7 @@ pub(super) struct PodObject {
     #[serde(default)]
     metadata: Option<PodMetadata>,
     #[serde(default)]
-    spec: Option<PodSpec>,
+    spec: Option<ReadSpec>,
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
@@ -141,7 +144,7 @@ pub(super) fn pod_of(parsed: PodObject) -> (Pod, bool) {
     (
         Pod {
             metadata,
-            spec: parsed.spec,
+            spec: parsed.spec.map(|spec| spec.0),
             status: None,
         },
         has_metadata,

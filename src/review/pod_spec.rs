@@ -1,0 +1,189 @@
+//! Reading a Pod's spec from a review in one pass: every field as k8s-openapi reads it,
+//! except the fields of the pod's own app containers that the engine never reads.
+//!
+//! An app container's `env`, `envFrom`, `command`, `args`, `workingDir`, `volumeMounts`,
+//! `volumeDevices`, `imagePullPolicy`, `terminationMessage*`, `stdin*`, `tty` and
+//! `restartPolicyRules` are kept as the raw text serde_json found (no allocation) and
+//! dropped. A container the engine merges with its own (`istio-proxy`, `istio-init`,
+//! `istio-validation`, [`is_injected_container`]) gets them parsed in full. The fields the
+//! engine reads of every container (name, image, ports, resources, resize and restart
+//! policy, probes, lifecycle, security context) are always typed. `tests/webhook.rs` checks
+//! that the engine's answer through this reader equals its answer on the whole Pod, over
+//! Istio's corpus and the benchmark shapes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, ContainerResizePolicy, EphemeralContainer, EvictionResponder, HostAlias,
+    Lifecycle, LocalObjectReference, PodDNSConfig, PodOS, PodReadinessGate, PodResourceClaim, PodSchedulingGate,
+    PodSchedulingGroup, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SecurityContext, Toleration,
+    TopologySpreadConstraint, Volume,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::engine::is_injected_container;
+
+/// `spec`, read as [`PodSpecDef`] reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ReadSpec(#[serde(with = "PodSpecDef")] pub(super) PodSpec);
+
+/// k8s-openapi's `PodSpec`, field for field, with its containers read by [`containers`].
+#[derive(Deserialize)]
+#[serde(remote = "PodSpec", rename_all = "camelCase")]
+struct PodSpecDef {
+    active_deadline_seconds: Option<i64>,
+    affinity: Option<Affinity>,
+    automount_service_account_token: Option<bool>,
+    #[serde(default, deserialize_with = "containers")]
+    containers: Vec<Container>,
+    dns_config: Option<PodDNSConfig>,
+    dns_policy: Option<String>,
+    enable_service_links: Option<bool>,
+    ephemeral_containers: Option<Vec<EphemeralContainer>>,
+    eviction_responders: Option<Vec<EvictionResponder>>,
+    host_aliases: Option<Vec<HostAlias>>,
+    #[serde(rename = "hostIPC")]
+    host_ipc: Option<bool>,
+    host_network: Option<bool>,
+    #[serde(rename = "hostPID")]
+    host_pid: Option<bool>,
+    host_users: Option<bool>,
+    hostname: Option<String>,
+    hostname_override: Option<String>,
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    #[serde(default, deserialize_with = "init_containers")]
+    init_containers: Option<Vec<Container>>,
+    node_name: Option<String>,
+    node_selector: Option<BTreeMap<String, String>>,
+    os: Option<PodOS>,
+    overhead: Option<BTreeMap<String, Quantity>>,
+    preemption_policy: Option<String>,
+    priority: Option<i32>,
+    priority_class_name: Option<String>,
+    readiness_gates: Option<Vec<PodReadinessGate>>,
+    resource_claims: Option<Vec<PodResourceClaim>>,
+    resources: Option<ResourceRequirements>,
+    restart_policy: Option<String>,
+    runtime_class_name: Option<String>,
+    scheduler_name: Option<String>,
+    scheduling_gates: Option<Vec<PodSchedulingGate>>,
+    scheduling_group: Option<PodSchedulingGroup>,
+    security_context: Option<PodSecurityContext>,
+    service_account: Option<String>,
+    service_account_name: Option<String>,
+    #[serde(rename = "setHostnameAsFQDN")]
+    set_hostname_as_fqdn: Option<bool>,
+    share_process_namespace: Option<bool>,
+    subdomain: Option<String>,
+    termination_grace_period_seconds: Option<i64>,
+    tolerations: Option<Vec<Toleration>>,
+    topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    volumes: Option<Vec<Volume>>,
+}
+
+/// `spec.containers`: missing or null reads as empty, as k8s-openapi reads it.
+fn containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Container>, D::Error> {
+    Ok(init_containers(deserializer)?.unwrap_or_default())
+}
+
+/// `spec.initContainers` (and `spec.containers` before its default).
+fn init_containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error> {
+    let read: Option<Vec<ReadContainer<'de>>> = Option::deserialize(deserializer)?;
+    read.map(|containers| containers.into_iter().map(ReadContainer::into_container).collect())
+        .transpose()
+        .map_err(D::Error::custom)
+}
+
+/// One container as sent: what the engine reads typed, the rest as raw text.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadContainer<'a> {
+    #[serde(default)]
+    name: Option<String>,
+    image: Option<String>,
+    ports: Option<Vec<ContainerPort>>,
+    resources: Option<ResourceRequirements>,
+    resize_policy: Option<Vec<ContainerResizePolicy>>,
+    restart_policy: Option<String>,
+    liveness_probe: Option<Probe>,
+    readiness_probe: Option<Probe>,
+    startup_probe: Option<Probe>,
+    lifecycle: Option<Lifecycle>,
+    security_context: Option<SecurityContext>,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+    #[serde(borrow)]
+    command: Option<&'a RawValue>,
+    #[serde(borrow)]
+    env: Option<&'a RawValue>,
+    #[serde(borrow)]
+    env_from: Option<&'a RawValue>,
+    #[serde(borrow)]
+    image_pull_policy: Option<&'a RawValue>,
+    #[serde(borrow)]
+    restart_policy_rules: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stdin: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stdin_once: Option<&'a RawValue>,
+    #[serde(borrow)]
+    termination_message_path: Option<&'a RawValue>,
+    #[serde(borrow)]
+    termination_message_policy: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tty: Option<&'a RawValue>,
+    #[serde(borrow)]
+    volume_devices: Option<&'a RawValue>,
+    #[serde(borrow)]
+    volume_mounts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    working_dir: Option<&'a RawValue>,
+}
+
+impl ReadContainer<'_> {
+    /// The container, with the raw fields parsed when the engine merges it with its own.
+    fn into_container(self) -> Result<Container, serde_json::Error> {
+        let name = self.name.unwrap_or_default();
+        let mut container = Container {
+            image: self.image,
+            ports: self.ports,
+            resources: self.resources,
+            resize_policy: self.resize_policy,
+            restart_policy: self.restart_policy,
+            liveness_probe: self.liveness_probe,
+            readiness_probe: self.readiness_probe,
+            startup_probe: self.startup_probe,
+            lifecycle: self.lifecycle,
+            security_context: self.security_context,
+            ..Container::default()
+        };
+        if is_injected_container(&name) {
+            container.args = typed(self.args)?;
+            container.command = typed(self.command)?;
+            container.env = typed(self.env)?;
+            container.env_from = typed(self.env_from)?;
+            container.image_pull_policy = typed(self.image_pull_policy)?;
+            container.restart_policy_rules = typed(self.restart_policy_rules)?;
+            container.stdin = typed(self.stdin)?;
+            container.stdin_once = typed(self.stdin_once)?;
+            container.termination_message_path = typed(self.termination_message_path)?;
+            container.termination_message_policy = typed(self.termination_message_policy)?;
+            container.tty = typed(self.tty)?;
+            container.volume_devices = typed(self.volume_devices)?;
+            container.volume_mounts = typed(self.volume_mounts)?;
+            container.working_dir = typed(self.working_dir)?;
+        }
+        container.name = name;
+        Ok(container)
+    }
+}
+
+/// A raw field read as `T`; a JSON null reads as unset.
+fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<Option<T>, serde_json::Error> {
+    raw.map(|raw| serde_json::from_str::<Option<T>>(raw.get()))
+        .transpose()
+        .map(Option::flatten)
+}
