@@ -92,7 +92,7 @@ pub(crate) struct Plan<'a> {
     /// The proxy's uid and gid.
     pub proxy_ids: (i64, i64),
     /// App probes pointed at the agent.
-    pub probe_plan: ProbePlan,
+    pub probe_plan: ProbePlan<'a>,
     /// The proxy's `resizePolicy`, when the config writes one.
     pub resize_policy: Option<ProxyResizePolicy>,
 }

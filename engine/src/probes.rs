@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, LifecycleHandler, Pod, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    Container, GRPCAction, HTTPGetAction, HTTPHeader, LifecycleHandler, Pod, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::decision::parse_go_bool;
 
@@ -19,7 +22,7 @@ pub use crate::annotations::REWRITE_PROBES;
 
 /// One probe to rewrite.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeRewrite {
+pub struct ProbeRewrite<'a> {
     /// `containers`, or `initContainers` for a native sidecar of the app.
     pub list: &'static str,
     /// Index in that list.
@@ -30,14 +33,84 @@ pub struct ProbeRewrite {
     /// The handler being replaced: `httpGet`, `tcpSocket` or `grpc`.
     pub handler: &'static str,
     /// The new `httpGet`.
-    pub http_get: Value,
+    pub http_get: AgentHttpGet<'a>,
+}
+
+/// The `httpGet` that points a probe at the agent (fields in name order, as the API server
+/// writes them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentHttpGet<'a> {
+    /// `/app-health/<container>/<probe>` or `/app-lifecycle/<container>/<hook>`.
+    pub path: String,
+    /// The agent's status port.
+    pub port: u16,
+    /// `HTTP`, when the original set a scheme.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<&'a str>,
+}
+
+/// A probe's original handler as the agent reads it from `ISTIO_KUBE_APP_PROBERS`, named
+/// ports resolved (fields in name order, as istiod writes them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum OriginalHandler<'a> {
+    HttpGet {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
+        #[serde(rename = "httpHeaders", skip_serializing_if = "Option::is_none")]
+        http_headers: Option<&'a [HTTPHeader]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<&'a str>,
+        port: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scheme: Option<&'a str>,
+    },
+    TcpSocket {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
+        port: i32,
+    },
+    Grpc {
+        port: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<&'a str>,
+    },
+}
+
+impl OriginalHandler<'_> {
+    /// The handler's field name in a probe.
+    fn name(&self) -> &'static str {
+        match self {
+            OriginalHandler::HttpGet { .. } => "httpGet",
+            OriginalHandler::TcpSocket { .. } => "tcpSocket",
+            OriginalHandler::Grpc { .. } => "grpc",
+        }
+    }
+}
+
+/// One entry of `ISTIO_KUBE_APP_PROBERS`: the handler under its name, then the timeout.
+struct AppProber<'a> {
+    handler: OriginalHandler<'a>,
+    timeout_seconds: Option<i32>,
+}
+
+impl Serialize for AppProber<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Every handler's name sorts before `timeoutSeconds`, so the entry is in name order.
+        let mut map = serializer.serialize_map(Some(1 + usize::from(self.timeout_seconds.is_some())))?;
+        map.serialize_entry(self.handler.name(), &self.handler)?;
+        if let Some(timeout) = self.timeout_seconds {
+            map.serialize_entry("timeoutSeconds", &timeout)?;
+        }
+        map.end()
+    }
 }
 
 /// The rewrites and the `ISTIO_KUBE_APP_PROBERS` value, when any probe is rewritten.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ProbePlan {
+pub struct ProbePlan<'a> {
     /// Probes to point at the agent.
-    pub rewrites: Vec<ProbeRewrite>,
+    pub rewrites: Vec<ProbeRewrite<'a>>,
     /// JSON for `ISTIO_KUBE_APP_PROBERS`.
     pub app_probers: Option<String>,
 }
@@ -56,7 +129,7 @@ pub fn rewrite_enabled(pod: &Pod, default: bool) -> bool {
 /// Plans the rewrites for every app container and app native sidecar; nothing when
 /// `status_port` is 0. Indices are those of the original pod, so the operations must come
 /// before any that insert containers.
-pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan {
+pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
     let Some(spec) = pod.spec.as_ref().filter(|_| status_port != 0) else {
         return ProbePlan::default();
     };
@@ -82,16 +155,16 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan {
                 continue;
             };
             let path = format!("/{prefix}/{}/{suffix}", container.name);
-            let mut http_get = json!({"path": path, "port": status_port});
-            if had_scheme {
-                http_get["scheme"] = json!("HTTP");
-            }
-            let mut entry = Map::new();
-            entry.insert(handler.to_string(), original);
-            if let Some(timeout) = probe.timeout_seconds.filter(|t| *t > 0) {
-                entry.insert("timeoutSeconds".into(), json!(timeout));
-            }
-            probers.insert(path, Value::Object(entry));
+            let http_get = AgentHttpGet {
+                path: path.clone(),
+                port: status_port,
+                scheme: had_scheme.then_some("HTTP"),
+            };
+            let prober = AppProber {
+                handler: original,
+                timeout_seconds: probe.timeout_seconds.filter(|t| *t > 0),
+            };
+            probers.insert(path, prober);
             rewrites.push(ProbeRewrite {
                 list,
                 container: index,
@@ -178,61 +251,57 @@ impl<'a> Handlers<'a> {
 }
 
 /// The handler's name, its original form for the agent, and whether it set a scheme.
-fn original_handler(probe: &Handlers<'_>, container: &Container) -> Option<(&'static str, Value, bool)> {
+fn original_handler<'a>(
+    probe: &Handlers<'a>,
+    container: &'a Container,
+) -> Option<(&'static str, OriginalHandler<'a>, bool)> {
     if let Some(http) = probe.http_get {
-        let mut original = Map::new();
-        if let Some(path) = &http.path {
-            original.insert("path".into(), json!(path));
-        }
-        original.insert("port".into(), resolve_port(&http.port, container)?);
-        if let Some(host) = &http.host {
-            original.insert("host".into(), json!(host));
-        }
-        if let Some(scheme) = &http.scheme {
-            original.insert("scheme".into(), json!(scheme));
-        }
-        if let Some(headers) = &http.http_headers {
-            original.insert("httpHeaders".into(), serde_json::to_value(headers).ok()?);
-        }
-        return Some(("httpGet", Value::Object(original), http.scheme.is_some()));
+        let original = OriginalHandler::HttpGet {
+            host: http.host.as_deref(),
+            http_headers: http.http_headers.as_deref(),
+            path: http.path.as_deref(),
+            port: resolve_port(&http.port, container)?,
+            scheme: http.scheme.as_deref(),
+        };
+        return Some(("httpGet", original, http.scheme.is_some()));
     }
     if let Some(tcp) = probe.tcp_socket {
-        let mut original = Map::new();
-        if let Some(host) = &tcp.host {
-            original.insert("host".into(), json!(host));
-        }
-        original.insert("port".into(), resolve_port(&tcp.port, container)?);
-        return Some(("tcpSocket", Value::Object(original), false));
+        let original = OriginalHandler::TcpSocket {
+            host: tcp.host.as_deref(),
+            port: resolve_port(&tcp.port, container)?,
+        };
+        return Some(("tcpSocket", original, false));
     }
     if let Some(grpc) = probe.grpc {
-        let mut original = Map::new();
-        original.insert("port".into(), json!(grpc.port));
-        if let Some(service) = &grpc.service {
-            original.insert("service".into(), json!(service));
-        }
-        return Some(("grpc", Value::Object(original), false));
+        let original = OriginalHandler::Grpc {
+            port: grpc.port,
+            service: grpc.service.as_deref(),
+        };
+        return Some(("grpc", original, false));
     }
     None
 }
 
 /// A port number, or a named port looked up in the container's ports.
-fn resolve_port(port: &IntOrString, container: &Container) -> Option<Value> {
+fn resolve_port(port: &IntOrString, container: &Container) -> Option<i32> {
     match port {
-        IntOrString::Int(number) => Some(json!(number)),
+        IntOrString::Int(number) => Some(*number),
         IntOrString::String(name) => match name.parse::<i32>() {
-            Ok(number) => Some(json!(number)),
+            Ok(number) => Some(number),
             Err(_) => container
                 .ports
                 .iter()
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(name.as_str()))
-                .map(|p| json!(p.container_port)),
+                .map(|p| p.container_port),
         },
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     fn pod(containers: Value) -> Pod {
@@ -253,7 +322,7 @@ mod tests {
         assert_eq!(plan.rewrites.len(), 4);
         assert_eq!(plan.rewrites[0].probe, ["readinessProbe"]);
         assert_eq!(
-            plan.rewrites[0].http_get,
+            serde_json::to_value(&plan.rewrites[0].http_get).unwrap(),
             json!({"path": "/app-health/hello/readyz", "port": 15020, "scheme": "HTTP"})
         );
         assert_eq!(plan.rewrites[2].handler, "tcpSocket");
