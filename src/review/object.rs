@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::pod_spec::ReadSpec;
@@ -30,15 +30,18 @@ impl ReviewObject {
         }
     }
 
-    /// The object's `metadata` as JSON.
-    pub(super) fn metadata(&self) -> Option<serde_json::Value> {
-        #[derive(Deserialize)]
-        struct OnlyMetadata {
-            metadata: Option<serde_json::Value>,
-        }
+    /// The kind and name of the object's controlling owner reference.
+    pub(super) fn controller_owner(&self) -> Option<(String, String)> {
+        let controller = |owners: &[OwnerReference]| {
+            owners
+                .iter()
+                .find(|owner| owner.controller == Some(true))
+                .filter(|owner| !owner.kind.is_empty() && !owner.name.is_empty())
+                .map(|owner| (owner.kind.clone(), owner.name.clone()))
+        };
         match self {
-            ReviewObject::Pod(object) => serde_json::to_value(object.metadata.as_ref()?).ok(),
-            ReviewObject::Raw(raw) => serde_json::from_str::<OnlyMetadata>(raw.get()).ok()?.metadata,
+            ReviewObject::Pod(object) => controller(object.metadata.as_ref()?.owner_references.as_deref()?),
+            ReviewObject::Raw(raw) => controller(raw_metadata(raw).owner_references.as_deref()?),
         }
     }
 
@@ -73,30 +76,33 @@ pub(super) struct PodObject {
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PodMetadata {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     generate_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     owner_references: Option<Vec<OwnerReference>>,
 }
 
 /// The metadata fields read from a raw object before it is known to be a Pod.
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct RawMetadata {
     #[serde(default)]
     namespace: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
 }
 
 /// The object's namespace and labels, read from its metadata alone.

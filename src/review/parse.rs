@@ -106,9 +106,9 @@ impl ParsedReview {
         &self.namespace
     }
 
-    /// The object's `metadata` as JSON (the VPA layer reads its owner and labels).
-    pub fn object_metadata(&self) -> Option<serde_json::Value> {
-        self.request.object.as_ref()?.metadata()
+    /// The kind and name of the object's controlling owner (the VPA layer's start).
+    pub fn controller_owner(&self) -> Option<(String, String)> {
+        self.request.object.as_ref()?.controller_owner()
     }
 
     /// Whether this is a Pod CREATE, the only request the engine looks at.

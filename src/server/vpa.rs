@@ -27,6 +27,7 @@ use serde_json::Value;
 use super::metrics::Metrics;
 use crate::engine::Recommendation;
 use crate::quantity::{Quantity, ResourceKind};
+use crate::review::ParsedReview;
 
 /// The container whose recommendation is read.
 const PROXY_CONTAINER: &str = "istio-proxy";
@@ -45,6 +46,17 @@ pub struct PodOwner {
 }
 
 impl PodOwner {
+    /// The controller and template hash of the pod a review carries, read from its typed
+    /// metadata.
+    pub fn of_review(parsed: &ParsedReview) -> Option<Self> {
+        let (kind, name) = parsed.controller_owner()?;
+        Some(PodOwner {
+            kind,
+            name,
+            template_hash: parsed.object_label(POD_TEMPLATE_HASH),
+        })
+    }
+
     /// Reads the controller owner reference and the hash label from pod metadata JSON.
     pub fn from_metadata(metadata: &Value) -> Option<Self> {
         let owner = metadata
@@ -347,6 +359,29 @@ mod tests {
             {"kind": "ReplicaSet", "name": "web-5b8c7d", "controller": true}]});
         assert_eq!(PodOwner::from_metadata(&metadata), Some(replica_set_owner()));
         assert_eq!(PodOwner::from_metadata(&json!({"name": "p"})), None);
+    }
+
+    #[test]
+    fn a_review_gives_the_same_owner_for_a_pod_create_and_a_raw_object() {
+        let metadata = json!({"name": "web-5b8c7d-x", "labels": {"pod-template-hash": "5b8c7d"}, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "1"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5b8c7d", "uid": "2", "controller": true}]});
+        let review = |operation: &str, sub_resource: Option<&str>, metadata: &Value| {
+            let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": operation,
+                "subResource": sub_resource, "namespace": "apps",
+                "object": {"metadata": metadata, "spec": {"containers": [{"name": "app"}]}}}});
+            crate::review::parse_review(&serde_json::to_vec(&body).unwrap()).unwrap()
+        };
+        let created = review("CREATE", None, &metadata);
+        assert!(created.is_pod_create());
+        assert_eq!(PodOwner::of_review(&created), Some(replica_set_owner()));
+        let resized = review("UPDATE", Some("resize"), &metadata);
+        assert!(resized.is_pod_resize());
+        assert_eq!(PodOwner::of_review(&resized), Some(replica_set_owner()));
+        let no_controller =
+            json!({"ownerReferences": [{"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "1"}]});
+        assert_eq!(PodOwner::of_review(&review("CREATE", None, &no_controller)), None);
     }
 
     #[test]

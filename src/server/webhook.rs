@@ -195,8 +195,7 @@ async fn namespace_snapshot(state: &WebhookState, parsed: &ParsedReview) -> Name
     match (&state.cluster, parsed.is_pod_create() || parsed.is_pod_resize()) {
         (Some(cluster), true) => {
             let mut snapshot = cluster.snapshot(parsed.namespace(), &state.metrics).await;
-            let metadata = parsed.object_metadata();
-            if let Some(owner) = metadata.as_ref().and_then(super::vpa::PodOwner::from_metadata) {
+            if let Some(owner) = super::vpa::PodOwner::of_review(parsed) {
                 cluster.add_recommendation(&mut snapshot, parsed.namespace(), &owner);
             }
             snapshot
@@ -292,7 +291,11 @@ async fn inject(State(state): State<Arc<WebhookState>>, request: Request) -> Res
                 }
                 (None, true) => {
                     metrics.success();
-                    let resources = summary.resources.as_ref().map(|r| r.to_string()).unwrap_or_default();
+                    // Formatted only when the line is written.
+                    let resources: &dyn std::fmt::Display = match &summary.resources {
+                        Some(resources) => resources,
+                        None => &"",
+                    };
                     tracing::info!(uid = %summary.uid, namespace = %summary.namespace, pod = %summary.pod, decision = summary.decision, resources = %resources, "admission injected");
                 }
                 (None, false) => {
