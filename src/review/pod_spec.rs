@@ -2,22 +2,22 @@
 //! except the fields of the pod's own app containers that the engine never reads.
 //!
 //! An app container's `env`, `envFrom`, `command`, `args`, `workingDir`, `volumeMounts`,
-//! `volumeDevices`, `imagePullPolicy`, `terminationMessage*`, `stdin*`, `tty` and
-//! `restartPolicyRules` are kept as the raw text serde_json found (no allocation) and
-//! dropped. A container the engine merges with its own (`istio-proxy`, `istio-init`,
+//! `volumeDevices`, `imagePullPolicy`, `securityContext`, `terminationMessage*`, `stdin*`,
+//! `tty` and `restartPolicyRules` are kept as the raw text serde_json found (no allocation)
+//! and dropped. A container the engine merges with its own (`istio-proxy`, `istio-init`,
 //! `istio-validation`, [`is_injected_container`]) gets them parsed in full. The fields the
 //! engine reads of every container (name, image, ports, resources, resize and restart
-//! policy, probes, lifecycle, security context) are always typed. `tests/webhook.rs` checks
-//! that the engine's answer through this reader equals its answer on the whole Pod, over
-//! Istio's corpus and the benchmark shapes.
+//! policy, probes, lifecycle) are always typed. `tests/corpus.rs` checks that the engine's
+//! answer through this reader equals its answer on the whole Pod for every pod of Istio's
+//! corpus, its injected outputs included.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerPort, ContainerResizePolicy, EphemeralContainer, EvictionResponder, HostAlias,
     Lifecycle, LocalObjectReference, PodDNSConfig, PodOS, PodReadinessGate, PodResourceClaim, PodSchedulingGate,
-    PodSchedulingGroup, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SecurityContext, Toleration,
-    TopologySpreadConstraint, Volume,
+    PodSchedulingGroup, PodSecurityContext, PodSpec, Probe, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::de::{DeserializeOwned, Error as _};
@@ -112,7 +112,6 @@ struct ReadContainer<'a> {
     readiness_probe: Option<Probe>,
     startup_probe: Option<Probe>,
     lifecycle: Option<Lifecycle>,
-    security_context: Option<SecurityContext>,
     #[serde(borrow)]
     args: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -125,6 +124,8 @@ struct ReadContainer<'a> {
     image_pull_policy: Option<&'a RawValue>,
     #[serde(borrow)]
     restart_policy_rules: Option<&'a RawValue>,
+    #[serde(borrow)]
+    security_context: Option<&'a RawValue>,
     #[serde(borrow)]
     stdin: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -157,7 +158,6 @@ impl ReadContainer<'_> {
             readiness_probe: self.readiness_probe,
             startup_probe: self.startup_probe,
             lifecycle: self.lifecycle,
-            security_context: self.security_context,
             ..Container::default()
         };
         if is_injected_container(&name) {
@@ -167,6 +167,7 @@ impl ReadContainer<'_> {
             container.env_from = typed(self.env_from)?;
             container.image_pull_policy = typed(self.image_pull_policy)?;
             container.restart_policy_rules = typed(self.restart_policy_rules)?;
+            container.security_context = typed(self.security_context)?;
             container.stdin = typed(self.stdin)?;
             container.stdin_once = typed(self.stdin_once)?;
             container.termination_message_path = typed(self.termination_message_path)?;
