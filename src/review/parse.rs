@@ -130,13 +130,18 @@ impl ParsedReview {
 
 /// Parses and checks an AdmissionReview body.
 pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
-    // serde_json skips unknown fields without checking their UTF-8; JSON must be UTF-8 throughout.
-    if let Err(error) = simdutf8::compat::from_utf8(body) {
-        return Err(ReviewError::Malformed(format!(
-            "not UTF-8 (invalid byte at offset {})",
-            error.valid_up_to()
-        )));
-    }
+    // serde_json skips unknown fields without checking their UTF-8; JSON must be UTF-8
+    // throughout. Checked once here, the body is then read as a `str`, so serde_json does
+    // not check each string again.
+    let text = match simdutf8::compat::from_utf8(body) {
+        Ok(text) => text,
+        Err(error) => {
+            return Err(ReviewError::Malformed(format!(
+                "not UTF-8 (invalid byte at offset {})",
+                error.valid_up_to()
+            )));
+        }
+    };
     // A derived struct also reads a JSON array as its fields in order; an AdmissionReview is
     // only ever an object.
     if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
@@ -148,7 +153,7 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
     // A Pod CREATE, nearly every request, is read in one pass with its object straight into
     // a Pod. Anything else, or a body that does not read so, is read again with the objects
     // kept raw, which also gives every error its usual wording.
-    if let Ok(review) = serde_json::from_slice::<AdmissionReview<PodObject>>(body)
+    if let Ok(review) = serde_json::from_str::<AdmissionReview<PodObject>>(text)
         && SUPPORTED_VERSIONS.contains(&review.api_version.as_str())
         && review.kind == "AdmissionReview"
         && let Some(request) = review.request
@@ -158,7 +163,7 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
         return Ok(parsed(review.api_version, request));
     }
     let review: AdmissionReview<Box<RawValue>> =
-        serde_json::from_slice(body).map_err(|error| ReviewError::Malformed(error.to_string()))?;
+        serde_json::from_str(text).map_err(|error| ReviewError::Malformed(error.to_string()))?;
     if !SUPPORTED_VERSIONS.contains(&review.api_version.as_str()) {
         return Err(ReviewError::Unsupported {
             field: "apiVersion",
