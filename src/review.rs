@@ -22,6 +22,7 @@ mod resize;
 mod wire;
 
 pub use answer::{allowed, answer_review};
+pub use object::controller_owner;
 pub use parse::{ParsedReview, parse_review};
 pub use wire::WireReview;
 

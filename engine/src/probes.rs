@@ -86,6 +86,11 @@ impl OriginalHandler<'_> {
             OriginalHandler::Grpc { .. } => "grpc",
         }
     }
+
+    /// Whether the original sets a scheme (only an `httpGet` can), so the agent's gets one.
+    fn sets_scheme(&self) -> bool {
+        matches!(self, OriginalHandler::HttpGet { scheme: Some(_), .. })
+    }
 }
 
 /// One entry of `ISTIO_KUBE_APP_PROBERS`: the handler under its name, then the timeout.
@@ -151,14 +156,15 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
     for (list, index, container) in containers.chain(app_sidecars).filter(app) {
         for (field, prefix, suffix, handlers) in container_handlers(container) {
             let Some(probe) = handlers else { continue };
-            let Some((handler, original, had_scheme)) = original_handler(&probe, container) else {
+            let Some(original) = original_handler(&probe, container) else {
                 continue;
             };
+            let handler = original.name();
             let path = format!("/{prefix}/{}/{suffix}", container.name);
             let http_get = AgentHttpGet {
                 path: path.clone(),
                 port: status_port,
-                scheme: had_scheme.then_some("HTTP"),
+                scheme: original.sets_scheme().then_some("HTTP"),
             };
             let prober = AppProber {
                 handler: original,
@@ -250,36 +256,27 @@ impl<'a> Handlers<'a> {
     }
 }
 
-/// The handler's name, its original form for the agent, and whether it set a scheme.
-fn original_handler<'a>(
-    probe: &Handlers<'a>,
-    container: &'a Container,
-) -> Option<(&'static str, OriginalHandler<'a>, bool)> {
+/// The handler's original form for the agent.
+fn original_handler<'a>(probe: &Handlers<'a>, container: &'a Container) -> Option<OriginalHandler<'a>> {
     if let Some(http) = probe.http_get {
-        let original = OriginalHandler::HttpGet {
+        return Some(OriginalHandler::HttpGet {
             host: http.host.as_deref(),
             http_headers: http.http_headers.as_deref(),
             path: http.path.as_deref(),
             port: resolve_port(&http.port, container)?,
             scheme: http.scheme.as_deref(),
-        };
-        return Some(("httpGet", original, http.scheme.is_some()));
+        });
     }
     if let Some(tcp) = probe.tcp_socket {
-        let original = OriginalHandler::TcpSocket {
+        return Some(OriginalHandler::TcpSocket {
             host: tcp.host.as_deref(),
             port: resolve_port(&tcp.port, container)?,
-        };
-        return Some(("tcpSocket", original, false));
+        });
     }
-    if let Some(grpc) = probe.grpc {
-        let original = OriginalHandler::Grpc {
-            port: grpc.port,
-            service: grpc.service.as_deref(),
-        };
-        return Some(("grpc", original, false));
-    }
-    None
+    probe.grpc.map(|grpc| OriginalHandler::Grpc {
+        port: grpc.port,
+        service: grpc.service.as_deref(),
+    })
 }
 
 /// A port number, or a named port looked up in the container's ports.

@@ -249,8 +249,8 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
     if !config.network.is_empty() {
         env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
     }
-    if let Some(attributes) =
-        otel_resource_attributes(inputs, app_containers).filter(|_| config.otel_resource_attributes)
+    if config.otel_resource_attributes
+        && let Some(attributes) = otel_resource_attributes(inputs, app_containers)
     {
         env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
     }
@@ -259,7 +259,8 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
     }
 }
 
-/// `ISTIO_META_WORKLOAD_NAME` and `ISTIO_META_OWNER`, for a pod with an owning workload.
+/// `ISTIO_META_WORKLOAD_NAME` and `ISTIO_META_OWNER`, for a pod with an owning workload; then
+/// `ISTIO_BOOTSTRAP_OVERRIDE`, for a pod naming a custom bootstrap.
 pub(crate) fn push_workload_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     if !inputs.workload.name.is_empty() {
         let labelled = inputs

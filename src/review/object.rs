@@ -30,18 +30,28 @@ impl ReviewObject {
         }
     }
 
-    /// The kind and name of the object's controlling owner reference.
-    pub(super) fn controller_owner(&self) -> Option<(String, String)> {
-        let controller = |owners: &[OwnerReference]| {
-            owners
-                .iter()
-                .find(|owner| owner.controller == Some(true))
-                .filter(|owner| !owner.kind.is_empty() && !owner.name.is_empty())
-                .map(|owner| (owner.kind.clone(), owner.name.clone()))
-        };
+    /// The kind and name of the object's controlling owner reference, with the value of its
+    /// label `label`: from the typed metadata of a Pod, from one read of a raw object's.
+    pub(super) fn controller_owner(&self, label: &str) -> Option<(String, String, Option<String>)> {
         match self {
-            ReviewObject::Pod(object) => controller(object.metadata.as_ref()?.owner_references.as_deref()?),
-            ReviewObject::Raw(raw) => controller(raw_metadata(raw).owner_references.as_deref()?),
+            ReviewObject::Pod(object) => {
+                let metadata = object.metadata.as_ref()?;
+                let (kind, name) = controller_owner(metadata.owner_references.as_deref()?)?;
+                Some((
+                    kind,
+                    name,
+                    metadata.labels.as_ref().and_then(|labels| labels.get(label)).cloned(),
+                ))
+            }
+            ReviewObject::Raw(raw) => {
+                let mut metadata = raw_metadata(raw);
+                let (kind, name) = controller_owner(metadata.owner_references.as_deref()?)?;
+                Some((
+                    kind,
+                    name,
+                    metadata.labels.as_mut().and_then(|labels| labels.remove(label)),
+                ))
+            }
         }
     }
 
@@ -64,6 +74,16 @@ impl ReviewObject {
             ReviewObject::Raw(raw) => object_namespace(raw),
         }
     }
+}
+
+/// The kind and name of the controlling owner among `owners`; one without a kind or name
+/// (which the API server never stores) counts as none.
+pub fn controller_owner(owners: &[OwnerReference]) -> Option<(String, String)> {
+    owners
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .filter(|owner| !owner.kind.is_empty() && !owner.name.is_empty())
+        .map(|owner| (owner.kind.clone(), owner.name.clone()))
 }
 
 /// The parts of a Pod the engine reads.

@@ -106,9 +106,10 @@ impl ParsedReview {
         &self.namespace
     }
 
-    /// The kind and name of the object's controlling owner (the VPA layer's start).
-    pub fn controller_owner(&self) -> Option<(String, String)> {
-        self.request.object.as_ref()?.controller_owner()
+    /// The kind and name of the object's controlling owner, with the value of its label
+    /// `label` (the VPA layer's start).
+    pub fn controller_owner(&self, label: &str) -> Option<(String, String, Option<String>)> {
+        self.request.object.as_ref()?.controller_owner(label)
     }
 
     /// Whether this is a Pod CREATE, the only request the engine looks at.

@@ -54,7 +54,7 @@ struct PodSpecDef {
     hostname: Option<String>,
     hostname_override: Option<String>,
     image_pull_secrets: Option<Vec<LocalObjectReference>>,
-    #[serde(default, deserialize_with = "init_containers")]
+    #[serde(default, deserialize_with = "container_list")]
     init_containers: Option<Vec<Container>>,
     node_name: Option<String>,
     node_selector: Option<BTreeMap<String, String>>,
@@ -86,11 +86,12 @@ struct PodSpecDef {
 
 /// `spec.containers`: missing or null reads as empty, as k8s-openapi reads it.
 fn containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Container>, D::Error> {
-    Ok(init_containers(deserializer)?.unwrap_or_default())
+    Ok(container_list(deserializer)?.unwrap_or_default())
 }
 
-/// `spec.initContainers` (and `spec.containers` before its default).
-fn init_containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error> {
+/// A list of containers (`spec.initContainers`, and `spec.containers` before its default),
+/// each read by [`ReadContainer`].
+fn container_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error> {
     let read: Option<Vec<ReadContainer<'de>>> = Option::deserialize(deserializer)?;
     read.map(|containers| containers.into_iter().map(ReadContainer::into_container).collect())
         .transpose()

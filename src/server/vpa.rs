@@ -16,7 +16,7 @@
 use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -49,24 +49,22 @@ impl PodOwner {
     /// The controller and template hash of the pod a review carries, read from its typed
     /// metadata.
     pub fn of_review(parsed: &ParsedReview) -> Option<Self> {
-        let (kind, name) = parsed.controller_owner()?;
+        let (kind, name, template_hash) = parsed.controller_owner(POD_TEMPLATE_HASH)?;
         Some(PodOwner {
             kind,
             name,
-            template_hash: parsed.object_label(POD_TEMPLATE_HASH),
+            template_hash,
         })
     }
 
-    /// Reads the controller owner reference and the hash label from pod metadata JSON.
+    /// Reads the controller owner reference and the hash label from pod metadata JSON (a
+    /// pod as `check` lists it), by the rule [`crate::review::controller_owner`] applies.
     pub fn from_metadata(metadata: &Value) -> Option<Self> {
-        let owner = metadata
-            .get("ownerReferences")?
-            .as_array()?
-            .iter()
-            .find(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))?;
+        let owners = Vec::<OwnerReference>::deserialize(metadata.get("ownerReferences")?).ok()?;
+        let (kind, name) = crate::review::controller_owner(&owners)?;
         Some(PodOwner {
-            kind: owner.get("kind")?.as_str()?.to_string(),
-            name: owner.get("name")?.as_str()?.to_string(),
+            kind,
+            name,
             template_hash: metadata
                 .pointer(&format!("/labels/{POD_TEMPLATE_HASH}"))
                 .and_then(Value::as_str)
@@ -310,12 +308,7 @@ impl VpaCache {
 
 /// The controller owner (kind, name) in `metadata`'s owner references.
 pub(crate) fn controller_of(metadata: &ObjectMeta) -> Option<(String, String)> {
-    metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|owner| owner.controller == Some(true))
-        .map(|owner| (owner.kind.clone(), owner.name.clone()))
+    crate::review::controller_owner(metadata.owner_references.as_deref()?)
 }
 
 /// The recommendation for a pod of `owner` in `namespace` among `vpas` (any namespace; the
