@@ -7,13 +7,14 @@
 //! Set `BENCH_ALLOC_OUT=FILE` to also write the counts as JSON lines (bench/run.sh does),
 //! and `BENCH_SHAPES=small,typical` to build and run only those shapes (for profiling).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
 use sidecar_injector::review::review;
@@ -33,7 +34,7 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// The system allocator, counting allocations (and reallocations) while [`COUNTING`] is on.
+/// The binary's allocator (mimalloc, as `src/main.rs` sets), counting allocations (and reallocations) while [`COUNTING`] is on.
 struct CountingAllocator;
 
 // === impl CountingAllocator ===
@@ -47,30 +48,30 @@ impl CountingAllocator {
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees hold; the counters are atomics and never allocate.
+// SAFETY: every method forwards to `MiMalloc` with the caller's arguments unchanged, so
+// `MiMalloc`'s guarantees hold; the counters are atomics and never allocate.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         Self::record(layout.size());
         // SAFETY: forwarded unchanged, see above.
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         Self::record(layout.size());
         // SAFETY: forwarded unchanged, see above.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { MiMalloc.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         Self::record(new_size);
         // SAFETY: forwarded unchanged, see above.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded unchanged, see above.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 }
 

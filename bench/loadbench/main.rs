@@ -23,6 +23,10 @@ mod report;
 mod resources;
 mod servers;
 
+/// The allocator `src/main.rs` gives the real binary, for both servers alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../pods.rs"]
 mod pods;
 

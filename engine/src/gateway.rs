@@ -135,18 +135,17 @@ fn gateway_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     sidecar::push_go_runtime_env(inputs, &mut env);
     let app_containers = sidecar::app_container_names(inputs.pod);
     env.push(EnvVar::literal("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
-    env.push(EnvVar::literal("ISTIO_META_CLUSTER_ID", config.cluster_id.as_str()));
-    env.extend(sidecar::compiled_env(inputs.template, "ISTIO_META_NODE_NAME"));
+    let compiled = |name| sidecar::compiled_env(inputs.template, name);
+    env.extend(compiled("ISTIO_META_CLUSTER_ID"));
+    env.extend(compiled("ISTIO_META_NODE_NAME"));
     env.push(EnvVar::literal(
         "ISTIO_META_INTERCEPTION_MODE",
         interception_mode(inputs),
     ));
-    if !config.network.is_empty() {
-        env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
-    }
+    env.extend(compiled("ISTIO_META_NETWORK"));
     sidecar::push_workload_env(inputs, &mut env);
-    env.push(EnvVar::literal("ISTIO_META_MESH_ID", config.mesh_id.as_str()));
-    env.push(EnvVar::literal("TRUST_DOMAIN", config.trust_domain.as_str()));
+    env.extend(compiled("ISTIO_META_MESH_ID"));
+    env.extend(compiled("TRUST_DOMAIN"));
     env.extend(sidecar::metadata_env(inputs));
     // istiod's Prometheus merge runs after any template and appends the app's settings.
     if let Some(original) = inputs.prometheus_original {

@@ -5,8 +5,6 @@
 //! mesh exactly as it would with istiod. The values that are ours, not Istio's, are the
 //! resources (resolved per field) and `--concurrency` (derived from the CPU limit).
 
-use std::borrow::Cow;
-
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -14,7 +12,7 @@ use super::resources::{ConcurrencyPolicy, ProxyResources};
 use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
 use crate::bootstrap_override;
-use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
+use crate::config::{InjectConfig, InterceptionMode};
 use crate::container::{EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, ProxyRole, Requirements};
 use crate::istio_parts::{
     MTLS_CERTS_MOUNT_PATH, MTLS_CERTS_VOLUME, PROXY_MOUNTS, SecurityInputs, init_security_context, native_lifecycle,
@@ -145,7 +143,8 @@ pub(crate) fn clashes_with_proxy_mount(config: &InjectConfig, mount: &Value) -> 
         .any(|(name, path)| mount["mountPath"] == path || mount["name"] == name)
 }
 
-/// A downward-API variable from the template (all of them are compiled).
+/// A variable that is the same for every pod, from the template (absent when the config
+/// leaves it out).
 pub(crate) fn compiled_env<'a>(template: &'a SidecarTemplate, name: &'static str) -> Option<EnvVar<'a>> {
     template.env(name).map(|raw| EnvVar::Compiled(name, raw))
 }
@@ -155,9 +154,10 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     let config = inputs.config;
     let app_containers = app_container_names(inputs.pod);
     let mut env = Vec::with_capacity(28);
-    if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
-        env.push(EnvVar::literal("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
-    }
+    env.extend(compiled_env(
+        inputs.template,
+        "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION",
+    ));
     push_identity_env(inputs, &mut env);
     push_pod_env(inputs, &mut env);
     env.push(EnvVar::literal("ISTIO_META_APP_CONTAINERS", app_containers.join(",")));
@@ -171,12 +171,12 @@ fn proxy_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
 /// `PROXY_CONFIG` (the mesh's ProxyConfig under the pod's) and `ISTIO_META_POD_PORTS`.
 pub(crate) fn push_pod_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     let template = inputs.template;
-    let proxy_config: Cow<'a, str> = if inputs.proxy_config.raw.is_empty() {
-        Cow::Borrowed(&template.mesh_proxy_config_json)
+    if inputs.proxy_config.raw.is_empty() {
+        env.extend(compiled_env(template, "PROXY_CONFIG"));
     } else {
-        Cow::Owned(inputs.proxy_config.agent_json(&template.mesh_proxy_config))
-    };
-    env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
+        let proxy_config = inputs.proxy_config.agent_json(&template.mesh_proxy_config);
+        env.push(EnvVar::literal("PROXY_CONFIG", proxy_config));
+    }
     env.push(EnvVar::literal("ISTIO_META_POD_PORTS", pod_ports_json(inputs.pod)));
 }
 
@@ -196,11 +196,10 @@ pub(crate) fn app_container_names(pod: &Pod) -> Vec<&str> {
 
 /// The agent's CA and the pod's identity from the downward API.
 pub(crate) fn push_identity_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
-    let config = inputs.config;
-    env.push(EnvVar::literal("PILOT_CERT_PROVIDER", "istiod"));
-    env.push(EnvVar::literal("CA_ADDR", config.ca_address.as_str()));
     env.extend(
         [
+            "PILOT_CERT_PROVIDER",
+            "CA_ADDR",
             "POD_NAME",
             "POD_NAMESPACE",
             "INSTANCE_IP",
@@ -216,39 +215,34 @@ pub(crate) fn push_identity_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<En
 /// The Go runtime's limits (`GOMEMLIMIT`, `GOMAXPROCS`) and the compliance policy.
 pub(crate) fn push_go_runtime_env<'a>(inputs: &SidecarInputs<'a>, env: &mut Vec<EnvVar<'a>>) {
     let config = inputs.config;
-    let downward = |name| compiled_env(inputs.template, name);
+    let compiled = |name| compiled_env(inputs.template, name);
     if config.go_mem_limit_percent >= 100 {
-        env.extend(downward("GOMEMLIMIT"));
+        env.extend(compiled("GOMEMLIMIT"));
     } else if let Some(bytes) = inputs.resources.go_memory_limit(config.go_mem_limit_percent) {
         env.push(EnvVar::literal("GOMEMLIMIT", bytes.to_string()));
     }
     if config.go_max_procs_from_limit {
-        env.extend(downward("GOMAXPROCS"));
+        env.extend(compiled("GOMAXPROCS"));
     }
-    if !config.compliance_policy.is_empty() {
-        env.push(EnvVar::literal("COMPLIANCE_POLICY", config.compliance_policy.as_str()));
-        if config.compliance_policy == "fips-140-3" {
-            env.push(EnvVar::literal("GODEBUG", "fips140=only"));
-        }
-    }
+    env.extend(compiled("COMPLIANCE_POLICY"));
+    env.extend(compiled("GODEBUG"));
 }
 
 /// The mesh metadata: cluster, node, interception mode, workload and owner, mesh, trust
 /// domain, network, OpenTelemetry attributes and the pod's original Prometheus annotations.
 fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &mut Vec<EnvVar<'a>>) {
     let config = inputs.config;
-    env.push(EnvVar::literal("ISTIO_META_CLUSTER_ID", config.cluster_id.as_str()));
-    env.extend(compiled_env(inputs.template, "ISTIO_META_NODE_NAME"));
+    let compiled = |name| compiled_env(inputs.template, name);
+    env.extend(compiled("ISTIO_META_CLUSTER_ID"));
+    env.extend(compiled("ISTIO_META_NODE_NAME"));
     env.push(EnvVar::literal(
         "ISTIO_META_INTERCEPTION_MODE",
         inputs.traffic.mode.as_str(),
     ));
     push_workload_env(inputs, env);
-    env.push(EnvVar::literal("ISTIO_META_MESH_ID", config.mesh_id.as_str()));
-    env.push(EnvVar::literal("TRUST_DOMAIN", config.trust_domain.as_str()));
-    if !config.network.is_empty() {
-        env.push(EnvVar::literal("ISTIO_META_NETWORK", config.network.as_str()));
-    }
+    env.extend(compiled("ISTIO_META_MESH_ID"));
+    env.extend(compiled("TRUST_DOMAIN"));
+    env.extend(compiled("ISTIO_META_NETWORK"));
     if config.otel_resource_attributes
         && let Some(attributes) = otel_resource_attributes(inputs, app_containers)
     {

@@ -4,7 +4,8 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::config::{InjectConfig, InterceptionMode};
+use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
+use crate::container::EnvVar;
 use crate::istio_parts::{self, SecurityInputs, VOLUME_NAMES, standard_volumes};
 use crate::overrides::PROXY_PORTS;
 use crate::traffic::PROXY_UID;
@@ -17,8 +18,6 @@ pub(crate) struct SidecarTemplate {
     /// The mesh-wide ProxyConfig the config changes from Istio's defaults, under each pod's
     /// `proxy.istio.io/config` in `PROXY_CONFIG`.
     pub mesh_proxy_config: Map<String, Value>,
-    /// `PROXY_CONFIG` of a pod without `proxy.istio.io/config`.
-    pub mesh_proxy_config_json: String,
     /// `$(POD_NAMESPACE).svc.<cluster domain>`, the proxy's `--domain`.
     pub domain: String,
     /// The proxy's `ports`.
@@ -31,7 +30,9 @@ pub(crate) struct SidecarTemplate {
     pub native_lifecycle: (u16, Box<RawValue>),
     /// The proxy's mounts of Istio's volumes (and of the mTLS certificates, when mounted).
     pub proxy_mounts: Vec<Box<RawValue>>,
-    /// The downward-API variables, by name.
+    /// The variables that are the same for every pod, by name: the downward-API ones, and
+    /// those whose value is the config's alone (left out here when the config leaves them
+    /// out of every pod).
     pub env: Vec<(&'static str, Box<RawValue>)>,
     /// The proxy's security context for the usual case: redirect capture, uid/gid 1337.
     pub proxy_security: Box<RawValue>,
@@ -52,8 +53,40 @@ const DOWNWARD_ENV: [(&str, &str, bool); 9] = [
     ("ISTIO_META_NODE_NAME", "spec.nodeName", false),
 ];
 
+/// The variables whose value comes from the config alone, as (name, value); those the
+/// config leaves out of every pod are absent. `PROXY_CONFIG` is the one of a pod without
+/// `proxy.istio.io/config`.
+fn config_env<'c>(config: &'c InjectConfig, mesh_proxy_config_json: &'c str) -> Vec<(&'static str, &'c str)> {
+    let mut env = vec![
+        ("PILOT_CERT_PROVIDER", "istiod"),
+        ("CA_ADDR", config.ca_address.as_str()),
+        ("PROXY_CONFIG", mesh_proxy_config_json),
+        ("ISTIO_META_CLUSTER_ID", config.cluster_id.as_str()),
+        ("ISTIO_META_MESH_ID", config.mesh_id.as_str()),
+        ("TRUST_DOMAIN", config.trust_domain.as_str()),
+    ];
+    if config.inbound_traffic_policy == InboundTrafficPolicy::Localhost {
+        env.push(("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
+    }
+    if !config.compliance_policy.is_empty() {
+        env.push(("COMPLIANCE_POLICY", config.compliance_policy.as_str()));
+        if config.compliance_policy == "fips-140-3" {
+            env.push(("GODEBUG", "fips140=only"));
+        }
+    }
+    if !config.network.is_empty() {
+        env.push(("ISTIO_META_NETWORK", config.network.as_str()));
+    }
+    env
+}
+
 /// Serializes a value built from constants; `null` if it somehow has no JSON form.
 pub(crate) fn raw(value: &Value) -> Box<RawValue> {
+    raw_of(value)
+}
+
+/// Serializes one of the engine's own values; `null` if it somehow has no JSON form.
+fn raw_of(value: &impl serde::Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
@@ -72,17 +105,19 @@ impl SidecarTemplate {
                 Value::from(config.interception_mode.as_str()),
             );
         }
-        let env = DOWNWARD_ENV
+        let mesh_proxy_config_json = format!("{}\n", Value::Object(mesh_proxy_config.clone()));
+        let downward = DOWNWARD_ENV.into_iter().map(|(name, source, resource)| {
+            let value = if resource {
+                json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": source}}})
+            } else {
+                json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": source}}})
+            };
+            (name, raw(&value))
+        });
+        let from_config = config_env(config, &mesh_proxy_config_json)
             .into_iter()
-            .map(|(name, source, resource)| {
-                let value = if resource {
-                    json!({"name": name, "valueFrom": {"resourceFieldRef": {"divisor": "1", "resource": source}}})
-                } else {
-                    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": source}}})
-                };
-                (name, raw(&value))
-            })
-            .collect();
+            .map(|(name, value)| (name, raw_of(&EnvVar::literal(name, value))));
+        let env = downward.chain(from_config).collect();
         let usual = SecurityInputs {
             tproxy: false,
             cap_net_bind_service: false,
@@ -90,7 +125,6 @@ impl SidecarTemplate {
         };
         SidecarTemplate {
             volumes,
-            mesh_proxy_config_json: format!("{}\n", Value::Object(mesh_proxy_config.clone())),
             mesh_proxy_config,
             domain: format!("$(POD_NAMESPACE).svc.{}", config.cluster_domain),
             ports: raw(&json!(
@@ -117,7 +151,7 @@ impl SidecarTemplate {
         }
     }
 
-    /// The serialized downward-API variable `name`.
+    /// The serialized variable `name`, if it is the same for every pod.
     pub(crate) fn env(&self, name: &'static str) -> Option<&RawValue> {
         self.env
             .iter()
@@ -159,5 +193,32 @@ mod tests {
             assert_eq!(value["name"], name);
         }
         assert!(template.env("NOT_A_VARIABLE").is_none());
+    }
+
+    #[test]
+    fn variables_from_the_config_are_compiled_as_set_or_left_out() {
+        let config = InjectConfig {
+            network: "net-1".into(),
+            compliance_policy: "fips-140-3".into(),
+            ..InjectConfig::default()
+        };
+        let template = SidecarTemplate::compile(&config);
+        let value = |name| serde_json::from_str::<Value>(template.env(name).unwrap().get()).unwrap();
+        assert_eq!(value("CA_ADDR"), json!({"name": "CA_ADDR", "value": config.ca_address}));
+        assert_eq!(value("ISTIO_META_NETWORK")["value"], "net-1");
+        assert_eq!(value("GODEBUG")["value"], "fips140=only");
+        assert_eq!(
+            value("PROXY_CONFIG")["value"],
+            format!("{}\n", Value::Object(template.mesh_proxy_config.clone()))
+        );
+        let usual = SidecarTemplate::compile(&InjectConfig::default());
+        for absent in [
+            "ISTIO_META_NETWORK",
+            "COMPLIANCE_POLICY",
+            "GODEBUG",
+            "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION",
+        ] {
+            assert!(usual.env(absent).is_none(), "{absent}");
+        }
     }
 }
