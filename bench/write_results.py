@@ -126,7 +126,8 @@ def main():
     p(
         "Criterion (`benches/engine.rs`), bytes in → response bytes out, no server. Time is criterion's "
         "mean with its 95% interval, and the median. Allocations are counted by a counting global "
-        "allocator over separate, untimed reviews (reallocations count as allocations)."
+        "allocator (wrapping mimalloc, the binary's allocator) over separate, untimed reviews "
+        "(reallocations count as allocations)."
     )
     p()
     p("| shape | pod bytes | mean [95% CI] | median | allocs/review | bytes allocated/review | patch ops | patch bytes | target |")

@@ -31,6 +31,24 @@ impl Serialize for Entries<'_> {
     }
 }
 
+/// Writes `token` as one JSON Pointer token (`~` as `~0`, `/` as `~1`) inside a JSON string.
+/// Nearly every token (`spec`, `containers`, `-`, an index) needs neither escape and is
+/// copied as it is.
+fn write_pointer_token(out: &mut Vec<u8>, token: &str) {
+    let plain = |byte: &u8| !matches!(byte, b'~' | b'/' | b'"' | b'\\') && *byte >= 0x20;
+    if token.as_bytes().iter().all(plain) {
+        out.extend_from_slice(token.as_bytes());
+        return;
+    }
+    let pointer_token = token.replace('~', "~0").replace('/', "~1");
+    // A string always serializes; its quotes are the ones around the whole path.
+    if let Ok(quoted) = serde_json::to_vec(&pointer_token)
+        && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
+    {
+        out.extend_from_slice(inner);
+    }
+}
+
 /// A JSON Patch document, already serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SerializedPatch {
@@ -77,7 +95,6 @@ impl SerializedPatch {
 pub struct PatchBuilder {
     bytes: Vec<u8>,
     operations: usize,
-    pointer: String,
 }
 
 // === impl PatchBuilder ===
@@ -88,7 +105,6 @@ impl PatchBuilder {
         PatchBuilder {
             bytes: Vec::with_capacity(8 * 1024),
             operations: 0,
-            pointer: String::with_capacity(128),
         }
     }
 
@@ -116,21 +132,12 @@ impl PatchBuilder {
         self.operations += 1;
         self.bytes.extend_from_slice(b"{\"op\":\"");
         self.bytes.extend_from_slice(op.as_bytes());
-        self.bytes.extend_from_slice(b"\",\"path\":");
-        self.pointer.clear();
+        self.bytes.extend_from_slice(b"\",\"path\":\"");
         for token in tokens {
-            self.pointer.push('/');
-            let mut rest = *token;
-            while let Some(at) = rest.find(['~', '/']) {
-                self.pointer.push_str(&rest[..at]);
-                self.pointer
-                    .push_str(if rest.as_bytes()[at] == b'~' { "~0" } else { "~1" });
-                rest = &rest[at + 1..];
-            }
-            self.pointer.push_str(rest);
+            self.bytes.push(b'/');
+            write_pointer_token(&mut self.bytes, token);
         }
-        // A string always serializes.
-        let _ = serde_json::to_writer(&mut self.bytes, self.pointer.as_str());
+        self.bytes.push(b'"');
     }
 
     /// Sets string entries in the map at `map_path`, creating the map when `existing` is `None`.
@@ -256,6 +263,25 @@ mod tests {
             result,
             json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}", "a~b\"c": "2"}}})
         );
+    }
+
+    #[test]
+    fn pointer_tokens_escape_for_the_pointer_and_for_json() {
+        let keys = ["plain", "a/b~c", "quote\"back\\slash", "tab\tnew\nline", "é/ü"];
+        let mut builder = PatchBuilder::new();
+        builder.set_entries(
+            &["metadata", "labels"],
+            Some(&BTreeMap::new()),
+            keys.iter().map(|key| (key.to_string(), "v".to_string())).collect(),
+        );
+        let patch = builder.build();
+        let operations: Value = serde_json::from_slice(patch.as_bytes()).unwrap();
+        assert_eq!(operations[1]["path"], "/metadata/labels/a~1b~0c");
+        let mut result = json!({"metadata": {"labels": {}}});
+        json_patch::patch(&mut result, &patch.to_patch().unwrap()).unwrap();
+        for key in keys {
+            assert_eq!(result["metadata"]["labels"][key], "v", "{key}");
+        }
     }
 
     #[test]
