@@ -22,13 +22,27 @@ pub(crate) fn sorted_last_wins<T>(mut entries: Vec<(String, T)>) -> Vec<(String,
     entries
 }
 
-/// String entries written as a JSON object, in their order.
-struct Entries<'a>(&'a [(String, String)]);
-
-impl Serialize for Entries<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
+/// Writes `text` as a JSON string. Labels and annotations are written here; the annotations
+/// the engine adds are JSON themselves (`sidecar.istio.io/status`), full of quotes, which are
+/// escaped by splitting at each quote or backslash rather than byte by byte. A string with a
+/// control character, which needs more escapes than those two, is written by serde_json.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    // A fold rather than `any`, so it does not stop early and the compiler vectorizes it.
+    if bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
+        // A string always serializes.
+        let _ = serde_json::to_writer(&mut *out, text);
+        return;
     }
+    out.push(b'"');
+    let mut start = 0;
+    for at in memchr::memchr2_iter(b'"', b'\\', bytes) {
+        out.extend_from_slice(bytes.get(start..at).unwrap_or_default());
+        out.push(b'\\');
+        start = at;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
 }
 
 /// Writes `token` as one JSON Pointer token (`~` as `~0`, `/` as `~1`) inside a JSON string.
@@ -120,6 +134,14 @@ impl PatchBuilder {
         self.bytes.push(b'}');
     }
 
+    /// Adds the string `value` at the path made of `tokens`.
+    fn add_string(&mut self, tokens: &[&str], value: &str) {
+        self.begin("add", tokens);
+        self.bytes.extend_from_slice(b",\"value\":");
+        write_json_string(&mut self.bytes, value);
+        self.bytes.push(b'}');
+    }
+
     /// Removes the value at the path made of `tokens`.
     pub fn remove(&mut self, tokens: &[&str]) {
         self.begin("remove", tokens);
@@ -152,14 +174,21 @@ impl PatchBuilder {
         }
         match existing {
             None => {
-                let entries = sorted_last_wins(entries);
-                self.add(map_path, Entries(&entries));
+                self.begin("add", map_path);
+                self.bytes.extend_from_slice(b",\"value\":");
+                for (index, (key, value)) in sorted_last_wins(entries).iter().enumerate() {
+                    self.bytes.push(if index == 0 { b'{' } else { b',' });
+                    write_json_string(&mut self.bytes, key);
+                    self.bytes.push(b':');
+                    write_json_string(&mut self.bytes, value);
+                }
+                self.bytes.extend_from_slice(b"}}");
             }
             Some(_) => {
                 let mut tokens = map_path.to_vec();
                 for (key, value) in &entries {
                     tokens.push(key);
-                    self.add(&tokens, value);
+                    self.add_string(&tokens, value);
                     tokens.pop();
                 }
             }
@@ -263,6 +292,28 @@ mod tests {
             result,
             json!({"metadata": {"labels": {"keep": "x", "sidecar.istio.io/status": "{}", "a~b\"c": "2"}}})
         );
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let texts = [
+            "",
+            "plain",
+            r#"{"initContainers":["istio-init"],"revision":"default"}"#,
+            "back\\slash \"quote\" at the end\\",
+            "\"",
+            "control \u{1} tab\t newline\n",
+            "é ü 日本 \u{7f}",
+        ];
+        for text in texts {
+            let mut written = Vec::new();
+            write_json_string(&mut written, text);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(text).unwrap(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
