@@ -22,45 +22,75 @@ pub(crate) fn sorted_last_wins<T>(mut entries: Vec<(String, T)>) -> Vec<(String,
     entries
 }
 
-/// Writes `text` as a JSON string. Labels and annotations are written here; the annotations
-/// the engine adds are JSON themselves (`sidecar.istio.io/status`), full of quotes, which are
-/// escaped by splitting at each quote or backslash rather than byte by byte. A string with a
-/// control character, which needs more escapes than those two, is written by serde_json.
+/// Writes `text` as a JSON string: labels and annotations, whose values the engine adds
+/// are JSON themselves (`sidecar.istio.io/status`) and full of quotes.
 fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    // A fold rather than `any`, so it does not stop early and the compiler vectorizes it.
-    if bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
-        // A string always serializes.
-        let _ = serde_json::to_writer(&mut *out, text);
-        return;
-    }
     out.push(b'"');
-    let mut start = 0;
-    for at in memchr::memchr2_iter(b'"', b'\\', bytes) {
-        out.extend_from_slice(bytes.get(start..at).unwrap_or_default());
-        out.push(b'\\');
-        start = at;
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    write_escaped(out, text, false);
     out.push(b'"');
 }
 
 /// Writes `token` as one JSON Pointer token (`~` as `~0`, `/` as `~1`) inside a JSON string.
-/// Nearly every token (`spec`, `containers`, `-`, an index) needs neither escape and is
-/// copied as it is.
 fn write_pointer_token(out: &mut Vec<u8>, token: &str) {
-    let plain = |byte: &u8| !matches!(byte, b'~' | b'/' | b'"' | b'\\') && *byte >= 0x20;
-    if token.as_bytes().iter().all(plain) {
-        out.extend_from_slice(token.as_bytes());
-        return;
+    write_escaped(out, token, true);
+}
+
+/// The bytes that need an escape inside a JSON string (quote, backslash, control
+/// characters) or a JSON Pointer token (`~`, `/`).
+const SPECIAL: [bool; 256] = {
+    let mut special = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        special[byte] = true;
+        byte += 1;
     }
-    let pointer_token = token.replace('~', "~0").replace('/', "~1");
-    // A string always serializes; its quotes are the ones around the whole path.
-    if let Ok(quoted) = serde_json::to_vec(&pointer_token)
-        && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
-    {
-        out.extend_from_slice(inner);
+    special[b'"' as usize] = true;
+    special[b'\\' as usize] = true;
+    special[b'~' as usize] = true;
+    special[b'/' as usize] = true;
+    special
+};
+
+/// Writes `text` escaped as serde_json escapes a string's contents (`\n`, `\t` and the like by
+/// name, other control characters as `\u00xx`), and for a pointer token `~` and `/` too. Runs
+/// with nothing to escape are copied whole, after one table lookup per byte.
+fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if !SPECIAL[usize::from(byte)] {
+            continue;
+        }
+        let unicode;
+        let escape: &[u8] = match byte {
+            b'~' | b'/' if !pointer_token => continue,
+            b'~' => b"~0",
+            b'/' => b"~1",
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            _ => {
+                unicode = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ];
+                &unicode
+            }
+        };
+        out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
+        out.extend_from_slice(escape);
+        run = at + 1;
     }
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }
 
 /// A JSON Patch document, already serialized.
@@ -305,7 +335,8 @@ mod tests {
             "control \u{1} tab\t newline\n",
             "é ü 日本 \u{7f}",
         ];
-        for text in texts {
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        for text in texts.iter().copied().chain([controls.as_str()]) {
             let mut written = Vec::new();
             write_json_string(&mut written, text);
             assert_eq!(
