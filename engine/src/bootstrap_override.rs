@@ -58,16 +58,12 @@ pub(crate) fn mount() -> Value {
     json!({"mountPath": MOUNT_PATH, "name": VOLUME})
 }
 
-/// For a pod naming a ConfigMap (`name`), where its mount goes among a template's compiled
-/// mounts (right after [`AFTER_MOUNT`]'s), with the mount.
-pub(crate) fn inserted_mount(
-    name: Option<&str>,
-    compiled: &[Box<serde_json::value::RawValue>],
-) -> Option<(usize, Value)> {
+/// For a pod naming a ConfigMap (`name`), where its mount goes among a template's mounts
+/// (at `after`, the index of [`AFTER_MOUNT`]'s, found when the template was compiled), with
+/// the mount.
+pub(crate) fn inserted_mount(name: Option<&str>, after: Option<usize>) -> Option<(usize, Value)> {
     name?;
-    let after = format!("\"name\":\"{AFTER_MOUNT}\"");
-    let at = compiled.iter().position(|mount| mount.get().contains(&after))?;
-    Some((at, mount()))
+    Some((after?, mount()))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::istio_parts::{VOLUME_NAMES, proxy_mounts, standard_volumes};
 use crate::patch::PatchBuilder;
 use crate::resources::Tuning;
 use crate::sidecar::{self, SidecarInputs};
-use crate::template::raw;
+use crate::template::{ProxyMounts, raw};
 use crate::traffic::PROXY_UID;
 
 /// The volume (and mount) of Istio's sidecar that its gateway template leaves out.
@@ -46,7 +46,7 @@ pub(crate) struct GatewayTemplate {
     /// The volumes, serialized, with their names.
     pub volumes: Vec<(&'static str, Box<RawValue>)>,
     /// The proxy's mounts of them (and of the mTLS certificates, when mounted).
-    pub proxy_mounts: Vec<Box<RawValue>>,
+    pub proxy_mounts: ProxyMounts,
     /// `runAsUser`/`runAsGroup` 1337.
     pub security: Box<RawValue>,
     /// The readiness probe from the config.
@@ -64,11 +64,11 @@ impl GatewayTemplate {
             .filter(|(name, _)| *name != SIDECAR_ONLY_VOLUME)
             .map(|(name, volume)| (name, raw(&volume)))
             .collect();
-        let proxy_mounts = proxy_mounts(config)
-            .iter()
-            .filter(|mount| mount["name"] != SIDECAR_ONLY_VOLUME)
-            .map(raw)
-            .collect();
+        let proxy_mounts = ProxyMounts::compile(
+            proxy_mounts(config)
+                .into_iter()
+                .filter(|mount| mount["name"] != SIDECAR_ONLY_VOLUME),
+        );
         let mut tuning = tuning.clone();
         if tuning.merge == ResourceMerge::Istio {
             tuning.defaults = [None; 6];
@@ -119,8 +119,11 @@ pub(crate) fn build_gateway_container<'a>(
         security_context,
         startup_probe: None,
         volume_mounts: Mounts {
-            compiled: &gateway.proxy_mounts,
-            inserted: crate::bootstrap_override::inserted_mount(inputs.bootstrap_override, &gateway.proxy_mounts),
+            compiled: &gateway.proxy_mounts.serialized,
+            inserted: crate::bootstrap_override::inserted_mount(
+                inputs.bootstrap_override,
+                gateway.proxy_mounts.bootstrap_after,
+            ),
             user: Vec::new(),
         },
     }
@@ -215,6 +218,7 @@ mod tests {
         assert!(!names.contains(&SIDECAR_ONLY_VOLUME));
         let mounts: Vec<String> = template
             .proxy_mounts
+            .serialized
             .iter()
             .map(|raw| {
                 serde_json::from_str::<Value>(raw.get()).unwrap()["name"]

@@ -147,7 +147,7 @@ impl PatchBuilder {
     /// An empty patch.
     pub fn new() -> Self {
         PatchBuilder {
-            bytes: Vec::with_capacity(8 * 1024),
+            bytes: Vec::with_capacity(16 * 1024),
             operations: 0,
         }
     }

@@ -160,7 +160,7 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
                 continue;
             };
             let handler = original.name();
-            let path = format!("/{prefix}/{}/{suffix}", container.name);
+            let path = ["/", prefix, "/", &container.name, "/", suffix].concat();
             let http_get = AgentHttpGet {
                 path: path.clone(),
                 port: status_port,

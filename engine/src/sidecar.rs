@@ -124,8 +124,11 @@ pub(crate) fn build_proxy_container<'a>(inputs: &SidecarInputs<'a>) -> ProxyCont
         security_context,
         startup_probe: (status_port != 0).then_some(&*template.startup_probe),
         volume_mounts: Mounts {
-            compiled: &template.proxy_mounts,
-            inserted: bootstrap_override::inserted_mount(inputs.bootstrap_override, &template.proxy_mounts),
+            compiled: &template.proxy_mounts.serialized,
+            inserted: bootstrap_override::inserted_mount(
+                inputs.bootstrap_override,
+                template.proxy_mounts.bootstrap_after,
+            ),
             user: Vec::new(),
         },
     }

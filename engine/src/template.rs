@@ -29,7 +29,7 @@ pub(crate) struct SidecarTemplate {
     /// The native sidecar's drain `preStop` hook for the config's status port.
     pub native_lifecycle: (u16, Box<RawValue>),
     /// The proxy's mounts of Istio's volumes (and of the mTLS certificates, when mounted).
-    pub proxy_mounts: Vec<Box<RawValue>>,
+    pub proxy_mounts: ProxyMounts,
     /// The variables that are the same for every pod, by name: the downward-API ones, and
     /// those whose value is the config's alone (left out here when the config leaves them
     /// out of every pod).
@@ -38,6 +38,30 @@ pub(crate) struct SidecarTemplate {
     pub proxy_security: Box<RawValue>,
     /// The init container's security context for uid/gid 1337.
     pub init_security: Box<RawValue>,
+}
+
+/// A template's proxy mounts, serialized, with where a custom bootstrap's mount goes among
+/// them.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyMounts {
+    /// The mounts, in order.
+    pub serialized: Vec<Box<RawValue>>,
+    /// The index of the mount the custom bootstrap's is written after
+    /// ([`crate::bootstrap_override::AFTER_MOUNT`]'s), if the template has it.
+    pub bootstrap_after: Option<usize>,
+}
+
+impl ProxyMounts {
+    /// Serializes `mounts` and finds the custom bootstrap's place among them.
+    pub(crate) fn compile(mounts: impl IntoIterator<Item = Value>) -> Self {
+        let mounts: Vec<Value> = mounts.into_iter().collect();
+        ProxyMounts {
+            bootstrap_after: mounts
+                .iter()
+                .position(|mount| mount["name"] == crate::bootstrap_override::AFTER_MOUNT),
+            serialized: mounts.iter().map(raw).collect(),
+        }
+    }
 }
 
 /// The downward-API variables of the proxy: (name, field path or resource, from a resource).
@@ -144,7 +168,7 @@ impl SidecarTemplate {
                 config.status_port,
                 raw(&istio_parts::native_lifecycle(config.status_port)),
             ),
-            proxy_mounts: istio_parts::proxy_mounts(config).iter().map(raw).collect(),
+            proxy_mounts: ProxyMounts::compile(istio_parts::proxy_mounts(config)),
             env,
             proxy_security: raw(&istio_parts::proxy_security_context(config, usual)),
             init_security: raw(&istio_parts::init_security_context(config, usual.ids)),
@@ -193,6 +217,15 @@ mod tests {
             assert_eq!(value["name"], name);
         }
         assert!(template.env("NOT_A_VARIABLE").is_none());
+    }
+
+    #[test]
+    fn the_custom_bootstrap_mount_goes_after_istio_data() {
+        let template = SidecarTemplate::compile(&InjectConfig::default());
+        let at = template.proxy_mounts.bootstrap_after.expect("the template mounts istio-data");
+        let mount: Value = serde_json::from_str(template.proxy_mounts.serialized[at].get()).unwrap();
+        assert_eq!(mount["name"], crate::bootstrap_override::AFTER_MOUNT);
+        assert_eq!(ProxyMounts::compile([json!({"name": "other"})]).bootstrap_after, None);
     }
 
     #[test]
