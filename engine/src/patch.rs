@@ -93,6 +93,13 @@ fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }
 
+/// The tokens of a path, with room for one more (an item's key or index).
+fn with_room_for_one<'a>(path: &[&'a str]) -> Vec<&'a str> {
+    let mut tokens = Vec::with_capacity(path.len() + 1);
+    tokens.extend_from_slice(path);
+    tokens
+}
+
 /// A JSON Patch document, already serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SerializedPatch {
@@ -215,7 +222,7 @@ impl PatchBuilder {
                 self.bytes.extend_from_slice(b"}}");
             }
             Some(_) => {
-                let mut tokens = map_path.to_vec();
+                let mut tokens = with_room_for_one(map_path);
                 for (key, value) in &entries {
                     tokens.push(key);
                     self.add_string(&tokens, value);
@@ -245,13 +252,13 @@ impl PatchBuilder {
             Some(start) if start < len => {
                 for (offset, item) in items.into_iter().enumerate() {
                     let position = (start + offset).to_string();
-                    let mut tokens = array_path.to_vec();
+                    let mut tokens = with_room_for_one(array_path);
                     tokens.push(&position);
                     self.add(&tokens, item);
                 }
             }
             _ => {
-                let mut tokens = array_path.to_vec();
+                let mut tokens = with_room_for_one(array_path);
                 tokens.push("-");
                 for item in items {
                     self.add(&tokens, item);

@@ -307,31 +307,38 @@ pub(crate) fn metadata_env<'a>(inputs: &SidecarInputs<'a>) -> impl Iterator<Item
 
 /// The app containers' ports as Istio's agent reads them (an empty list when there are none).
 fn pod_ports_json(pod: &Pod) -> String {
-    let entries: Vec<String> = pod
+    use std::io::Write as _;
+    let ports = pod
         .spec
         .iter()
         .flat_map(|spec| spec.containers.iter())
-        .flat_map(|container| container.ports.iter().flatten())
-        .map(|port| {
-            let mut fields = Vec::with_capacity(4);
-            if let Some(name) = &port.name {
-                fields.push(format!("\"name\":{}", Value::from(name.as_str())));
-            }
-            if let Some(host_port) = port.host_port {
-                fields.push(format!("\"hostPort\":{host_port}"));
-            }
-            fields.push(format!("\"containerPort\":{}", port.container_port));
-            if let Some(protocol) = &port.protocol {
-                fields.push(format!("\"protocol\":{}", Value::from(protocol.as_str())));
-            }
-            format!("    {{{}}}", fields.join(","))
-        })
-        .collect();
-    if entries.is_empty() {
-        "[\n]".to_string()
-    } else {
-        format!("[\n{}\n]", entries.join(",\n"))
+        .flat_map(|container| container.ports.iter().flatten());
+    // Written into one buffer: `[`, then each port as `    {"name":…,"containerPort":…}` on
+    // its own line, then `]` on its own; writes into a Vec never fail.
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"[\n");
+    let mut first = true;
+    for port in ports {
+        out.extend_from_slice(if first { b"    {" } else { b",\n    {" });
+        first = false;
+        if let Some(name) = &port.name {
+            out.extend_from_slice(b"\"name\":");
+            let _ = serde_json::to_writer(&mut out, name);
+            out.push(b',');
+        }
+        if let Some(host_port) = port.host_port {
+            let _ = write!(out, "\"hostPort\":{host_port},");
+        }
+        let _ = write!(out, "\"containerPort\":{}", port.container_port);
+        if let Some(protocol) = &port.protocol {
+            out.extend_from_slice(b",\"protocol\":");
+            let _ = serde_json::to_writer(&mut out, protocol);
+        }
+        out.push(b'}');
     }
+    out.extend_from_slice(if first { b"]" } else { b"\n]" });
+    // Only JSON was written, and serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 use crate::annotations::READINESS_FAILURE_THRESHOLD;
@@ -444,6 +451,25 @@ mod tests {
 
     use crate::config::InjectConfig;
     use crate::test_support::{container, inject_and_apply};
+
+    #[test]
+    fn pod_ports_are_written_one_per_line() {
+        let pod = |containers: Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": containers}})).unwrap()
+        };
+        let two = pod(json!([
+            {"name": "a", "ports": [{"name": "http", "containerPort": 80}]},
+            {"name": "b", "ports": [{"hostPort": 8080, "containerPort": 8080, "protocol": "TCP"},
+                                    {"name": "q\"uote", "containerPort": 9}]},
+        ]));
+        assert_eq!(
+            super::pod_ports_json(&two),
+            "[\n    {\"name\":\"http\",\"containerPort\":80},\n    \
+             {\"hostPort\":8080,\"containerPort\":8080,\"protocol\":\"TCP\"},\n    \
+             {\"name\":\"q\\\"uote\",\"containerPort\":9}\n]"
+        );
+        assert_eq!(super::pod_ports_json(&pod(json!([{"name": "a"}]))), "[\n]");
+    }
 
     fn injected(config: InjectConfig, labels: Value, annotations: Value) -> Value {
         let pod = json!({"metadata": {"name": "p", "labels": labels, "annotations": annotations},

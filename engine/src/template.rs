@@ -222,7 +222,10 @@ mod tests {
     #[test]
     fn the_custom_bootstrap_mount_goes_after_istio_data() {
         let template = SidecarTemplate::compile(&InjectConfig::default());
-        let at = template.proxy_mounts.bootstrap_after.expect("the template mounts istio-data");
+        let at = template
+            .proxy_mounts
+            .bootstrap_after
+            .expect("the template mounts istio-data");
         let mount: Value = serde_json::from_str(template.proxy_mounts.serialized[at].get()).unwrap();
         assert_eq!(mount["name"], crate::bootstrap_override::AFTER_MOUNT);
         assert_eq!(ProxyMounts::compile([json!({"name": "other"})]).bootstrap_after, None);
