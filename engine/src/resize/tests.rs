@@ -271,6 +271,31 @@ fn quantity_units(value: &Value, memory: bool) -> Option<i64> {
         .map(|q| q.units())
 }
 
+/// The pod's QoS class by Kubernetes' rules, computed here from the stored pod alone:
+/// BestEffort when no container (init containers included) sets a CPU or memory request or
+/// limit, Guaranteed when every one sets both limits and requests equal to them (a missing
+/// request defaults to its limit), else Burstable.
+fn qos_class_of(pod: &Value) -> &'static str {
+    let containers = ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten());
+    let (mut any, mut guaranteed) = (false, true);
+    for container in containers {
+        let resources = &container["resources"];
+        for (name, memory) in [("cpu", false), ("memory", true)] {
+            let request = quantity_units(&resources["requests"][name], memory).filter(|units| *units > 0);
+            let limit = quantity_units(&resources["limits"][name], memory).filter(|units| *units > 0);
+            any |= request.is_some() || limit.is_some();
+            guaranteed &= limit.is_some() && request.or(limit) == limit;
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -285,9 +310,15 @@ proptest! {
         memory_limit in 1i64..4096,
         which in 0usize..4,
         percent in prop::sample::select(vec![90u8, 100]),
+        guaranteed_app in any::<bool>(),
     ) {
         let config = config(&format!("{BOUNDED}goMemLimitPercent: {percent}\n"));
-        let old = injected(&config, json!({}), json!({"requests": {"cpu": "500m"}}), json!({}));
+        let app = if guaranteed_app {
+            json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+        } else {
+            json!({"requests": {"cpu": "500m"}})
+        };
+        let old = injected(&config, json!({}), app, json!({}));
         let (side, resource, value) = match which {
             0 => ("requests", "cpu", format!("{cpu_request}m")),
             1 => ("limits", "cpu", format!("{cpu_limit}m")),
@@ -296,6 +327,7 @@ proptest! {
         };
         let new = resize_proxy(&old, side, resource, &value);
         if let Ok((_, stored)) = judge(&config, &old, &new, &[]) {
+            prop_assert_eq!(qos_class_of(&stored), qos_class_of(&old));
             let resources = proxy_resources(&stored);
             for (name, memory) in [("cpu", false), ("memory", true)] {
                 let request = quantity_units(&resources["requests"][name], memory);
