@@ -34,7 +34,8 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// The binary's allocator (mimalloc, as `src/main.rs` sets), counting allocations (and reallocations) while [`COUNTING`] is on.
+/// The binary's allocator (mimalloc, as `src/main.rs` sets), counting allocations (and
+/// reallocations) while [`COUNTING`] is on.
 struct CountingAllocator;
 
 // === impl CountingAllocator ===

@@ -161,8 +161,7 @@ impl PatchBuilder {
 
     /// Adds `value` at the path made of `tokens` (escaped as needed).
     pub fn add(&mut self, tokens: &[&str], value: impl Serialize) {
-        self.begin("add", tokens);
-        self.bytes.extend_from_slice(b",\"value\":");
+        self.begin_add(tokens);
         if serde_json::to_writer(&mut self.bytes, &value).is_err() {
             // Serializing a value that has no JSON form: write null rather than a broken
             // document (serde_json::Value and the engine's own types always serialize).
@@ -173,8 +172,7 @@ impl PatchBuilder {
 
     /// Adds the string `value` at the path made of `tokens`.
     fn add_string(&mut self, tokens: &[&str], value: &str) {
-        self.begin("add", tokens);
-        self.bytes.extend_from_slice(b",\"value\":");
+        self.begin_add(tokens);
         write_json_string(&mut self.bytes, value);
         self.bytes.push(b'}');
     }
@@ -199,6 +197,13 @@ impl PatchBuilder {
         self.bytes.push(b'"');
     }
 
+    /// Opens an `add` operation up to its `"value":`, which the caller writes, then closes
+    /// the operation with `}`.
+    fn begin_add(&mut self, tokens: &[&str]) {
+        self.begin("add", tokens);
+        self.bytes.extend_from_slice(b",\"value\":");
+    }
+
     /// Sets string entries in the map at `map_path`, creating the map when `existing` is `None`.
     pub fn set_entries(
         &mut self,
@@ -211,14 +216,14 @@ impl PatchBuilder {
         }
         match existing {
             None => {
-                self.begin("add", map_path);
-                self.bytes.extend_from_slice(b",\"value\":");
+                self.begin_add(map_path);
                 for (index, (key, value)) in sorted_last_wins(entries).iter().enumerate() {
                     self.bytes.push(if index == 0 { b'{' } else { b',' });
                     write_json_string(&mut self.bytes, key);
                     self.bytes.push(b':');
                     write_json_string(&mut self.bytes, value);
                 }
+                // The object, then the operation.
                 self.bytes.extend_from_slice(b"}}");
             }
             Some(_) => {

@@ -104,13 +104,9 @@ fn config_env<'c>(config: &'c InjectConfig, mesh_proxy_config_json: &'c str) -> 
     env
 }
 
-/// Serializes a value built from constants; `null` if it somehow has no JSON form.
-pub(crate) fn raw(value: &Value) -> Box<RawValue> {
-    raw_of(value)
-}
-
-/// Serializes one of the engine's own values; `null` if it somehow has no JSON form.
-fn raw_of(value: &impl serde::Serialize) -> Box<RawValue> {
+/// Serializes a value built from constants (a `Value` or one of the engine's own types);
+/// `null` if it somehow has no JSON form.
+pub(crate) fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
@@ -140,7 +136,7 @@ impl SidecarTemplate {
         });
         let from_config = config_env(config, &mesh_proxy_config_json)
             .into_iter()
-            .map(|(name, value)| (name, raw_of(&EnvVar::literal(name, value))));
+            .map(|(name, value)| (name, raw(&EnvVar::literal(name, value))));
         let env = downward.chain(from_config).collect();
         let usual = SecurityInputs {
             tproxy: false,
