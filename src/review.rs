@@ -3,10 +3,12 @@
 //! Requests are read in one pass into exactly what the engine needs: the envelope's fields,
 //! then (for Pod CREATEs, and both objects of a `pods/resize` UPDATE) the object's metadata
 //! fields the engine reads and its spec. Everything else, such as `managedFields` or
-//! `status`, is skipped without being allocated. Operation and kind use kube-core's types. Responses are written in the
-//! form the API server requires, with the patch as a base64 string ([`WireReview`]).
+//! `status`, is skipped without being allocated. Operation and kind use kube-core's types.
+//! Responses are written in the form the API server requires, with the patch as a base64
+//! string ([`WireReview`]).
 //!
-//! The parts: `parse` reads the envelope, `object` the objects in it, `answer` runs the
+//! The parts: `scan` checks the body's grammar and finds the values the one-pass read can
+//! leave out, `parse` reads the envelope, `object` the objects in it, `answer` runs the
 //! engine on a Pod CREATE, `resize` the resize guard on a `pods/resize` UPDATE, and `wire`
 //! writes the response.
 
@@ -19,6 +21,7 @@ mod object;
 mod parse;
 mod pod_spec;
 mod resize;
+mod scan;
 mod wire;
 
 pub use answer::{allowed, answer_review};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -86,13 +86,19 @@ pub fn controller_owner(owners: &[OwnerReference]) -> Option<(String, String)> {
         .map(|owner| (owner.kind.clone(), owner.name.clone()))
 }
 
-/// The parts of a Pod the engine reads.
+/// The parts of a Pod the engine reads, its spec read as `S`: [`ReadSpec`] in the one pass
+/// over a Pod CREATE, k8s-openapi's whole `PodSpec` otherwise.
 #[derive(Debug, Clone, Deserialize)]
-pub(super) struct PodObject {
-    #[serde(default)]
+#[serde(bound = "S: Deserialize<'de>")]
+pub(super) struct PodObject<S = ReadSpec> {
+    #[serde(default = "none")]
     metadata: Option<PodMetadata>,
-    #[serde(default)]
-    spec: Option<ReadSpec>,
+    #[serde(default = "none")]
+    spec: Option<S>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
@@ -148,15 +154,15 @@ fn object_namespace(object: &RawValue) -> String {
     raw_metadata(object).namespace.unwrap_or_default()
 }
 
-/// Reads the object as a Pod; the flag says whether it had a `metadata` object. (A missing
-/// or null `spec.containers` reads as empty; the engine skips such a pod.)
+/// Reads the object as a Pod, its spec in full; the flag says whether it had a `metadata`
+/// object. (A missing or null `spec.containers` reads as empty; the engine skips such a pod.)
 pub(super) fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
-    let parsed: PodObject = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
+    let parsed: PodObject<PodSpec> = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
     Ok(pod_of(parsed))
 }
 
 /// The Pod of the parts read, with whether it had a `metadata` object.
-pub(super) fn pod_of(parsed: PodObject) -> (Pod, bool) {
+pub(super) fn pod_of<S: Into<PodSpec>>(parsed: PodObject<S>) -> (Pod, bool) {
     let has_metadata = parsed.metadata.is_some();
     let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
         name: metadata.name,
@@ -170,7 +176,7 @@ pub(super) fn pod_of(parsed: PodObject) -> (Pod, bool) {
     (
         Pod {
             metadata,
-            spec: parsed.spec.map(|spec| spec.0),
+            spec: parsed.spec.map(Into::into),
             status: None,
         },
         has_metadata,

@@ -1,6 +1,6 @@
-//! Reading a request body: UTF-8 and nesting checked over the bytes, then the
-//! AdmissionReview envelope and its request, with a Pod CREATE's object read straight into
-//! a Pod and any other object kept raw.
+//! Reading a request body: UTF-8, grammar and nesting checked over the bytes ([`scan`]),
+//! then the AdmissionReview envelope and its request, with a Pod CREATE's object read
+//! straight into a Pod and any other object kept raw.
 
 use kube_core::GroupVersionKind;
 use kube_core::admission::Operation;
@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::ReviewError;
 use super::object::{PodObject, ReviewObject};
+use super::scan::{self, MAX_NESTING, Scanned};
 
 /// API versions of AdmissionReview we answer.
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -150,11 +151,24 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
             "invalid type: sequence, expected struct AdmissionReview".into(),
         ));
     }
-    check_nesting(body)?;
     // A Pod CREATE, nearly every request, is read in one pass with its object straight into
-    // a Pod. Anything else, or a body that does not read so, is read again with the objects
-    // kept raw, which also gives every error its usual wording.
-    if let Ok(review) = serde_json::from_str::<AdmissionReview<PodObject>>(text)
+    // a Pod, from the body without the values that read never uses ([`scan`]). Anything
+    // else, or a body that does not read so, is read again as sent with the objects kept
+    // raw, which also gives every error its usual wording.
+    let omitted = match scan::scan(body) {
+        Scanned::Json(omitted) => omitted,
+        Scanned::TooDeep(at) => return Err(too_deep(at)),
+        Scanned::NotJson => {
+            check_nesting(body)?;
+            Vec::new()
+        }
+    };
+    let shortened = if omitted.is_empty() {
+        None
+    } else {
+        scan::without(text, &omitted)
+    };
+    if let Ok(review) = serde_json::from_str::<AdmissionReview<PodObject>>(shortened.as_deref().unwrap_or(text))
         && SUPPORTED_VERSIONS.contains(&review.api_version.as_str())
         && review.kind == "AdmissionReview"
         && let Some(request) = review.request
@@ -196,12 +210,15 @@ fn parsed(api_version: String, request: Request<ReviewObject>) -> ParsedReview {
     }
 }
 
-/// serde_json's own depth limit for the values it builds, applied to the whole body: the
-/// fields we skip are skipped without one, and no pod nests anywhere near this deep.
-const MAX_NESTING: usize = 128;
+/// The refusal of a body nested deeper than [`MAX_NESTING`], in serde_json's wording.
+fn too_deep(at: usize) -> ReviewError {
+    ReviewError::Malformed(format!(
+        "recursion limit exceeded: more than {MAX_NESTING} nested arrays or objects at byte {at}"
+    ))
+}
 
-/// Refuses bodies nested deeper than [`MAX_NESTING`] anywhere, with serde_json's wording.
-/// One pass over the bytes; brackets inside strings do not count.
+/// Refuses a body that is not JSON but nests deeper than [`MAX_NESTING`] somewhere, as
+/// [`scan`] refuses a JSON one. Brackets inside strings do not count.
 fn check_nesting(body: &[u8]) -> Result<(), ReviewError> {
     let mut depth = 0usize;
     let mut at = 0;
@@ -214,9 +231,7 @@ fn check_nesting(body: &[u8]) -> Result<(), ReviewError> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(ReviewError::Malformed(format!(
-                        "recursion limit exceeded: more than {MAX_NESTING} nested arrays or objects at byte {at}"
-                    )));
+                    return Err(too_deep(at));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),

@@ -3,11 +3,12 @@
 //!
 //! An app container's `env`, `envFrom`, `command`, `args`, `workingDir`, `volumeMounts`,
 //! `volumeDevices`, `imagePullPolicy`, `securityContext`, `terminationMessage*`, `stdin*`,
-//! `tty` and `restartPolicyRules` are kept as the raw text serde_json found (no allocation)
-//! and dropped. A container the engine merges with its own (`istio-proxy`, `istio-init`,
-//! `istio-validation`, [`is_injected_container`]) gets them parsed in full. The fields the
-//! engine reads of every container (name, image, ports, resources, resize and restart
-//! policy, probes, lifecycle) are always typed. `tests/corpus.rs` checks that the engine's
+//! `tty` and `restartPolicyRules` are skipped (the heaviest are not even in the text this
+//! reads: `super::scan`). A container the engine merges with its own (`istio-proxy`,
+//! `istio-init`, `istio-validation`, [`is_injected_container`]) needs them all, so this
+//! reader refuses it ([`ReadInFull`]) and the pod is read again as k8s-openapi reads it. The
+//! fields the engine reads of every container (name, image, ports, resources, resize and
+//! restart policy, probes, lifecycle) are always typed. `tests/corpus.rs` checks that the engine's
 //! answer through this reader equals its answer on the whole Pod for every pod of Istio's
 //! corpus, its injected outputs included.
 
@@ -20,15 +21,20 @@ use k8s_openapi::api::core::v1::{
     Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 use crate::engine::is_injected_container;
 
 /// `spec`, read as [`PodSpecDef`] reads it.
 #[derive(Debug, Clone, Deserialize)]
-pub(super) struct ReadSpec(#[serde(with = "PodSpecDef")] pub(super) PodSpec);
+pub(super) struct ReadSpec(#[serde(with = "PodSpecDef")] PodSpec);
+
+impl From<ReadSpec> for PodSpec {
+    fn from(read: ReadSpec) -> Self {
+        read.0
+    }
+}
 
 /// k8s-openapi's `PodSpec`, field for field, with its containers read by [`containers`].
 #[derive(Deserialize)]
@@ -92,16 +98,17 @@ fn containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Containe
 /// A list of containers (`spec.initContainers`, and `spec.containers` before its default),
 /// each read by [`ReadContainer`].
 fn container_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error> {
-    let read: Option<Vec<ReadContainer<'de>>> = Option::deserialize(deserializer)?;
+    let read: Option<Vec<ReadContainer>> = Option::deserialize(deserializer)?;
     read.map(|containers| containers.into_iter().map(ReadContainer::into_container).collect())
         .transpose()
         .map_err(D::Error::custom)
 }
 
-/// One container as sent: what the engine reads typed, the rest as raw text.
+/// One container as sent: the fields the engine reads of every container, typed; the rest
+/// are skipped. A container the engine merges with its own is not read here at all.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReadContainer<'a> {
+struct ReadContainer {
     #[serde(default)]
     name: Option<String>,
     image: Option<String>,
@@ -113,43 +120,23 @@ struct ReadContainer<'a> {
     readiness_probe: Option<Probe>,
     startup_probe: Option<Probe>,
     lifecycle: Option<Lifecycle>,
-    #[serde(borrow)]
-    args: Option<&'a RawValue>,
-    #[serde(borrow)]
-    command: Option<&'a RawValue>,
-    #[serde(borrow)]
-    env: Option<&'a RawValue>,
-    #[serde(borrow)]
-    env_from: Option<&'a RawValue>,
-    #[serde(borrow)]
-    image_pull_policy: Option<&'a RawValue>,
-    #[serde(borrow)]
-    restart_policy_rules: Option<&'a RawValue>,
-    #[serde(borrow)]
-    security_context: Option<&'a RawValue>,
-    #[serde(borrow)]
-    stdin: Option<&'a RawValue>,
-    #[serde(borrow)]
-    stdin_once: Option<&'a RawValue>,
-    #[serde(borrow)]
-    termination_message_path: Option<&'a RawValue>,
-    #[serde(borrow)]
-    termination_message_policy: Option<&'a RawValue>,
-    #[serde(borrow)]
-    tty: Option<&'a RawValue>,
-    #[serde(borrow)]
-    volume_devices: Option<&'a RawValue>,
-    #[serde(borrow)]
-    volume_mounts: Option<&'a RawValue>,
-    #[serde(borrow)]
-    working_dir: Option<&'a RawValue>,
 }
 
-impl ReadContainer<'_> {
-    /// The container, with the raw fields parsed when the engine merges it with its own.
-    fn into_container(self) -> Result<Container, serde_json::Error> {
+/// Why a pod is read again in full: it carries a container the engine merges with its own,
+/// whose every field the engine reads.
+#[derive(Debug, thiserror::Error)]
+#[error("container {0:?} is merged with the injected one and is read in full")]
+pub(super) struct ReadInFull(String);
+
+impl ReadContainer {
+    /// The container, unless the engine merges it with its own ([`ReadInFull`]).
+    fn into_container(self) -> Result<Container, ReadInFull> {
         let name = self.name.unwrap_or_default();
-        let mut container = Container {
+        if is_injected_container(&name) {
+            return Err(ReadInFull(name));
+        }
+        Ok(Container {
+            name,
             image: self.image,
             ports: self.ports,
             resources: self.resources,
@@ -160,32 +147,6 @@ impl ReadContainer<'_> {
             startup_probe: self.startup_probe,
             lifecycle: self.lifecycle,
             ..Container::default()
-        };
-        if is_injected_container(&name) {
-            container.args = typed(self.args)?;
-            container.command = typed(self.command)?;
-            container.env = typed(self.env)?;
-            container.env_from = typed(self.env_from)?;
-            container.image_pull_policy = typed(self.image_pull_policy)?;
-            container.restart_policy_rules = typed(self.restart_policy_rules)?;
-            container.security_context = typed(self.security_context)?;
-            container.stdin = typed(self.stdin)?;
-            container.stdin_once = typed(self.stdin_once)?;
-            container.termination_message_path = typed(self.termination_message_path)?;
-            container.termination_message_policy = typed(self.termination_message_policy)?;
-            container.tty = typed(self.tty)?;
-            container.volume_devices = typed(self.volume_devices)?;
-            container.volume_mounts = typed(self.volume_mounts)?;
-            container.working_dir = typed(self.working_dir)?;
-        }
-        container.name = name;
-        Ok(container)
+        })
     }
-}
-
-/// A raw field read as `T`; a JSON null reads as unset.
-fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<Option<T>, serde_json::Error> {
-    raw.map(|raw| serde_json::from_str::<Option<T>>(raw.get()))
-        .transpose()
-        .map(Option::flatten)
 }
