@@ -269,8 +269,10 @@ impl Scanner {
     }
 }
 
-/// The offset after the string whose opening quote is before `at`.
-#[inline]
+/// The offset after the string whose opening quote is before `at`. Always inlined: called
+/// once per string, its constants and saved registers otherwise cost more than a short
+/// string's bytes.
+#[inline(always)]
 fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
         at = special_byte(bytes, at);
@@ -290,14 +292,18 @@ fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
 fn special_byte(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
     while let Some(chunk) = bytes.get(at..at + 8) {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        let flagged = has_zero(word ^ (ONES * u64::from(b'"')))
-            | has_zero(word ^ (ONES * u64::from(b'\\')))
-            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+        // A byte's high bit survives `- 0x01` after `^ '"'` (or `^ '\\'`) when it is that
+        // byte, and `- 0x20` when it is below 0x20; `& !word` drops bytes at or above 0x80,
+        // which the quote and the backslash leave at or above 0x80 after `^`.
+        let flagged = ((word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
+            | (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
+            | word.wrapping_sub(ONES * 0x20))
+            & !word
+            & HIGHS;
         if flagged != 0 {
             // Little-endian: the lowest set bit is the first byte flagged.
             return at + (flagged.trailing_zeros() / 8) as usize;
