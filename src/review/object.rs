@@ -91,14 +91,10 @@ pub fn controller_owner(owners: &[OwnerReference]) -> Option<(String, String)> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(bound = "S: Deserialize<'de>")]
 pub(super) struct PodObject<S = ReadSpec> {
-    #[serde(default = "none")]
+    #[serde(default)]
     metadata: Option<PodMetadata>,
-    #[serde(default = "none")]
+    #[serde(default)]
     spec: Option<S>,
-}
-
-fn none<T>() -> Option<T> {
-    None
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.

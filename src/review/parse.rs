@@ -41,16 +41,12 @@ pub(super) struct Request<O> {
     #[serde(default)]
     pub(super) namespace: Option<String>,
     pub(super) operation: Operation,
-    #[serde(default = "none")]
+    #[serde(default)]
     pub(super) object: Option<O>,
-    #[serde(default = "none")]
+    #[serde(default)]
     pub(super) old_object: Option<O>,
     #[serde(default, rename = "dryRun")]
     pub(super) dry_run: Option<bool>,
-}
-
-fn none<O>() -> Option<O> {
-    None
 }
 
 impl<O> Request<O> {

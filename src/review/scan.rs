@@ -21,7 +21,7 @@ pub(super) const MAX_NESTING: usize = 128;
 /// Where, in the request's object, values are left out of the one-pass read: each names the
 /// place of the object holding the key, and the key. None is read by it
 /// (`object::PodMetadata`, `pod_spec::ReadContainer`).
-pub(super) const OMITTED: [(Place, &str); 6] = [
+const OMITTED: [(Place, &str); 6] = [
     (Place::Metadata, "managedFields"),
     (Place::Container, "env"),
     (Place::Container, "envFrom"),
@@ -32,7 +32,7 @@ pub(super) const OMITTED: [(Place, &str); 6] = [
 
 /// The places in an AdmissionReview that hold a key of [`OMITTED`], or lead to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Place {
+enum Place {
     /// Anywhere else.
     Other,
     /// The AdmissionReview.
@@ -74,10 +74,9 @@ impl Place {
 
     /// Whether the value under `key` in an object at this place is left out.
     fn omits(self, key: &[u8]) -> bool {
-        self != Place::Other
-            && OMITTED
-                .iter()
-                .any(|&(place, omitted)| place == self && omitted.as_bytes() == key)
+        OMITTED
+            .iter()
+            .any(|&(place, omitted)| place == self && omitted.as_bytes() == key)
     }
 }
 
@@ -96,8 +95,10 @@ pub(super) enum Scanned {
 pub(super) fn scan(body: &[u8]) -> Scanned {
     let mut scanner = Scanner {
         depth: 0,
-        objects: [false; MAX_NESTING],
-        places: [Place::Other; PLACES],
+        frames: [Frame {
+            object: false,
+            place: Place::Other,
+        }; MAX_NESTING],
         omitted: Vec::new(),
         open_omission: None,
     };
@@ -122,9 +123,6 @@ pub(super) fn without(text: &str, ranges: &[Range<usize>]) -> Option<String> {
     Some(kept)
 }
 
-/// How deep places are tracked: the deepest, a container, is at depth 6.
-const PLACES: usize = 8;
-
 /// Why the pass stopped early.
 enum Stop {
     NotJson,
@@ -132,14 +130,20 @@ enum Stop {
     TooDeep(usize),
 }
 
+/// One open object or array.
+#[derive(Clone, Copy)]
+struct Frame {
+    /// An object, not an array.
+    object: bool,
+    place: Place,
+}
+
 /// What the pass holds besides its offset, which its loop keeps to itself.
 struct Scanner {
     /// Containers open.
     depth: usize,
-    /// Whether the container at each depth (index `depth - 1`) is an object.
-    objects: [bool; MAX_NESTING],
-    /// The place of the container at each depth (index `depth - 1`), while tracked.
-    places: [Place; PLACES],
+    /// The container open at each depth (index `depth - 1`).
+    frames: [Frame; MAX_NESTING],
     omitted: Vec<Range<usize>>,
     /// The start of an omitted value being read, and the depth it started at.
     open_omission: Option<(usize, usize)>,
@@ -181,7 +185,7 @@ impl Scanner {
             }
             while self.depth > 0 {
                 at = whitespace(bytes, at);
-                let in_object = self.objects.get(self.depth - 1).copied().unwrap_or_default();
+                let in_object = self.frames.get(self.depth - 1).is_some_and(|frame| frame.object);
                 match (bytes.get(at), in_object) {
                     (Some(b','), true) => {
                         (at, place, omit) = self.key(bytes, whitespace(bytes, at + 1))?;
@@ -228,7 +232,9 @@ impl Scanner {
     #[inline]
     fn place(&self) -> Place {
         match self.depth.checked_sub(1) {
-            Some(index) if self.open_omission.is_none() => self.places.get(index).copied().unwrap_or(Place::Other),
+            Some(index) if self.open_omission.is_none() => {
+                self.frames.get(index).map_or(Place::Other, |frame| frame.place)
+            }
             _ => Place::Other,
         }
     }
@@ -239,11 +245,8 @@ impl Scanner {
         if self.depth == MAX_NESTING {
             return Err(Stop::TooDeep(at));
         }
-        if let Some(slot) = self.objects.get_mut(self.depth) {
-            *slot = object;
-        }
-        if let Some(slot) = self.places.get_mut(self.depth) {
-            *slot = place;
+        if let Some(frame) = self.frames.get_mut(self.depth) {
+            *frame = Frame { object, place };
         }
         self.depth += 1;
         Ok(())
