@@ -251,11 +251,13 @@ def main():
     if rows:
         p(
             f"`loadbench`: {load.get('connections')} client connections, pod `{load.get('pod')}` "
-            f"({load.get('pod_bytes')} bytes), HTTP/1.1 over TLS 1.3 on loopback, both servers in one process "
-            f"(server runtime: 2 threads; client runtime: 2 threads, on the same 2 cores), baseline and "
-            f"injector alternated over {load.get('rounds')} rounds per mode. The baseline is the same "
+            f"({load.get('pod_bytes')} bytes), HTTP/1.1 over TLS 1.3 on loopback, all three servers in one process "
+            f"(server runtime: 2 threads; client runtime: 2 threads, on the same 2 cores), baseline, "
+            f"replay and injector alternated over {load.get('rounds')} rounds per mode. The baseline is the same "
             "axum + rustls stack (`serve_https`) whose handler parses the AdmissionReview with the webhook's "
-            "own parser and writer and answers `allowed: true` with no engine and no patch. In handshake mode every request opens a new TCP "
+            "own parser and writer and answers `allowed: true` with no engine and no patch. The replay server is the baseline's "
+            "handler answering with the bytes the engine answered this review with once, at start: the same patch, carried the "
+            "same way, without the engine. In handshake mode every request opens a new TCP "
             "connection with a full TLS handshake (no resumption). CPU per request is read per thread from "
             "/proc, so server and client work are split."
         )
@@ -274,6 +276,11 @@ def main():
                 f"- {ratio['mode']}: injector throughput = **{ratio['throughput_ratio']:.2f}×** the baseline's; "
                 f"server CPU per request = {ratio['server_cpu_ratio']:.2f}× the baseline's."
             )
+            if ratio.get("replay_throughput_ratio") is not None:
+                p(
+                    f"  - replay throughput = {ratio['replay_throughput_ratio']:.2f}× the baseline's: what carrying the "
+                    f"answer costs. Injector = {ratio['injector_over_replay']:.2f}× replay: what the engine costs."
+                )
             if ratio["mode"] == "keepalive":
                 targets.append(
                     ("load, 16 connections: throughput ≥ 0.8× baseline", f"{ratio['throughput_ratio']:.2f}×", ratio["throughput_ratio"] >= THROUGHPUT_TARGET)

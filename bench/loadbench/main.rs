@@ -1,11 +1,12 @@
 //! Load benchmark: the real webhook server against a baseline on the same axum + rustls
-//! stack, in one process and one run, over N HTTPS connections on loopback; or, with
+//! stack, and against a replay server that sends the webhook's answer without running the
+//! engine, in one process and one run, over N HTTPS connections on loopback; or, with
 //! `--resources`, the real binary as a child process for RSS, CPU and readiness figures.
 //!
 //! Servers run on their own two-thread runtime (threads named `srv`) and the client on
 //! another (`cli`), so the CPU each side spends can be read from /proc per thread.
-//! Runs alternate baseline and injector `--rounds` times per mode so that noise from other
-//! work on the machine falls on both alike.
+//! Runs alternate baseline, replay and injector `--rounds` times per mode so that noise
+//! from other work on the machine falls on all alike.
 //!
 //! `--mode large-mix` measures the webhook alone: the p99 of typical reviews on N keep-alive
 //! connections, quiet and while large reviews arrive at `--large-rate` per second.
@@ -77,7 +78,7 @@ struct Args {
     /// keeps every review on the async workers, for comparison.
     #[arg(long)]
     blocking_threshold_bytes: Option<usize>,
-    /// Times to alternate baseline and injector per mode; figures are summed over rounds.
+    /// Times to alternate baseline, replay and injector per mode; figures are summed over rounds.
     #[arg(long)]
     rounds: Option<u32>,
     /// Unmeasured load before each measured run.
@@ -178,7 +179,7 @@ fn run(args: Args) -> Result<bool, String> {
         options.blocking_threshold_bytes = threshold;
     }
     let server_runtime = runtime(SERVER_THREADS)?;
-    let servers = server_runtime.block_on(Servers::start(InjectConfig::default(), options.clone()))?;
+    let servers = server_runtime.block_on(Servers::start(InjectConfig::default(), options.clone(), &body))?;
     let connector = client::connector(&servers.ca_pems)?;
     if args.mode == ModeArg::LargeMix {
         let large = pods::shape(&args.large_pod).ok_or_else(|| format!("unknown pod shape {:?}", args.large_pod))?;
@@ -232,6 +233,15 @@ fn run(args: Args) -> Result<bool, String> {
                 connector: connector.clone(),
                 body: body.clone(),
                 expect_patch: false,
+            }),
+        ),
+        (
+            "replay",
+            Arc::new(Target {
+                addr: servers.replay,
+                connector: connector.clone(),
+                body: body.clone(),
+                expect_patch: true,
             }),
         ),
         (

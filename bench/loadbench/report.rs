@@ -46,7 +46,7 @@ impl Quantiles {
 pub struct Row {
     /// `keepalive` or `handshake`.
     pub mode: &'static str,
-    /// `injector` or `baseline`.
+    /// `baseline`, `replay` or `injector`.
     pub server: &'static str,
     /// Successful requests.
     pub requests: u64,
@@ -100,6 +100,11 @@ pub struct Ratio {
     pub throughput_ratio: f64,
     /// Injector server CPU per request ÷ the baseline's.
     pub server_cpu_ratio: f64,
+    /// Replay req/s ÷ baseline req/s: the most the injector could reach with an engine that
+    /// cost nothing, its answer carried as it is.
+    pub replay_throughput_ratio: Option<f64>,
+    /// Injector req/s ÷ replay req/s: the engine's own share.
+    pub injector_over_replay: Option<f64>,
 }
 
 /// Prints the comparison table and the ratios, and returns the ratios; `judge` adds the
@@ -144,10 +149,13 @@ pub fn print_comparison(rows: &[Row], connections: usize, pod: &str, pod_bytes: 
         let (Some(ours), Some(baseline)) = (find("injector"), find("baseline")) else {
             continue;
         };
+        let replay = find("replay");
         let ratio = Ratio {
             mode: mode.as_str(),
             throughput_ratio: ours.throughput / baseline.throughput.max(1e-9),
             server_cpu_ratio: ours.server_cpu_us_per_request / baseline.server_cpu_us_per_request.max(1e-9),
+            replay_throughput_ratio: replay.map(|replay| replay.throughput / baseline.throughput.max(1e-9)),
+            injector_over_replay: replay.map(|replay| ours.throughput / replay.throughput.max(1e-9)),
         };
         println!(
             "{}: injector throughput = {:.2}× baseline; server CPU per request = {:.2}× baseline",
@@ -155,6 +163,12 @@ pub fn print_comparison(rows: &[Row], connections: usize, pod: &str, pod_bytes: 
             ratio.throughput_ratio,
             ratio.server_cpu_ratio
         );
+        if let (Some(replayed), Some(engine)) = (ratio.replay_throughput_ratio, ratio.injector_over_replay) {
+            println!(
+                "{}: replay (same answer, no engine) throughput = {replayed:.2}× baseline; injector = {engine:.2}× replay",
+                mode.as_str()
+            );
+        }
         if judge {
             println!(
                 "{}: throughput target ≥ {THROUGHPUT_TARGET}× baseline: {}",

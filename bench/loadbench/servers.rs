@@ -1,8 +1,11 @@
-//! The two servers under load, started in this process on 127.0.0.1 ephemeral ports: the
-//! real webhook (`Server::bind` + `run`) and a baseline that runs the same axum + rustls
-//! stack (`serve_https`) with a handler that parses the AdmissionReview with the webhook's
-//! own parser (`parse_review`) and writes `allowed: true` with the webhook's own writer
-//! (`WireReview`), with no engine and no patch. Each has its own rcgen CA.
+//! The servers under load, started in this process on 127.0.0.1 ephemeral ports: the real
+//! webhook (`Server::bind` + `run`); a baseline that runs the same axum + rustls stack
+//! (`serve_https`) with a handler that parses the AdmissionReview with the webhook's own
+//! parser (`parse_review`) and writes `allowed: true` with the webhook's own writer
+//! (`WireReview`), with no engine and no patch; and a replay server, the baseline's handler
+//! answering with the bytes the engine answered the benchmark's review with once, at start,
+//! so that it sends the same patch and costs what carrying that answer costs, without the
+//! engine. Each has its own rcgen CA.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use axum::routing::post;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
-use sidecar_injector::review::{WireReview, allowed, parse_review};
+use sidecar_injector::review::{WireReview, allowed, parse_review, review};
 use sidecar_injector::server::Server;
 use sidecar_injector::server::https::serve_https;
 use sidecar_injector::server::options::ServeOptions;
@@ -25,13 +28,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Both servers, running, and how to stop them.
+/// The servers, running, and how to stop them.
 pub struct Servers {
     /// The real webhook's HTTPS address.
     pub ours: SocketAddr,
     /// The baseline's HTTPS address.
     pub baseline: SocketAddr,
-    /// The CAs of both, PEM, for the client's root store.
+    /// The replay server's HTTPS address.
+    pub replay: SocketAddr,
+    /// The CAs of all, PEM, for the client's root store.
     pub ca_pems: Vec<String>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -40,13 +45,20 @@ pub struct Servers {
 // === impl Servers ===
 
 impl Servers {
-    /// Starts both servers on the current runtime; `options` are the real webhook's.
-    pub async fn start(config: InjectConfig, options: ServeOptions) -> Result<Servers, String> {
+    /// Starts the servers on the current runtime; `options` are the real webhook's, and the
+    /// replay server answers with the engine's answer to `replayed`.
+    pub async fn start(config: InjectConfig, options: ServeOptions, replayed: &[u8]) -> Result<Servers, String> {
         let max_body = config.max_body_bytes;
         let injector = Injector::new(config).map_err(|e| format!("config: {e}"))?;
+        let answer = review(&injector, replayed).map_err(|e| format!("the replayed review: {e}"))?;
+        let replayed_uid = parse_review(replayed)
+            .map_err(|e| format!("the replayed review: {e}"))?
+            .uid()
+            .to_string();
         let mut servers = Servers {
             ours: loopback(),
             baseline: loopback(),
+            replay: loopback(),
             ca_pems: Vec::new(),
             stops: Vec::new(),
             tasks: Vec::new(),
@@ -78,10 +90,24 @@ impl Servers {
                 eprintln!("baseline server failed: {error}");
             }
         }));
+
+        let (tls, ca) = tls_for_loopback()?;
+        servers.ca_pems.push(ca);
+        let listener = bind().await?;
+        servers.replay = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        servers.stops.push(stop);
+        let router = replay_router(max_body, Arc::new((replayed_uid, Bytes::from(answer.body))));
+        servers.tasks.push(tokio::spawn(async move {
+            let shutdown = async move { drop(stopped.await) };
+            if let Err(error) = serve_https(listener, tls, router, None, shutdown).await {
+                eprintln!("replay server failed: {error}");
+            }
+        }));
         Ok(servers)
     }
 
-    /// Stops both servers and waits for them to drain.
+    /// Stops the servers and waits for them to drain.
     pub async fn stop(self) {
         for stop in self.stops {
             let _ = stop.send(());
@@ -107,6 +133,29 @@ async fn allow(body: Bytes) -> Response {
     };
     let bytes = WireReview::new(parsed.api_version(), &allowed(parsed.uid())).to_bytes();
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// The replay server's routes: the baseline's, answering with the engine's answer to the
+/// review whose uid is given.
+fn replay_router(max_body: usize, replayed: Arc<(String, Bytes)>) -> Router {
+    Router::new()
+        .route("/inject", post(move |body: Bytes| replay(body, replayed.clone())))
+        .layer(DefaultBodyLimit::max(max_body))
+}
+
+/// Parses the review as the webhook does and sends the engine's answer to the one review
+/// the benchmark posts; a review with another uid is refused, so no answer goes to the
+/// wrong request.
+async fn replay(body: Bytes, replayed: Arc<(String, Bytes)>) -> Response {
+    let parsed = match parse_review(&body) {
+        Ok(parsed) => parsed,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    let (uid, answer) = &*replayed;
+    if parsed.uid() != uid {
+        return (StatusCode::BAD_REQUEST, "not the replayed review").into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/json")], answer.clone()).into_response()
 }
 
 /// A fresh CA and a serving certificate for 127.0.0.1, as a rustls config and the CA PEM.
