@@ -78,33 +78,27 @@ impl Servers {
             }
         }));
 
-        let (tls, ca) = tls_for_loopback()?;
-        servers.ca_pems.push(ca);
-        let listener = bind().await?;
-        servers.baseline = listener.local_addr().map_err(|e| e.to_string())?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        servers.stops.push(stop);
-        servers.tasks.push(tokio::spawn(async move {
-            let shutdown = async move { drop(stopped.await) };
-            if let Err(error) = serve_https(listener, tls, baseline_router(max_body), None, shutdown).await {
-                eprintln!("baseline server failed: {error}");
-            }
-        }));
+        servers.baseline = servers.serve(baseline_router(max_body), "baseline").await?;
+        let replay = replay_router(max_body, Arc::new((replayed_uid, Bytes::from(answer.body))));
+        servers.replay = servers.serve(replay, "replay").await?;
+        Ok(servers)
+    }
 
+    /// Serves `router` through `serve_https` with its own CA, until stopped; its address.
+    async fn serve(&mut self, router: Router, name: &'static str) -> Result<SocketAddr, String> {
         let (tls, ca) = tls_for_loopback()?;
-        servers.ca_pems.push(ca);
+        self.ca_pems.push(ca);
         let listener = bind().await?;
-        servers.replay = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = oneshot::channel::<()>();
-        servers.stops.push(stop);
-        let router = replay_router(max_body, Arc::new((replayed_uid, Bytes::from(answer.body))));
-        servers.tasks.push(tokio::spawn(async move {
+        self.stops.push(stop);
+        self.tasks.push(tokio::spawn(async move {
             let shutdown = async move { drop(stopped.await) };
             if let Err(error) = serve_https(listener, tls, router, None, shutdown).await {
-                eprintln!("replay server failed: {error}");
+                eprintln!("{name} server failed: {error}");
             }
         }));
-        Ok(servers)
+        Ok(addr)
     }
 
     /// Stops the servers and waits for them to drain.
