@@ -9,6 +9,7 @@
 //! operation tree is built and serialized again.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -162,6 +163,11 @@ impl PatchBuilder {
     /// Adds `value` at the path made of `tokens` (escaped as needed).
     pub fn add(&mut self, tokens: &[&str], value: impl Serialize) {
         self.begin_add(tokens);
+        self.write_value(value);
+    }
+
+    /// Writes `value` and closes the operation.
+    fn write_value(&mut self, value: impl Serialize) {
         if serde_json::to_writer(&mut self.bytes, &value).is_err() {
             // Serializing a value that has no JSON form: write null rather than a broken
             // document (serde_json::Value and the engine's own types always serialize).
@@ -185,6 +191,12 @@ impl PatchBuilder {
 
     /// Opens an operation object up to and including its `path`.
     fn begin(&mut self, op: &str, tokens: &[&str]) {
+        self.open_path(op, tokens);
+        self.bytes.push(b'"');
+    }
+
+    /// Opens an operation object up to its path's last token, leaving the path's string open.
+    fn open_path(&mut self, op: &str, tokens: &[&str]) {
         self.bytes.push(if self.operations == 0 { b'[' } else { b',' });
         self.operations += 1;
         self.bytes.extend_from_slice(b"{\"op\":\"");
@@ -194,7 +206,6 @@ impl PatchBuilder {
             self.bytes.push(b'/');
             write_pointer_token(&mut self.bytes, token);
         }
-        self.bytes.push(b'"');
     }
 
     /// Opens an `add` operation up to its `"value":`, which the caller writes, then closes
@@ -256,10 +267,11 @@ impl PatchBuilder {
         match index {
             Some(start) if start < len => {
                 for (offset, item) in items.into_iter().enumerate() {
-                    let position = (start + offset).to_string();
-                    let mut tokens = with_room_for_one(array_path);
-                    tokens.push(&position);
-                    self.add(&tokens, item);
+                    self.open_path("add", array_path);
+                    // An index is its own pointer token; written with no String made for it.
+                    let _ = write!(self.bytes, "/{}", start + offset);
+                    self.bytes.extend_from_slice(b"\",\"value\":");
+                    self.write_value(item);
                 }
             }
             _ => {
@@ -346,6 +358,7 @@ mod tests {
             "\"",
             "control \u{1} tab\t newline\n",
             "é ü 日本 \u{7f}",
+            "a run longer than a word, then \"one\" at offsets 31 and 36/~ \\ and\u{1f}then more",
         ];
         let controls: String = (0u8..0x20).map(char::from).collect();
         for text in texts.iter().copied().chain([controls.as_str()]) {

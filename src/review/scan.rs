@@ -210,7 +210,7 @@ impl Scanner {
 
     /// An object key at `at` and its colon: the offset after them, the place of the key's
     /// value, and whether it is omitted.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, bytes: &[u8], at: usize) -> Result<(usize, Place, bool), Stop> {
         if bytes.get(at) != Some(&b'"') {
             return Err(Stop::NotJson);
