@@ -380,7 +380,11 @@ fn literal_end(bytes: &[u8], at: usize, word: &[u8]) -> Option<usize> {
 /// The offset of the first byte at or after `at` that is not whitespace.
 #[inline]
 fn whitespace(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+    while let Some(&byte) = bytes.get(at) {
+        // One comparison for the usual case, a byte of the grammar or of a value.
+        if byte > b' ' || !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         at += 1;
     }
     at
