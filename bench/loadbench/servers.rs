@@ -51,10 +51,6 @@ impl Servers {
         let max_body = config.max_body_bytes;
         let injector = Injector::new(config).map_err(|e| format!("config: {e}"))?;
         let answer = review(&injector, replayed).map_err(|e| format!("the replayed review: {e}"))?;
-        let replayed_uid = parse_review(replayed)
-            .map_err(|e| format!("the replayed review: {e}"))?
-            .uid()
-            .to_string();
         let mut servers = Servers {
             ours: loopback(),
             baseline: loopback(),
@@ -79,7 +75,13 @@ impl Servers {
         }));
 
         servers.baseline = servers.serve(baseline_router(max_body), "baseline").await?;
-        let replay = replay_router(max_body, Arc::new((replayed_uid, Bytes::from(answer.body))));
+        let replay = replay_router(
+            max_body,
+            Arc::new(Replayed {
+                uid: answer.summary.uid,
+                answer: Bytes::from(answer.body),
+            }),
+        );
         servers.replay = servers.serve(replay, "replay").await?;
         Ok(servers)
     }
@@ -129,9 +131,15 @@ async fn allow(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// The one review the replay server answers: its uid, and the engine's answer to it.
+struct Replayed {
+    uid: String,
+    answer: Bytes,
+}
+
 /// The replay server's routes: the baseline's, answering with the engine's answer to the
 /// review whose uid is given.
-fn replay_router(max_body: usize, replayed: Arc<(String, Bytes)>) -> Router {
+fn replay_router(max_body: usize, replayed: Arc<Replayed>) -> Router {
     Router::new()
         .route("/inject", post(move |body: Bytes| replay(body, replayed.clone())))
         .layer(DefaultBodyLimit::max(max_body))
@@ -140,16 +148,15 @@ fn replay_router(max_body: usize, replayed: Arc<(String, Bytes)>) -> Router {
 /// Parses the review as the webhook does and sends the engine's answer to the one review
 /// the benchmark posts; a review with another uid is refused, so no answer goes to the
 /// wrong request.
-async fn replay(body: Bytes, replayed: Arc<(String, Bytes)>) -> Response {
+async fn replay(body: Bytes, replayed: Arc<Replayed>) -> Response {
     let parsed = match parse_review(&body) {
         Ok(parsed) => parsed,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
-    let (uid, answer) = &*replayed;
-    if parsed.uid() != uid {
+    if parsed.uid() != replayed.uid {
         return (StatusCode::BAD_REQUEST, "not the replayed review").into_response();
     }
-    ([(header::CONTENT_TYPE, "application/json")], answer.clone()).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], replayed.answer.clone()).into_response()
 }
 
 /// A fresh CA and a serving certificate for 127.0.0.1, as a rustls config and the CA PEM.

@@ -195,6 +195,11 @@ impl PatchBuilder {
         self.bytes.push(b'"');
     }
 
+    /// Closes an open path's string and starts the operation's `"value":`.
+    fn close_path_start_value(&mut self) {
+        self.bytes.extend_from_slice(b"\",\"value\":");
+    }
+
     /// Opens an operation object up to its path's last token, leaving the path's string open.
     fn open_path(&mut self, op: &str, tokens: &[&str]) {
         self.bytes.push(if self.operations == 0 { b'[' } else { b',' });
@@ -211,8 +216,8 @@ impl PatchBuilder {
     /// Opens an `add` operation up to its `"value":`, which the caller writes, then closes
     /// the operation with `}`.
     fn begin_add(&mut self, tokens: &[&str]) {
-        self.begin("add", tokens);
-        self.bytes.extend_from_slice(b",\"value\":");
+        self.open_path("add", tokens);
+        self.close_path_start_value();
     }
 
     /// Sets string entries in the map at `map_path`, creating the map when `existing` is `None`.
@@ -270,7 +275,7 @@ impl PatchBuilder {
                     self.open_path("add", array_path);
                     // An index is its own pointer token; written with no String made for it.
                     let _ = write!(self.bytes, "/{}", start + offset);
-                    self.bytes.extend_from_slice(b"\",\"value\":");
+                    self.close_path_start_value();
                     self.write_value(item);
                 }
             }
