@@ -150,7 +150,7 @@ impl Serialize for SideValues<'_> {
         let mut map = serializer.serialize_map(None)?;
         for resource in RESOURCES_BY_NAME {
             if let Some(value) = self.0.value(FieldKey::new(resource, self.1)) {
-                map.serialize_entry(resource.name(), &format_args!("{value}"))?;
+                map.serialize_entry(resource.name(), &*value.text())?;
             }
         }
         map.end()

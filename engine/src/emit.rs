@@ -4,12 +4,14 @@
 //! Operations only ever add to or remove from what the pod has; no existing map or list is
 //! replaced whole (see [`crate::patch::PatchBuilder`]).
 
+use std::borrow::Cow;
+
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
 use crate::container::SidecarContainer;
 use crate::decision::PROXY_CONTAINER;
 use crate::metadata::{SidecarStatus, annotations_to_add, labels_to_add};
-use crate::patch::{PatchBuilder, SerializedPatch};
+use crate::patch::{Entry, EntryValue, PatchBuilder, SerializedPatch};
 use crate::plan::Plan;
 use crate::render::Rendered;
 use crate::resources::pod_level::PodLevelChange;
@@ -135,24 +137,37 @@ fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut Patch
 
 /// Status, revision, container defaults, Prometheus, overrides, CNI and provenance.
 fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConfig, builder: &mut PatchBuilder) {
-    let mut extra = plan.prometheus.annotations.clone();
+    let mut extra: Vec<Entry<'_>> = plan
+        .prometheus
+        .annotations
+        .iter()
+        .map(|(key, value)| (Cow::Borrowed(key.as_str()), EntryValue::from(value.as_str())))
+        .collect();
     if let Some(recorded) = plan.overrides.annotation(plan.native) {
-        extra.push((OVERRIDES.to_string(), recorded));
+        extra.push((OVERRIDES.into(), recorded.into()));
     }
     if config.cni_enabled && plan.with_init {
-        extra.extend(plan.traffic.cni_annotations());
+        extra.extend(
+            plan.traffic
+                .cni_annotations()
+                .into_iter()
+                .map(|(key, value)| (Cow::Owned(key), value.into())),
+        );
     }
     if config.cni_enabled && config.cni_provider == CniProvider::Multus {
         let existing = plan.annotations.and_then(|map| map.get(MULTUS_NETWORKS));
         extra.push((
-            MULTUS_NETWORKS.to_string(),
-            traffic::multus_networks(existing.map(String::as_str), plan.namespace),
+            MULTUS_NETWORKS.into(),
+            traffic::multus_networks(existing.map(String::as_str), plan.namespace).into(),
         ));
     }
     let mut added = annotations_to_add(plan.pod, status, extra);
     if config.provenance_annotation {
         let pod_level = plan.pod_level.iter().map(PodLevelChange::provenance);
-        added.push((PROVENANCE.to_string(), plan.proxy_resources.provenance_with(pod_level)));
+        added.push((
+            PROVENANCE.into(),
+            plan.proxy_resources.provenance_text_with(pod_level).into(),
+        ));
     }
     builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
     for key in &plan.prometheus.remove {

@@ -122,8 +122,20 @@ impl FieldKey {
     }
 
     /// The key used in config and the provenance annotation, e.g. `cpu.limit`.
+    pub fn name(self) -> &'static str {
+        match (self.resource, self.side) {
+            (Resource::Cpu, Side::Request) => "cpu.request",
+            (Resource::Cpu, Side::Limit) => "cpu.limit",
+            (Resource::Memory, Side::Request) => "memory.request",
+            (Resource::Memory, Side::Limit) => "memory.limit",
+            (Resource::EphemeralStorage, Side::Request) => "ephemeral-storage.request",
+            (Resource::EphemeralStorage, Side::Limit) => "ephemeral-storage.limit",
+        }
+    }
+
+    /// The field whose [`FieldKey::name`] is `text`.
     pub fn parse(text: &str) -> Option<FieldKey> {
-        FieldKey::ALL.into_iter().find(|key| key.to_string() == text)
+        FieldKey::ALL.into_iter().find(|key| key.name() == text)
     }
 
     /// "CPU limit", for messages.
@@ -138,11 +150,7 @@ impl FieldKey {
 
 impl fmt::Display for FieldKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = match self.side {
-            Side::Request => "request",
-            Side::Limit => "limit",
-        };
-        write!(f, "{}.{side}", self.resource.name())
+        f.write_str(self.name())
     }
 }
 

@@ -26,6 +26,7 @@ mod image_type;
 pub mod inject_path;
 pub mod installed_istio;
 mod istio_parts;
+mod json_text;
 mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;

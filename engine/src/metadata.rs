@@ -1,10 +1,14 @@
 //! Labels and annotations that mark an injected pod, as istiod writes them.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use super::decision::STATUS_ANNOTATION;
 use super::workload::{CANONICAL_NAME, CANONICAL_REVISION, Workload, canonical_labels};
+use crate::json_text::JsonText;
+use crate::patch::{Entry, EntryValue};
 
 /// Label telling peers that the pod speaks Istio mTLS.
 pub const TLS_MODE: &str = "security.istio.io/tlsMode";
@@ -34,61 +38,61 @@ pub struct SidecarStatus {
 }
 
 impl SidecarStatus {
-    /// The annotation value, as compact JSON.
-    pub fn to_annotation(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The annotation value, compact JSON escaped for the patch in one pass.
+    pub(crate) fn to_annotation_text(&self) -> JsonText {
+        JsonText::of(self)
     }
 }
 
 /// Labels to set on the injected pod; labels the pod already has are kept, as Istio keeps them
 /// (`security.istio.io/tlsMode: disabled` opts a pod out of mTLS). `tls_mode` adds
 /// `security.istio.io/tlsMode: istio` (the sidecar template; the gateway's has none).
-pub fn labels_to_add(pod: &Pod, workload: &Workload, network: &str, tls_mode: bool) -> Vec<(String, String)> {
+pub(crate) fn labels_to_add<'a>(pod: &'a Pod, workload: &Workload, network: &'a str, tls_mode: bool) -> Vec<Entry<'a>> {
     let existing = pod.metadata.labels.as_ref();
     let has = |key: &str| existing.is_some_and(|labels| labels.contains_key(key));
-    let mut labels = Vec::with_capacity(4);
+    let mut labels: Vec<Entry<'a>> = Vec::with_capacity(4);
     if tls_mode && !has(TLS_MODE) {
-        labels.push((TLS_MODE.to_string(), "istio".to_string()));
+        labels.push((TLS_MODE.into(), "istio".into()));
     }
     let (name, revision) = canonical_labels(pod, workload);
     if !has(CANONICAL_NAME) && !name.is_empty() {
-        labels.push((CANONICAL_NAME.to_string(), name));
+        labels.push((CANONICAL_NAME.into(), name.into()));
     }
     if !has(CANONICAL_REVISION) {
-        labels.push((CANONICAL_REVISION.to_string(), revision));
+        labels.push((CANONICAL_REVISION.into(), revision.into()));
     }
     if !network.is_empty() && !has(NETWORK) {
-        labels.push((NETWORK.to_string(), network.to_string()));
+        labels.push((NETWORK.into(), network.into()));
     }
     labels
 }
 
 /// Annotations to set on the injected pod.
-pub fn annotations_to_add(pod: &Pod, status: &SidecarStatus, extra: Vec<(String, String)>) -> Vec<(String, String)> {
+pub(crate) fn annotations_to_add<'a>(
+    pod: &'a Pod,
+    status: &'a SidecarStatus,
+    extra: impl IntoIterator<Item = Entry<'a>>,
+) -> Vec<Entry<'a>> {
     let existing = pod.metadata.annotations.as_ref();
     let has = |key: &str| existing.is_some_and(|annotations| annotations.contains_key(key));
-    let mut annotations = Vec::with_capacity(7);
+    let mut annotations: Vec<Entry<'a>> = Vec::with_capacity(12);
     if !has(REVISION_ANNOTATION) {
-        annotations.push((REVISION_ANNOTATION.to_string(), status.revision.clone()));
+        annotations.push((REVISION_ANNOTATION.into(), status.revision.as_str().into()));
     }
-    let first_app = pod
-        .spec
-        .as_ref()
-        .and_then(|spec| {
-            spec.containers
-                .iter()
-                .find(|c| c.name != super::decision::PROXY_CONTAINER)
-        })
-        .map(|c| c.name.clone());
+    let first_app = pod.spec.as_ref().and_then(|spec| {
+        spec.containers
+            .iter()
+            .find(|c| c.name != super::decision::PROXY_CONTAINER)
+    });
     if let Some(first_app) = first_app {
         for key in [DEFAULT_CONTAINER, DEFAULT_LOGS_CONTAINER] {
             if !has(key) {
-                annotations.push((key.to_string(), first_app.clone()));
+                annotations.push((key.into(), EntryValue::Text(Cow::Borrowed(&first_app.name))));
             }
         }
     }
     annotations.extend(extra);
-    annotations.push((STATUS_ANNOTATION.to_string(), status.to_annotation()));
+    annotations.push((STATUS_ANNOTATION.into(), status.to_annotation_text().into()));
     annotations
 }
 
@@ -106,7 +110,7 @@ mod tests {
             revision: "default".into(),
         };
         assert_eq!(
-            status.to_annotation(),
+            status.to_annotation_text().to_json(),
             r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}"#
         );
     }

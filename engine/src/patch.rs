@@ -8,14 +8,61 @@
 //! `/` as `~1`). Each operation is written to the patch's bytes when it is added, so no
 //! operation tree is built and serialized again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use serde::Serialize;
 
+use crate::json_text::{JsonText, unicode_escape};
+
+/// A label or annotation to set: its key and value, borrowed where they can be.
+pub(crate) type Entry<'a> = (Cow<'a, str>, EntryValue<'a>);
+
+/// A label or annotation value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EntryValue<'a> {
+    /// Text, escaped as it is written.
+    Text(Cow<'a, str>),
+    /// A JSON document, escaped already (`sidecar.istio.io/status`, provenance).
+    Json(JsonText),
+}
+
+impl EntryValue<'_> {
+    /// Writes the value as a JSON string.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            EntryValue::Text(text) => write_json_string(out, text),
+            EntryValue::Json(json) => {
+                out.push(b'"');
+                out.extend_from_slice(json.escaped().as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
+}
+
+impl From<String> for EntryValue<'_> {
+    fn from(text: String) -> Self {
+        EntryValue::Text(Cow::Owned(text))
+    }
+}
+
+impl<'a> From<&'a str> for EntryValue<'a> {
+    fn from(text: &'a str) -> Self {
+        EntryValue::Text(Cow::Borrowed(text))
+    }
+}
+
+impl From<JsonText> for EntryValue<'_> {
+    fn from(json: JsonText) -> Self {
+        EntryValue::Json(json)
+    }
+}
+
 /// Entries sorted by key, the last of equal keys kept: the order and content of a JSON object
 /// built from them, without building it.
-pub(crate) fn sorted_last_wins<T>(mut entries: Vec<(String, T)>) -> Vec<(String, T)> {
+pub(crate) fn sorted_last_wins<K: Ord, T>(mut entries: Vec<(K, T)>) -> Vec<(K, T)> {
     entries.reverse();
     // Stable: of equal keys, the one given last comes first now and survives the dedup.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -56,7 +103,6 @@ const SPECIAL: [bool; 256] = {
 /// name, other control characters as `\u00xx`), and for a pointer token `~` and `/` too. Runs
 /// with nothing to escape are copied whole, after one table lookup per byte.
 fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     let mut run = 0;
     for (at, &byte) in bytes.iter().enumerate() {
@@ -76,14 +122,7 @@ fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             _ => {
-                unicode = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ];
+                unicode = unicode_escape(byte);
                 &unicode
             }
         };
@@ -177,9 +216,9 @@ impl PatchBuilder {
     }
 
     /// Adds the string `value` at the path made of `tokens`.
-    fn add_string(&mut self, tokens: &[&str], value: &str) {
+    fn add_entry_value(&mut self, tokens: &[&str], value: &EntryValue<'_>) {
         self.begin_add(tokens);
-        write_json_string(&mut self.bytes, value);
+        value.write(&mut self.bytes);
         self.bytes.push(b'}');
     }
 
@@ -225,7 +264,7 @@ impl PatchBuilder {
         &mut self,
         map_path: &[&str],
         existing: Option<&BTreeMap<String, String>>,
-        entries: Vec<(String, String)>,
+        entries: Vec<Entry<'_>>,
     ) {
         if entries.is_empty() {
             return;
@@ -237,7 +276,7 @@ impl PatchBuilder {
                     self.bytes.push(if index == 0 { b'{' } else { b',' });
                     write_json_string(&mut self.bytes, key);
                     self.bytes.push(b':');
-                    write_json_string(&mut self.bytes, value);
+                    value.write(&mut self.bytes);
                 }
                 // The object, then the operation.
                 self.bytes.extend_from_slice(b"}}");
@@ -246,7 +285,7 @@ impl PatchBuilder {
                 let mut tokens = with_room_for_one(map_path);
                 for (key, value) in &entries {
                     tokens.push(key);
-                    self.add_string(&tokens, value);
+                    self.add_entry_value(&tokens, value);
                     tokens.pop();
                 }
             }
@@ -378,13 +417,31 @@ mod tests {
     }
 
     #[test]
+    fn a_json_value_is_written_as_the_same_document_as_text() {
+        let document = json!({"containers": ["istio-proxy"], "note": "a \"quoted\" \\ word"});
+        let as_text = serde_json::to_string(&document).unwrap();
+        let mut builder = PatchBuilder::new();
+        builder.set_entries(
+            &["metadata", "annotations"],
+            None,
+            vec![
+                ("json".into(), JsonText::of(&document).into()),
+                ("text".into(), as_text.as_str().into()),
+            ],
+        );
+        let result = apply(json!({"metadata": {}}), builder);
+        assert_eq!(result["metadata"]["annotations"]["json"], as_text);
+        assert_eq!(result["metadata"]["annotations"]["text"], as_text);
+    }
+
+    #[test]
     fn pointer_tokens_escape_for_the_pointer_and_for_json() {
         let keys = ["plain", "a/b~c", "quote\"back\\slash", "tab\tnew\nline", "é/ü"];
         let mut builder = PatchBuilder::new();
         builder.set_entries(
             &["metadata", "labels"],
             Some(&BTreeMap::new()),
-            keys.iter().map(|key| (key.to_string(), "v".to_string())).collect(),
+            keys.iter().map(|key| ((*key).into(), "v".into())).collect(),
         );
         let patch = builder.build();
         let operations: Value = serde_json::from_slice(patch.as_bytes()).unwrap();

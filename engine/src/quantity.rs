@@ -135,7 +135,7 @@ impl Quantity {
 
     /// The value written in the canonical form the API server stores.
     pub fn to_canonical(&self) -> String {
-        self.to_string()
+        self.text().to_string()
     }
 }
 
@@ -148,39 +148,74 @@ impl PartialOrd for Quantity {
     }
 }
 
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Quantity {
+    /// The value in canonical form (`500m`, `1`, `128Mi`, `1500k`), as Kubernetes writes it,
+    /// formatted on the stack with no `fmt` machinery: the patch writes several per review.
+    pub fn text(&self) -> QuantityText {
         let units = self.units;
         match self.kind {
-            ResourceKind::Cpu => {
-                if units % 1000 == 0 {
-                    write_decimal(f, units / 1000)
-                } else {
-                    write!(f, "{units}m")
-                }
-            }
+            ResourceKind::Cpu if units % 1000 != 0 => QuantityText::new(units, "m"),
+            ResourceKind::Cpu => with_suffixes(units / 1000, 1000, &["", "k", "M", "G", "T", "P", "E"]),
             ResourceKind::Memory => match self.notation {
                 Notation::Binary if units != 0 && units % 1024 == 0 => {
-                    write_with_suffixes(f, units, 1024, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+                    with_suffixes(units, 1024, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
                 }
-                _ => write_decimal(f, units),
+                _ => with_suffixes(units, 1000, &["", "k", "M", "G", "T", "P", "E"]),
             },
         }
     }
 }
 
-/// Writes a whole number with the largest exact power-of-1000 suffix, as Kubernetes does.
-fn write_decimal(f: &mut fmt::Formatter<'_>, value: i64) -> fmt::Result {
-    write_with_suffixes(f, value, 1000, &["", "k", "M", "G", "T", "P", "E"])
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
 }
 
-fn write_with_suffixes(f: &mut fmt::Formatter<'_>, mut value: i64, base: i64, suffixes: &[&str]) -> fmt::Result {
+/// A whole number with the largest exact power-of-`base` suffix, as Kubernetes writes it.
+fn with_suffixes(mut value: i64, base: i64, suffixes: &[&'static str; 7]) -> QuantityText {
     let mut index = 0;
     while value != 0 && value % base == 0 && index + 1 < suffixes.len() {
         value /= base;
         index += 1;
     }
-    write!(f, "{value}{}", suffixes[index])
+    QuantityText::new(value, suffixes[index])
+}
+
+/// A quantity's canonical text, held on the stack: at most 20 digits and a two-letter suffix.
+#[derive(Clone, Copy)]
+pub struct QuantityText {
+    bytes: [u8; 24],
+    len: u8,
+}
+
+impl QuantityText {
+    fn new(value: i64, suffix: &str) -> Self {
+        let mut digits = itoa::Buffer::new();
+        let mut text = QuantityText { bytes: [0; 24], len: 0 };
+        for &byte in digits.format(value).as_bytes().iter().chain(suffix.as_bytes()) {
+            if let Some(slot) = text.bytes.get_mut(usize::from(text.len)) {
+                *slot = byte;
+                text.len += 1;
+            }
+        }
+        text
+    }
+}
+
+impl std::ops::Deref for QuantityText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII digits, `-` and a suffix from the lists above are ever written.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for QuantityText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
 }
 
 // === parsing ===

@@ -26,6 +26,7 @@ pub mod quota;
 pub mod ratio;
 pub mod recommendation;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -39,6 +40,7 @@ use super::error::InjectError;
 use crate::config::ConcurrencyFrom;
 pub use crate::config::tuning::Tuning;
 pub use crate::fields::{FieldBounds, FieldKey, FieldValues, Resource, Side};
+use crate::json_text::JsonText;
 use crate::quantity::Quantity;
 
 /// Where a resolved value came from.
@@ -73,21 +75,30 @@ pub enum Source {
     Unset,
 }
 
+impl Source {
+    /// How the provenance annotation names this source; borrowed unless it has a name in it.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Source::ProxyContainer => Cow::Borrowed("the pod's istio-proxy container"),
+            Source::PodAnnotation(key) => Cow::Owned(format!("pod annotation {key}")),
+            Source::NamespaceAnnotation(key) => Cow::Owned(format!("namespace annotation {key}")),
+            Source::Recommendation(origin) => Cow::Borrowed(origin),
+            Source::Profile { name, chosen_by } => {
+                Cow::Owned(format!("profile {name} (chosen by {chosen_by} annotation)"))
+            }
+            Source::ConfigDefault => Cow::Borrowed("config default"),
+            Source::InitConfig => Cow::Borrowed("config initResources"),
+            Source::LimitRangeDefault(name) => Cow::Owned(format!("LimitRange {name} default")),
+            Source::GuaranteedQos => Cow::Borrowed("QoS Guaranteed"),
+            Source::Bound(which) => Cow::Borrowed(which),
+            Source::Unset => Cow::Borrowed("unset"),
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::ProxyContainer => f.write_str("the pod's istio-proxy container"),
-            Source::PodAnnotation(key) => write!(f, "pod annotation {key}"),
-            Source::NamespaceAnnotation(key) => write!(f, "namespace annotation {key}"),
-            Source::Recommendation(origin) => f.write_str(origin),
-            Source::Profile { name, chosen_by } => write!(f, "profile {name} (chosen by {chosen_by} annotation)"),
-            Source::ConfigDefault => f.write_str("config default"),
-            Source::InitConfig => f.write_str("config initResources"),
-            Source::LimitRangeDefault(name) => write!(f, "LimitRange {name} default"),
-            Source::GuaranteedQos => f.write_str("QoS Guaranteed"),
-            Source::Bound(which) => f.write_str(which),
-            Source::Unset => f.write_str("unset"),
-        }
+        f.write_str(&self.text())
     }
 }
 
@@ -245,11 +256,19 @@ impl ProxyResources {
     /// [`ProxyResources::provenance`] with more entries, e.g. the pod-level values injection
     /// changed.
     pub fn provenance_with(&self, extra: impl IntoIterator<Item = (String, Value)>) -> String {
-        let provenance = ProvenanceAnnotation {
+        serde_json::to_string(&self.provenance_annotation(extra)).unwrap_or_default()
+    }
+
+    /// [`ProxyResources::provenance_with`], escaped for the patch in one pass.
+    pub(crate) fn provenance_text_with(&self, extra: impl IntoIterator<Item = (String, Value)>) -> JsonText {
+        JsonText::of(&self.provenance_annotation(extra))
+    }
+
+    fn provenance_annotation(&self, extra: impl IntoIterator<Item = (String, Value)>) -> ProvenanceAnnotation<'_> {
+        ProvenanceAnnotation {
             resources: self,
             extra: crate::patch::sorted_last_wins(extra.into_iter().collect()),
-        };
-        serde_json::to_string(&provenance).unwrap_or_default()
+        }
     }
 }
 
@@ -263,13 +282,11 @@ struct ProvenanceAnnotation<'a> {
 
 impl Serialize for ProvenanceAnnotation<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut keys = FieldKey::ALL;
-        keys.sort_by_key(|key| (key.resource.name(), key.side == Side::Request));
         let mut map = serializer.serialize_map(None)?;
-        for key in keys {
+        for key in FIELDS_BY_NAME {
             let field = self.resources.field(key);
             if let Some(value) = field.value {
-                map.serialize_entry(&format_args!("{key}"), &FieldProvenance { field, value })?;
+                map.serialize_entry(key.name(), &FieldProvenance { field, value })?;
             }
         }
         for (key, value) in &self.extra {
@@ -278,6 +295,16 @@ impl Serialize for ProvenanceAnnotation<'_> {
         map.end()
     }
 }
+
+/// The six fields in the order their names sort, as a JSON object keeps them.
+const FIELDS_BY_NAME: [FieldKey; 6] = [
+    FieldKey::new(Resource::Cpu, Side::Limit),
+    FieldKey::new(Resource::Cpu, Side::Request),
+    FieldKey::new(Resource::EphemeralStorage, Side::Limit),
+    FieldKey::new(Resource::EphemeralStorage, Side::Request),
+    FieldKey::new(Resource::Memory, Side::Limit),
+    FieldKey::new(Resource::Memory, Side::Request),
+];
 
 /// One field's entry: its value, where it came from and, when adjusted, how.
 struct FieldProvenance<'a> {
@@ -291,8 +318,8 @@ impl Serialize for FieldProvenance<'_> {
         if !self.field.adjustments.is_empty() {
             map.serialize_entry("adjusted", &Joined(&self.field.adjustments))?;
         }
-        map.serialize_entry("from", &format_args!("{}", self.field.source))?;
-        map.serialize_entry("value", &format_args!("{}", self.value))?;
+        map.serialize_entry("from", &self.field.source.text())?;
+        map.serialize_entry("value", &*self.value.text())?;
         map.end()
     }
 }
