@@ -3,18 +3,18 @@
 //! What is the same for every pod under one config (the port, the probes, the mounts, the
 //! downward-API variables, the usual security contexts) is serialized once by
 //! [`crate::template`] and written as it is; everything else borrows from the plan and the
-//! config. Fields are declared in name order, so a container serializes exactly as the same
+//! config. Each type writes its own JSON into the patch ([`WriteJson`]), with no serializer in
+//! between; fields are written in name order, so a container reads exactly as the same
 //! container built as a `serde_json::Value` would.
 
 use std::borrow::Cow;
 
-use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::fields::{FieldKey, Resource, Side};
 use crate::log_levels::LogLevels;
+use crate::patch::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of, write_serialized};
 use crate::resize_policy::ProxyResizePolicy;
 use crate::resources::ProxyResources;
 
@@ -27,11 +27,11 @@ pub(crate) enum Fragment<'t> {
     Built(Value),
 }
 
-impl Serialize for Fragment<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for Fragment<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Fragment::Compiled(raw) => raw.serialize(serializer),
-            Fragment::Built(value) => value.serialize(serializer),
+            Fragment::Compiled(raw) => raw.write_json(out),
+            Fragment::Built(value) => value.write_json(out),
         }
     }
 }
@@ -60,17 +60,17 @@ impl<'a> EnvVar<'a> {
     }
 }
 
-impl Serialize for EnvVar<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for EnvVar<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            EnvVar::Compiled(_, raw) => raw.serialize(serializer),
+            EnvVar::Compiled(_, raw) => raw.write_json(out),
             EnvVar::Literal(name, value) => {
-                let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("name", name)?;
+                let mut object = JsonObject::new(out);
+                object.string("name", name);
                 if !value.is_empty() {
-                    map.serialize_entry("value", value)?;
+                    object.string("value", value);
                 }
-                map.end()
+                object.end();
             }
         }
     }
@@ -108,22 +108,24 @@ pub(crate) struct ProxyArgs<'a> {
     pub concurrency: Option<i64>,
 }
 
-impl Serialize for ProxyArgs<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for ProxyArgs<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         let levels = self.log_levels;
-        let mut seq = serializer.serialize_seq(Some(if self.concurrency.is_some() { 9 } else { 7 }))?;
-        seq.serialize_element("proxy")?;
-        seq.serialize_element(self.role.as_str())?;
-        seq.serialize_element("--domain")?;
-        seq.serialize_element(self.domain)?;
-        seq.serialize_element(&format_args!("--proxyLogLevel={}", levels.proxy))?;
-        seq.serialize_element(&format_args!("--proxyComponentLogLevel={}", levels.components))?;
-        seq.serialize_element(&format_args!("--log_output_level={}", levels.agent))?;
+        out.extend_from_slice(b"[\"proxy\",");
+        write_json_string(out, self.role.as_str());
+        out.extend_from_slice(b",\"--domain\",");
+        write_json_string(out, self.domain);
+        out.push(b',');
+        write_json_string_of(out, &["--proxyLogLevel=", &levels.proxy]);
+        out.push(b',');
+        write_json_string_of(out, &["--proxyComponentLogLevel=", &levels.components]);
+        out.push(b',');
+        write_json_string_of(out, &["--log_output_level=", &levels.agent]);
         if let Some(workers) = self.concurrency {
-            seq.serialize_element("--concurrency")?;
-            seq.serialize_element(&format_args!("{workers}"))?;
+            out.extend_from_slice(b",\"--concurrency\",");
+            write_json_string(out, itoa::Buffer::new().format(workers));
         }
-        seq.end()
+        out.push(b']');
     }
 }
 
@@ -145,27 +147,27 @@ impl Requirements<'_> {
 /// One side (`limits` or `requests`) of [`Requirements`].
 struct SideValues<'a>(&'a ProxyResources, Side);
 
-impl Serialize for SideValues<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
+impl WriteJson for SideValues<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
         for resource in RESOURCES_BY_NAME {
             if let Some(value) = self.0.value(FieldKey::new(resource, self.1)) {
-                map.serialize_entry(resource.name(), &*value.text())?;
+                object.string(resource.name(), &value.text());
             }
         }
-        map.end()
+        object.end();
     }
 }
 
-impl Serialize for Requirements<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
+impl WriteJson for Requirements<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
         for (key, side) in [("limits", Side::Limit), ("requests", Side::Request)] {
             if self.has(side) {
-                map.serialize_entry(key, &SideValues(self.0, side))?;
+                object.item(key, &SideValues(self.0, side));
             }
         }
-        map.end()
+        object.end();
     }
 }
 
@@ -181,62 +183,126 @@ pub(crate) struct Mounts<'a> {
     pub user: Vec<&'a Value>,
 }
 
-impl Serialize for Mounts<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let count = self.compiled.len() + usize::from(self.inserted.is_some()) + self.user.len();
-        let mut seq = serializer.serialize_seq(Some(count))?;
-        for (index, mount) in self.compiled.iter().enumerate() {
-            seq.serialize_element(mount)?;
-            if let Some((_, inserted)) = self.inserted.as_ref().filter(|(at, _)| *at == index) {
-                seq.serialize_element(inserted)?;
+impl WriteJson for Mounts<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let inserted = self.inserted.as_ref();
+        let mounts = self.compiled.iter().enumerate().flat_map(|(index, mount)| {
+            let after = inserted
+                .filter(|(at, _)| *at == index)
+                .map(|(_, value)| value as &dyn WriteJson);
+            std::iter::once(mount as &dyn WriteJson).chain(after)
+        });
+        out.push(b'[');
+        let user = self.user.iter().map(|mount| mount as &dyn WriteJson);
+        for (index, mount) in mounts.chain(user).enumerate() {
+            if index > 0 {
+                out.push(b',');
             }
+            mount.write_json(out);
         }
-        for mount in &self.user {
-            seq.serialize_element(mount)?;
+        out.push(b']');
+    }
+}
+
+impl WriteJson for ProxyResizePolicy {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (index, (resource, restart)) in [("cpu", self.cpu), ("memory", self.memory)].into_iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            let mut object = JsonObject::new(out);
+            object.string("resourceName", resource);
+            object.string("restartPolicy", restart.as_str());
+            object.end();
         }
-        seq.end()
+        out.push(b']');
     }
 }
 
 /// The `istio-proxy` container.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct ProxyContainer<'a> {
     pub args: ProxyArgs<'a>,
     pub env: Vec<EnvVar<'a>>,
     pub image: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Fragment<'a>>,
     pub name: &'static str,
     pub ports: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub resize_policy: Option<ProxyResizePolicy>,
     pub resources: Requirements<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<&'static str>,
     pub security_context: Fragment<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<&'a RawValue>,
     pub volume_mounts: Mounts<'a>,
 }
 
+impl WriteJson for ProxyContainer<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
+        object.item("args", &self.args);
+        object.key("env");
+        write_array(object.out(), &self.env);
+        object.string("image", self.image);
+        if let Some(policy) = self.image_pull_policy {
+            object.string("imagePullPolicy", policy);
+        }
+        if let Some(lifecycle) = &self.lifecycle {
+            object.item("lifecycle", lifecycle);
+        }
+        object.string("name", self.name);
+        object.item("ports", self.ports);
+        if let Some(probe) = self.readiness_probe {
+            object.item("readinessProbe", probe);
+        }
+        if let Some(policy) = &self.resize_policy {
+            object.item("resizePolicy", policy);
+        }
+        object.item("resources", &self.resources);
+        if let Some(policy) = self.restart_policy {
+            object.string("restartPolicy", policy);
+        }
+        object.item("securityContext", &self.security_context);
+        if let Some(probe) = self.startup_probe {
+            object.item("startupProbe", probe);
+        }
+        object.item("volumeMounts", &self.volume_mounts);
+        object.end();
+    }
+}
+
 /// The init container (`istio-init`, or `istio-validation` under Istio CNI).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct InitContainer<'a> {
     pub args: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar<'a>>,
     pub image: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<&'a str>,
     pub name: &'static str,
     pub resources: Requirements<'a>,
     pub security_context: Fragment<'a>,
+}
+
+impl WriteJson for InitContainer<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
+        object.key("args");
+        write_serialized(object.out(), &self.args);
+        if !self.env.is_empty() {
+            object.key("env");
+            write_array(object.out(), &self.env);
+        }
+        object.string("image", self.image);
+        if let Some(policy) = self.image_pull_policy {
+            object.string("imagePullPolicy", policy);
+        }
+        object.string("name", self.name);
+        object.item("resources", &self.resources);
+        object.item("securityContext", &self.security_context);
+        object.end();
+    }
 }
 
 /// A container to add: typed, or a `Value` once a user's override was merged into it.
@@ -250,12 +316,12 @@ pub(crate) enum SidecarContainer<'a> {
     Merged(Value),
 }
 
-impl Serialize for SidecarContainer<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for SidecarContainer<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            SidecarContainer::Proxy(proxy) => proxy.serialize(serializer),
-            SidecarContainer::Init(init) => init.serialize(serializer),
-            SidecarContainer::Merged(value) => value.serialize(serializer),
+            SidecarContainer::Proxy(proxy) => proxy.write_json(out),
+            SidecarContainer::Init(init) => init.write_json(out),
+            SidecarContainer::Merged(value) => value.write_json(out),
         }
     }
 }
@@ -265,9 +331,16 @@ impl SidecarContainer<'_> {
     pub(crate) fn into_value(self) -> Value {
         match self {
             SidecarContainer::Merged(value) => value,
-            typed => serde_json::to_value(&typed).unwrap_or_default(),
+            typed => written(&typed),
         }
     }
+}
+
+/// What `value` writes, read back as a `serde_json::Value`.
+pub(crate) fn written(value: &impl WriteJson) -> Value {
+    let mut out = Vec::new();
+    value.write_json(&mut out);
+    serde_json::from_slice(&out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -280,7 +353,7 @@ mod tests {
     fn env_vars_leave_empty_values_out() {
         let vars = [EnvVar::literal("A", "1"), EnvVar::literal("B", "")];
         assert_eq!(
-            serde_json::to_value(vars).unwrap(),
+            written(&vars.as_slice()),
             json!([{"name": "A", "value": "1"}, {"name": "B"}])
         );
     }
@@ -301,13 +374,14 @@ mod tests {
             let quantity = Quantity::parse(value, kind).unwrap();
             resources.adjust(FieldKey::new(resource, side), quantity, "test".into());
         }
-        let typed = serde_json::to_string(&Requirements(&resources)).unwrap();
+        let text = |value: &dyn WriteJson| {
+            let mut out = Vec::new();
+            value.write_json(&mut out);
+            String::from_utf8(out).unwrap()
+        };
         let api = serde_json::to_string(&serde_json::to_value(resources.to_requirements()).unwrap()).unwrap();
-        assert_eq!(typed, api);
-        assert_eq!(
-            serde_json::to_string(&Requirements(&ProxyResources::unset())).unwrap(),
-            "{}"
-        );
+        assert_eq!(text(&Requirements(&resources)), api);
+        assert_eq!(text(&Requirements(&ProxyResources::unset())), "{}");
     }
 
     #[test]
@@ -332,12 +406,12 @@ mod tests {
             "--proxyComponentLogLevel=misc:error",
             "--log_output_level=default:info"
         ]);
-        assert_eq!(serde_json::to_value(&args).unwrap(), expected);
+        assert_eq!(written(&args), expected);
         args.concurrency = Some(2);
-        let written = serde_json::to_value(&args).unwrap();
-        assert_eq!(written[7], "--concurrency");
-        assert_eq!(written[8], "2");
+        let with_concurrency = written(&args);
+        assert_eq!(with_concurrency[7], "--concurrency");
+        assert_eq!(with_concurrency[8], "2");
         args.role = ProxyRole::Router;
-        assert_eq!(serde_json::to_value(&args).unwrap()[1], "router");
+        assert_eq!(written(&args)[1], "router");
     }
 }

@@ -70,11 +70,125 @@ pub(crate) fn sorted_last_wins<K: Ord, T>(mut entries: Vec<(K, T)>) -> Vec<(K, T
     entries
 }
 
+/// A value the patch writes as JSON by hand, with no serializer between it and the bytes.
+pub(crate) trait WriteJson {
+    /// Appends the value's JSON to `out`.
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl WriteJson for serde_json::Value {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_serialized(out, self);
+    }
+}
+
+impl WriteJson for serde_json::value::RawValue {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.get().as_bytes());
+    }
+}
+
+impl<T: WriteJson + ?Sized> WriteJson for &T {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        (**self).write_json(out);
+    }
+}
+
+impl<T: WriteJson + ?Sized> WriteJson for Box<T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        (**self).write_json(out);
+    }
+}
+
+impl<T: WriteJson> WriteJson for [T] {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_array(out, self);
+    }
+}
+
+/// Writes a JSON object member by member; keys are the engine's constants, which need no
+/// escape.
+pub(crate) struct JsonObject<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    /// Opens the object.
+    pub(crate) fn new(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, empty: true }
+    }
+
+    /// Writes the next member's key; its value is written to [`JsonObject::out`] next.
+    pub(crate) fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// Where the current member's value goes.
+    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// A member whose value is the string `value`.
+    pub(crate) fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_json_string(self.out, value);
+    }
+
+    /// A member whose value is `value`.
+    pub(crate) fn item(&mut self, key: &str, value: &(impl WriteJson + ?Sized)) {
+        self.key(key);
+        value.write_json(self.out);
+    }
+
+    /// Closes the object.
+    pub(crate) fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Writes `items` as a JSON array.
+pub(crate) fn write_array<T: WriteJson>(out: &mut Vec<u8>, items: &[T]) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        item.write_json(out);
+    }
+    out.push(b']');
+}
+
+/// Writes `value` with serde_json (a value made of JSON already, e.g. a user's mount).
+pub(crate) fn write_serialized(out: &mut Vec<u8>, value: &impl Serialize) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        // Serializing a value that has no JSON form: write null rather than a broken
+        // document (serde_json::Value and the engine's own types always serialize).
+        out.extend_from_slice(b"null");
+    }
+}
+
 /// Writes `text` as a JSON string: labels and annotations, whose values the engine adds
 /// are JSON themselves (`sidecar.istio.io/status`) and full of quotes.
-fn write_json_string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     write_escaped(out, text, false);
+    out.push(b'"');
+}
+
+/// Writes the concatenation of `parts` as one JSON string.
+pub(crate) fn write_json_string_of(out: &mut Vec<u8>, parts: &[&str]) {
+    out.push(b'"');
+    for part in parts {
+        write_escaped(out, part, false);
+    }
     out.push(b'"');
 }
 
@@ -207,11 +321,13 @@ impl PatchBuilder {
 
     /// Writes `value` and closes the operation.
     fn write_value(&mut self, value: impl Serialize) {
-        if serde_json::to_writer(&mut self.bytes, &value).is_err() {
-            // Serializing a value that has no JSON form: write null rather than a broken
-            // document (serde_json::Value and the engine's own types always serialize).
-            self.bytes.extend_from_slice(b"null");
-        }
+        write_serialized(&mut self.bytes, &value);
+        self.bytes.push(b'}');
+    }
+
+    /// Writes `item` and closes the operation.
+    fn write_item(&mut self, item: &impl WriteJson) {
+        item.write_json(&mut self.bytes);
         self.bytes.push(b'}');
     }
 
@@ -294,7 +410,7 @@ impl PatchBuilder {
 
     /// Inserts `items` into the array at `array_path` starting at `index` (or appends with
     /// `None`), creating the array when `existing_len` is `None`.
-    pub fn insert_items<T: Serialize>(
+    pub fn insert_items<T: WriteJson>(
         &mut self,
         array_path: &[&str],
         existing_len: Option<usize>,
@@ -305,24 +421,27 @@ impl PatchBuilder {
             return;
         }
         let Some(len) = existing_len else {
-            self.add(array_path, items);
+            self.begin_add(array_path);
+            write_array(&mut self.bytes, &items);
+            self.bytes.push(b'}');
             return;
         };
         match index {
             Some(start) if start < len => {
-                for (offset, item) in items.into_iter().enumerate() {
+                for (offset, item) in items.iter().enumerate() {
                     self.open_path("add", array_path);
                     // An index is its own pointer token; written with no String made for it.
                     let _ = write!(self.bytes, "/{}", start + offset);
                     self.close_path_start_value();
-                    self.write_value(item);
+                    self.write_item(item);
                 }
             }
             _ => {
                 let mut tokens = with_room_for_one(array_path);
                 tokens.push("-");
-                for item in items {
-                    self.add(&tokens, item);
+                for item in &items {
+                    self.begin_add(&tokens);
+                    self.write_item(item);
                 }
             }
         }

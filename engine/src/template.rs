@@ -8,6 +8,7 @@ use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
 use crate::container::EnvVar;
 use crate::istio_parts::{self, SecurityInputs, VOLUME_NAMES, standard_volumes};
 use crate::overrides::PROXY_PORTS;
+use crate::patch::WriteJson;
 use crate::traffic::PROXY_UID;
 
 /// The compiled template.
@@ -110,6 +111,16 @@ pub(crate) fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
+/// [`raw`] for a value that writes its own JSON.
+fn raw_written(value: &impl WriteJson) -> Box<RawValue> {
+    let mut out = Vec::new();
+    value.write_json(&mut out);
+    String::from_utf8(out)
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned())
+}
+
 impl SidecarTemplate {
     /// Builds the template for `config`.
     pub(crate) fn compile(config: &InjectConfig) -> Self {
@@ -136,7 +147,7 @@ impl SidecarTemplate {
         });
         let from_config = config_env(config, &mesh_proxy_config_json)
             .into_iter()
-            .map(|(name, value)| (name, raw(&EnvVar::literal(name, value))));
+            .map(|(name, value)| (name, raw_written(&EnvVar::literal(name, value))));
         let env = downward.chain(from_config).collect();
         let usual = SecurityInputs {
             tproxy: false,
