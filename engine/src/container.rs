@@ -13,6 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::fields::{FieldKey, Resource, Side};
+use crate::json_text::JsonText;
 use crate::log_levels::LogLevels;
 use crate::patch::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of, write_serialized};
 use crate::resize_policy::ProxyResizePolicy;
@@ -43,6 +44,8 @@ pub(crate) enum EnvVar<'a> {
     Compiled(&'static str, &'a RawValue),
     /// `name` set to `value`; an empty value is left out, as the API server stores it.
     Literal(Cow<'a, str>, Cow<'a, str>),
+    /// `name` set to a JSON document, escaped already.
+    Json(&'static str, &'a JsonText),
 }
 
 impl<'a> EnvVar<'a> {
@@ -54,7 +57,7 @@ impl<'a> EnvVar<'a> {
     /// The variable's name.
     pub(crate) fn name(&self) -> &str {
         match self {
-            EnvVar::Compiled(name, _) => name,
+            EnvVar::Compiled(name, _) | EnvVar::Json(name, _) => name,
             EnvVar::Literal(name, _) => name,
         }
     }
@@ -70,6 +73,12 @@ impl WriteJson for EnvVar<'_> {
                 if !value.is_empty() {
                     object.string("value", value);
                 }
+                object.end();
+            }
+            EnvVar::Json(name, json) => {
+                let mut object = JsonObject::new(out);
+                object.string("name", name);
+                object.item("value", *json);
                 object.end();
             }
         }

@@ -152,7 +152,7 @@ fn gateway_env<'a>(inputs: &SidecarInputs<'a>) -> Vec<EnvVar<'a>> {
     env.extend(sidecar::metadata_env(inputs));
     // istiod's Prometheus merge runs after any template and appends the app's settings.
     if let Some(original) = inputs.prometheus_original {
-        env.push(EnvVar::literal("ISTIO_PROMETHEUS_ANNOTATIONS", original));
+        env.push(EnvVar::Json("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
     crate::inject_path::move_path_envs_last(&mut env, config);
     env

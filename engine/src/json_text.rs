@@ -43,7 +43,6 @@ impl JsonText {
     }
 
     /// The JSON document itself, unescaped.
-    #[cfg(test)]
     pub fn to_json(&self) -> String {
         serde_json::from_str(&format!("\"{}\"", self.escaped)).unwrap_or_default()
     }

@@ -33,11 +33,7 @@ impl EntryValue<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             EntryValue::Text(text) => write_json_string(out, text),
-            EntryValue::Json(json) => {
-                out.push(b'"');
-                out.extend_from_slice(json.escaped().as_bytes());
-                out.push(b'"');
-            }
+            EntryValue::Json(json) => json.write_json(out),
         }
     }
 }
@@ -97,6 +93,15 @@ impl<T: WriteJson + ?Sized> WriteJson for &T {
 impl<T: WriteJson + ?Sized> WriteJson for Box<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         (**self).write_json(out);
+    }
+}
+
+impl WriteJson for JsonText {
+    /// Writes the JSON string whose contents are the document.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(self.escaped().as_bytes());
+        out.push(b'"');
     }
 }
 

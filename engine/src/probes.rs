@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::json_text::JsonText;
 use k8s_openapi::api::core::v1::{
     Container, GRPCAction, HTTPGetAction, HTTPHeader, LifecycleHandler, Pod, Probe, TCPSocketAction,
 };
@@ -117,7 +118,7 @@ pub struct ProbePlan<'a> {
     /// Probes to point at the agent.
     pub rewrites: Vec<ProbeRewrite<'a>>,
     /// JSON for `ISTIO_KUBE_APP_PROBERS`.
-    pub app_probers: Option<String>,
+    pub app_probers: Option<JsonText>,
 }
 
 /// Whether rewriting is on for this pod: the annotation when it is a Go boolean (as istiod
@@ -180,7 +181,7 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
             });
         }
     }
-    let app_probers = (!probers.is_empty()).then(|| serde_json::to_string(&probers).unwrap_or_default());
+    let app_probers = (!probers.is_empty()).then(|| JsonText::of(&probers));
     ProbePlan { rewrites, app_probers }
 }
 
@@ -324,7 +325,7 @@ mod tests {
         );
         assert_eq!(plan.rewrites[2].handler, "tcpSocket");
         assert_eq!(
-            plan.app_probers.unwrap(),
+            plan.app_probers.unwrap().to_json(),
             r#"{"/app-health/hello/livez":{"httpGet":{"port":80}},"/app-health/hello/readyz":{"httpGet":{"port":3333,"scheme":"HTTPS"},"timeoutSeconds":2},"/app-health/world/livez":{"tcpSocket":{"port":90}},"/app-health/world/startupz":{"grpc":{"port":9000}}}"#
         );
     }

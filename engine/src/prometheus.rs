@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::error::{InjectError, quoted};
+use crate::json_text::JsonText;
 
 /// Per-pod switch for merging.
 pub use crate::annotations::PROMETHEUS_MERGE_METRICS as MERGE_METRICS;
@@ -44,7 +45,7 @@ pub struct PrometheusMerge {
     pub annotations: Vec<(String, String)>,
     /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings: `scrape`,
     /// `path` and `port` (each empty when unset) and the `targets`, as istiod writes it.
-    pub original: Option<String>,
+    pub original: Option<JsonText>,
     /// Annotations to remove: the targets move into `original`.
     pub remove: Vec<String>,
 }
@@ -123,7 +124,7 @@ pub fn plan_merge(
             (PORT.to_string(), AGENT_METRICS_PORT.to_string()),
             (SCRAPE.to_string(), "true".to_string()),
         ],
-        original: (!original.is_empty()).then(|| Value::Object(original).to_string()),
+        original: (!original.is_empty()).then(|| JsonText::of(&Value::Object(original))),
         remove: get(SCRAPE_TARGETS)
             .map(|_| SCRAPE_TARGETS.to_string())
             .into_iter()
@@ -166,7 +167,7 @@ mod tests {
         assert_eq!(plain.original, None);
         let own = annotations(&[(SCRAPE, "true"), (SCRAPE_TARGETS, "8080:/metrics,9100:/custom-metrics")]);
         let merged = plan_merge(Some(&own), true).unwrap();
-        let original: Value = serde_json::from_str(&merged.original.unwrap()).unwrap();
+        let original: Value = serde_json::from_str(&merged.original.unwrap().to_json()).unwrap();
         assert_eq!(
             original,
             json!({"scrape":"true","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/custom-metrics"}]})
@@ -174,7 +175,7 @@ mod tests {
         assert_eq!(merged.remove, vec![SCRAPE_TARGETS.to_string()]);
         // One setting: the other two members empty, as istiod writes them.
         let path_only = plan_merge(Some(&annotations(&[(PATH, "/m")])), true).unwrap();
-        let original: Value = serde_json::from_str(&path_only.original.unwrap()).unwrap();
+        let original: Value = serde_json::from_str(&path_only.original.unwrap().to_json()).unwrap();
         assert_eq!(original, json!({"scrape": "", "path": "/m", "port": ""}));
         // Only empty values: no env at all.
         let empty = plan_merge(Some(&annotations(&[(SCRAPE, "")])), true).unwrap();

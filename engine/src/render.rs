@@ -62,7 +62,7 @@ pub(crate) fn render<'t>(
         native: plan.native,
         hold: plan.hold,
         proxy_config: &plan.proxy_config,
-        prometheus_original: plan.prometheus.original.as_deref(),
+        prometheus_original: plan.prometheus.original.as_ref(),
         readiness_probe: plan.readiness_probe.as_ref(),
         proxy_image: &plan.proxy_image,
         init_image: &plan.init_image,
@@ -108,10 +108,10 @@ fn render_proxy<'t>(
             proxy.volume_mounts.user.push(mount);
         }
     }
-    let app_probers = plan.probe_plan.app_probers.as_deref();
+    let app_probers = plan.probe_plan.app_probers.as_ref();
     let Some(user) = &plan.overrides.proxy else {
         if let Some(value) = app_probers {
-            proxy.env.push(EnvVar::literal(APP_PROBERS_ENV, value));
+            proxy.env.push(EnvVar::Json(APP_PROBERS_ENV, value));
         }
         return SidecarContainer::Proxy(Box::new(proxy));
     };
@@ -123,7 +123,7 @@ fn render_proxy<'t>(
         sidecar::enforce_tproxy(&mut proxy);
     }
     if let (Some(value), Some(env)) = (app_probers, proxy.get_mut("env").and_then(Value::as_array_mut)) {
-        env.push(serde_json::json!({"name": APP_PROBERS_ENV, "value": value}));
+        env.push(serde_json::json!({"name": APP_PROBERS_ENV, "value": value.to_json()}));
     }
     SidecarContainer::Merged(proxy)
 }

@@ -18,6 +18,7 @@ use crate::istio_parts::{
     MTLS_CERTS_MOUNT_PATH, MTLS_CERTS_VOLUME, PROXY_MOUNTS, SecurityInputs, init_security_context, native_lifecycle,
     proxy_security_context,
 };
+use crate::json_text::JsonText;
 use crate::template::SidecarTemplate;
 
 /// Name of the init container that installs iptables rules.
@@ -48,7 +49,7 @@ pub(crate) struct SidecarInputs<'a> {
     /// The pod's `proxy.istio.io/config`.
     pub proxy_config: &'a super::proxy_config::ProxyConfig,
     /// The app's own Prometheus settings, for `ISTIO_PROMETHEUS_ANNOTATIONS`.
-    pub prometheus_original: Option<&'a str>,
+    pub prometheus_original: Option<&'a JsonText>,
     /// The proxy's readiness probe, `None` when the status port is disabled.
     pub readiness_probe: Option<&'a Value>,
     /// The proxy image (config, or `sidecar.istio.io/proxyImage`), with its image type.
@@ -252,7 +253,7 @@ fn push_mesh_env<'a>(inputs: &SidecarInputs<'a>, app_containers: &[&str], env: &
         env.push(EnvVar::literal("OTEL_RESOURCE_ATTRIBUTES", attributes));
     }
     if let Some(original) = inputs.prometheus_original {
-        env.push(EnvVar::literal("ISTIO_PROMETHEUS_ANNOTATIONS", original));
+        env.push(EnvVar::Json("ISTIO_PROMETHEUS_ANNOTATIONS", original));
     }
 }
 
