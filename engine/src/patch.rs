@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -252,11 +251,14 @@ fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }
 
-/// The tokens of a path, with room for one more (an item's key or index).
-fn with_room_for_one<'a>(path: &[&'a str]) -> Vec<&'a str> {
-    let mut tokens = Vec::with_capacity(path.len() + 1);
-    tokens.extend_from_slice(path);
-    tokens
+/// A path's tokens, each after a `/` and escaped, as they are written in an operation.
+fn escaped_path(tokens: &[&str]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(32);
+    for token in tokens {
+        path.push(b'/');
+        write_pointer_token(&mut path, token);
+    }
+    path
 }
 
 /// A JSON Patch document, already serialized.
@@ -336,13 +338,6 @@ impl PatchBuilder {
         self.bytes.push(b'}');
     }
 
-    /// Adds the string `value` at the path made of `tokens`.
-    fn add_entry_value(&mut self, tokens: &[&str], value: &EntryValue<'_>) {
-        self.begin_add(tokens);
-        value.write(&mut self.bytes);
-        self.bytes.push(b'}');
-    }
-
     /// Removes the value at the path made of `tokens`.
     pub fn remove(&mut self, tokens: &[&str]) {
         self.begin("remove", tokens);
@@ -362,15 +357,30 @@ impl PatchBuilder {
 
     /// Opens an operation object up to its path's last token, leaving the path's string open.
     fn open_path(&mut self, op: &str, tokens: &[&str]) {
+        self.open_operation(op);
+        for token in tokens {
+            self.bytes.push(b'/');
+            write_pointer_token(&mut self.bytes, token);
+        }
+    }
+
+    /// Opens an operation object up to the start of its path's string.
+    fn open_operation(&mut self, op: &str) {
         self.bytes.push(if self.operations == 0 { b'[' } else { b',' });
         self.operations += 1;
         self.bytes.extend_from_slice(b"{\"op\":\"");
         self.bytes.extend_from_slice(op.as_bytes());
         self.bytes.extend_from_slice(b"\",\"path\":\"");
-        for token in tokens {
-            self.bytes.push(b'/');
-            write_pointer_token(&mut self.bytes, token);
-        }
+    }
+
+    /// Opens an `add` operation at `escaped_path` (escaped once for all of a map's or
+    /// array's items) followed by `/` and the item's token, up to its `"value":`.
+    fn begin_add_under(&mut self, escaped_path: &[u8], token: impl FnOnce(&mut Vec<u8>)) {
+        self.open_operation("add");
+        self.bytes.extend_from_slice(escaped_path);
+        self.bytes.push(b'/');
+        token(&mut self.bytes);
+        self.close_path_start_value();
     }
 
     /// Opens an `add` operation up to its `"value":`, which the caller writes, then closes
@@ -403,11 +413,11 @@ impl PatchBuilder {
                 self.bytes.extend_from_slice(b"}}");
             }
             Some(_) => {
-                let mut tokens = with_room_for_one(map_path);
+                let map = escaped_path(map_path);
                 for (key, value) in &entries {
-                    tokens.push(key);
-                    self.add_entry_value(&tokens, value);
-                    tokens.pop();
+                    self.begin_add_under(&map, |out| write_pointer_token(out, key));
+                    value.write(&mut self.bytes);
+                    self.bytes.push(b'}');
                 }
             }
         }
@@ -431,21 +441,20 @@ impl PatchBuilder {
             self.bytes.push(b'}');
             return;
         };
+        let array = escaped_path(array_path);
         match index {
             Some(start) if start < len => {
                 for (offset, item) in items.iter().enumerate() {
-                    self.open_path("add", array_path);
                     // An index is its own pointer token; written with no String made for it.
-                    let _ = write!(self.bytes, "/{}", start + offset);
-                    self.close_path_start_value();
+                    self.begin_add_under(&array, |out| {
+                        out.extend_from_slice(itoa::Buffer::new().format(start + offset).as_bytes());
+                    });
                     self.write_item(item);
                 }
             }
             _ => {
-                let mut tokens = with_room_for_one(array_path);
-                tokens.push("-");
                 for item in &items {
-                    self.begin_add(&tokens);
+                    self.begin_add_under(&array, |out| out.push(b'-'));
                     self.write_item(item);
                 }
             }
