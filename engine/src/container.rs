@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::fields::{FieldKey, Resource, Side};
 use crate::json_text::JsonText;
 use crate::log_levels::LogLevels;
-use crate::patch::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of, write_serialized};
+use crate::patch::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of};
 use crate::resize_policy::ProxyResizePolicy;
 use crate::resources::ProxyResources;
 
@@ -298,7 +298,7 @@ impl WriteJson for InitContainer<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut object = JsonObject::new(out);
         object.key("args");
-        write_serialized(object.out(), &self.args);
+        write_array(object.out(), &self.args);
         if !self.env.is_empty() {
             object.key("env");
             write_array(object.out(), &self.env);

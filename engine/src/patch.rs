@@ -95,6 +95,18 @@ impl<T: WriteJson + ?Sized> WriteJson for Box<T> {
     }
 }
 
+impl WriteJson for str {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_string(out, self);
+    }
+}
+
+impl WriteJson for String {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_string(out, self);
+    }
+}
+
 impl WriteJson for JsonText {
     /// Writes the JSON string whose contents are the document.
     fn write_json(&self, out: &mut Vec<u8>) {
