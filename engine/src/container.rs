@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::fields::{FieldKey, Resource, Side};
 use crate::json_text::JsonText;
+use crate::json_write::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of};
 use crate::log_levels::LogLevels;
-use crate::patch::{JsonObject, WriteJson, write_array, write_json_string, write_json_string_of};
 use crate::resize_policy::ProxyResizePolicy;
 use crate::resources::ProxyResources;
 

@@ -12,6 +12,8 @@ use std::io;
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
 
+use crate::json_write::{WriteJson, unicode_escape};
+
 /// A compact JSON document, escaped to be written between the quotes of a JSON string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText {
@@ -38,6 +40,7 @@ impl JsonText {
     }
 
     /// The escaped contents, without the enclosing quotes.
+    #[cfg(test)]
     pub fn escaped(&self) -> &str {
         &self.escaped
     }
@@ -48,17 +51,13 @@ impl JsonText {
     }
 }
 
-/// `\u00xx` for a control character, as serde_json writes one.
-pub(crate) fn unicode_escape(byte: u8) -> [u8; 6] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    [
-        b'\\',
-        b'u',
-        b'0',
-        b'0',
-        HEX[usize::from(byte >> 4)],
-        HEX[usize::from(byte & 0xf)],
-    ]
+impl WriteJson for JsonText {
+    /// Writes the JSON string whose contents are the document.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(self.escaped.as_bytes());
+        out.push(b'"');
+    }
 }
 
 /// serde_json's compact formatter, with what it writes for strings escaped once more.

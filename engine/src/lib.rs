@@ -27,6 +27,7 @@ pub mod inject_path;
 pub mod installed_istio;
 mod istio_parts;
 mod json_text;
+mod json_write;
 mod log_levels;
 pub(crate) mod metadata;
 pub(crate) mod openshift;

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::config::{InboundTrafficPolicy, InjectConfig, InterceptionMode};
 use crate::container::EnvVar;
 use crate::istio_parts::{self, SecurityInputs, VOLUME_NAMES, standard_volumes};
+use crate::json_write::WriteJson;
 use crate::overrides::PROXY_PORTS;
-use crate::patch::WriteJson;
 use crate::traffic::PROXY_UID;
 
 /// The compiled template.
