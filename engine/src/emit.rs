@@ -141,7 +141,7 @@ fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConf
         .prometheus
         .annotations
         .iter()
-        .map(|(key, value)| (Cow::Borrowed(key.as_str()), EntryValue::from(value.as_str())))
+        .map(|&(key, value)| (Cow::Borrowed(key), EntryValue::from(value)))
         .collect();
     if let Some(recorded) = plan.overrides.annotation(plan.native) {
         extra.push((OVERRIDES.into(), recorded.into()));

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::error::{InjectError, quoted};
 use crate::json_text::JsonText;
@@ -42,12 +42,29 @@ const TARGET_FORMS: &str = "comma-separated port:path pairs, each port 1-65535 o
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrometheusMerge {
     /// Annotations to set on the pod.
-    pub annotations: Vec<(String, String)>,
+    pub annotations: Vec<(&'static str, &'static str)>,
     /// `ISTIO_PROMETHEUS_ANNOTATIONS`, when the pod had its own scrape settings: `scrape`,
     /// `path` and `port` (each empty when unset) and the `targets`, as istiod writes it.
     pub original: Option<JsonText>,
     /// Annotations to remove: the targets move into `original`.
     pub remove: Vec<String>,
+}
+
+/// `ISTIO_PROMETHEUS_ANNOTATIONS`: the members in name order, as a JSON object keeps them.
+#[derive(Serialize)]
+struct OriginalSettings<'a> {
+    path: &'a str,
+    port: &'a str,
+    scrape: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<Target<'a>>,
+}
+
+/// One of `prometheus.istio.io/merge-targets`' targets, in name order.
+#[derive(Serialize)]
+struct Target<'a> {
+    path: &'a str,
+    port: &'a str,
 }
 
 /// Plans the merge for a pod's annotations; nothing when disabled or opted out.
@@ -67,12 +84,12 @@ pub fn plan_merge(
     if !enabled || opted_out {
         return Ok(PrometheusMerge::default());
     }
-    let targets: Vec<(String, String)> = get(SCRAPE_TARGETS)
+    let targets: Vec<(&str, &str)> = get(SCRAPE_TARGETS)
         .map(|text| {
             text.split(',')
                 .filter_map(|target| {
                     let (port, path) = target.trim().split_once(':').unwrap_or((target.trim(), "/metrics"));
-                    (!port.is_empty()).then(|| (port.to_string(), path.to_string()))
+                    (!port.is_empty()).then_some((port, path))
                 })
                 .collect()
         })
@@ -98,33 +115,24 @@ pub fn plan_merge(
     // all three are empty and there are no targets. The first target, when there is one, is
     // the `path` and `port`, for agents that do not read `targets`.
     let (path, port) = match targets.first() {
-        Some((port, path)) => (path.clone(), port.clone()),
-        None => (
-            get(PATH).unwrap_or_default().to_string(),
-            get(PORT).unwrap_or_default().to_string(),
-        ),
+        Some(&(port, path)) => (path, port),
+        None => (get(PATH).unwrap_or_default(), get(PORT).unwrap_or_default()),
     };
     let scrape = get(SCRAPE).unwrap_or_default();
-    let mut original = Map::new();
-    if !(scrape.is_empty() && path.is_empty() && port.is_empty() && targets.is_empty()) {
-        original.insert("scrape".into(), json!(scrape));
-        original.insert("path".into(), json!(path));
-        original.insert("port".into(), json!(port));
-    }
-    if !targets.is_empty() {
-        let list: Vec<Value> = targets
-            .iter()
-            .map(|(port, path)| json!({"port": port, "path": path}))
-            .collect();
-        original.insert("targets".into(), Value::Array(list));
-    }
+    let has_original = !(scrape.is_empty() && path.is_empty() && port.is_empty() && targets.is_empty());
+    let original = OriginalSettings {
+        path,
+        port,
+        scrape,
+        targets: targets.iter().map(|&(port, path)| Target { path, port }).collect(),
+    };
     Ok(PrometheusMerge {
         annotations: vec![
-            (PATH.to_string(), "/stats/prometheus".to_string()),
-            (PORT.to_string(), AGENT_METRICS_PORT.to_string()),
-            (SCRAPE.to_string(), "true".to_string()),
+            (PATH, "/stats/prometheus"),
+            (PORT, AGENT_METRICS_PORT),
+            (SCRAPE, "true"),
         ],
-        original: (!original.is_empty()).then(|| JsonText::of(&Value::Object(original))),
+        original: has_original.then(|| JsonText::of(&original)),
         remove: get(SCRAPE_TARGETS)
             .map(|_| SCRAPE_TARGETS.to_string())
             .into_iter()
@@ -154,6 +162,8 @@ fn invalid(annotation: &str, value: &str, reason: String, accepted: &'static str
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -167,7 +177,13 @@ mod tests {
         assert_eq!(plain.original, None);
         let own = annotations(&[(SCRAPE, "true"), (SCRAPE_TARGETS, "8080:/metrics,9100:/custom-metrics")]);
         let merged = plan_merge(Some(&own), true).unwrap();
-        let original: Value = serde_json::from_str(&merged.original.unwrap().to_json()).unwrap();
+        let written = merged.original.unwrap().to_json();
+        // Members in name order, as a serde_json map writes them.
+        assert_eq!(
+            written,
+            r#"{"path":"/metrics","port":"8080","scrape":"true","targets":[{"path":"/metrics","port":"8080"},{"path":"/custom-metrics","port":"9100"}]}"#
+        );
+        let original: Value = serde_json::from_str(&written).unwrap();
         assert_eq!(
             original,
             json!({"scrape":"true","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/custom-metrics"}]})

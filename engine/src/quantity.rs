@@ -137,6 +137,20 @@ impl Quantity {
     pub fn to_canonical(&self) -> String {
         self.text().to_string()
     }
+
+    /// The value in canonical form (`500m`, `1`, `128Mi`, `1500k`), as Kubernetes writes it,
+    /// formatted on the stack with no `fmt` machinery: the patch writes several per review.
+    pub fn text(&self) -> QuantityText {
+        let units = self.units;
+        match self.kind {
+            ResourceKind::Cpu if units % 1000 != 0 => QuantityText::new(units, "m"),
+            ResourceKind::Cpu => with_suffixes(units / 1000, 1000, &DECIMAL_SUFFIXES),
+            ResourceKind::Memory => match self.notation {
+                Notation::Binary if units != 0 && units % 1024 == 0 => with_suffixes(units, 1024, &BINARY_SUFFIXES),
+                _ => with_suffixes(units, 1000, &DECIMAL_SUFFIXES),
+            },
+        }
+    }
 }
 
 impl PartialOrd for Quantity {
@@ -148,29 +162,17 @@ impl PartialOrd for Quantity {
     }
 }
 
-impl Quantity {
-    /// The value in canonical form (`500m`, `1`, `128Mi`, `1500k`), as Kubernetes writes it,
-    /// formatted on the stack with no `fmt` machinery: the patch writes several per review.
-    pub fn text(&self) -> QuantityText {
-        let units = self.units;
-        match self.kind {
-            ResourceKind::Cpu if units % 1000 != 0 => QuantityText::new(units, "m"),
-            ResourceKind::Cpu => with_suffixes(units / 1000, 1000, &["", "k", "M", "G", "T", "P", "E"]),
-            ResourceKind::Memory => match self.notation {
-                Notation::Binary if units != 0 && units % 1024 == 0 => {
-                    with_suffixes(units, 1024, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
-                }
-                _ => with_suffixes(units, 1000, &["", "k", "M", "G", "T", "P", "E"]),
-            },
-        }
-    }
-}
-
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text())
     }
 }
+
+/// Kubernetes' decimal suffixes, by power of 1000.
+const DECIMAL_SUFFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
+
+/// Kubernetes' binary suffixes, by power of 1024.
+const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
 
 /// A whole number with the largest exact power-of-`base` suffix, as Kubernetes writes it.
 fn with_suffixes(mut value: i64, base: i64, suffixes: &[&'static str; 7]) -> QuantityText {

@@ -495,3 +495,13 @@ fn provenance_is_the_object_of_each_set_field_and_the_extra_entries() {
     // Byte for byte what a JSON object of the same entries serializes to.
     assert_eq!(resources.provenance_with(extra), expected.to_string());
 }
+
+#[test]
+fn provenance_fields_are_in_name_order_and_all_present() {
+    let names: Vec<&str> = super::FIELDS_BY_NAME.iter().map(|key| key.name()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(names, sorted);
+    assert_eq!(names.len(), FieldKey::ALL.len());
+}
