@@ -125,8 +125,7 @@ pub(crate) fn write_serialized(out: &mut Vec<u8>, value: &impl Serialize) {
     }
 }
 
-/// Writes `text` as a JSON string: labels and annotations, whose values the engine adds
-/// are JSON themselves (`sidecar.istio.io/status`) and full of quotes.
+/// Writes `text` as a JSON string, escaped as serde_json escapes it.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     write_escaped(out, text, false);

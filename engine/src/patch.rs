@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::json_text::JsonText;
-use crate::json_write::{WriteJson, write_array, write_escaped, write_json_string, write_serialized};
+use crate::json_write::{WriteJson, write_escaped, write_json_string, write_serialized};
 
 /// A label or annotation to set: its key and value, borrowed where they can be.
 pub(crate) type Entry<'a> = (Cow<'a, str>, EntryValue<'a>);
@@ -28,9 +28,9 @@ pub(crate) enum EntryValue<'a> {
     Json(JsonText),
 }
 
-impl EntryValue<'_> {
+impl WriteJson for EntryValue<'_> {
     /// Writes the value as a JSON string.
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             EntryValue::Text(text) => write_json_string(out, text),
             EntryValue::Json(json) => json.write_json(out),
@@ -71,13 +71,18 @@ fn write_pointer_token(out: &mut Vec<u8>, token: &str) {
     write_escaped(out, token, true);
 }
 
-/// A path's tokens, each after a `/` and escaped, as they are written in an operation.
+/// Writes a path's tokens, each after a `/` and escaped, as they are written in an operation.
+fn write_path(out: &mut Vec<u8>, tokens: &[&str]) {
+    for token in tokens {
+        out.push(b'/');
+        write_pointer_token(out, token);
+    }
+}
+
+/// A path escaped once, for all of a map's or array's items.
 fn escaped_path(tokens: &[&str]) -> Vec<u8> {
     let mut path = Vec::with_capacity(32);
-    for token in tokens {
-        path.push(b'/');
-        write_pointer_token(&mut path, token);
-    }
+    write_path(&mut path, tokens);
     path
 }
 
@@ -153,7 +158,7 @@ impl PatchBuilder {
     }
 
     /// Writes `item` and closes the operation.
-    fn write_item(&mut self, item: &impl WriteJson) {
+    fn write_item(&mut self, item: &(impl WriteJson + ?Sized)) {
         item.write_json(&mut self.bytes);
         self.bytes.push(b'}');
     }
@@ -178,10 +183,7 @@ impl PatchBuilder {
     /// Opens an operation object up to its path's last token, leaving the path's string open.
     fn open_path(&mut self, op: &str, tokens: &[&str]) {
         self.open_operation(op);
-        for token in tokens {
-            self.bytes.push(b'/');
-            write_pointer_token(&mut self.bytes, token);
-        }
+        write_path(&mut self.bytes, tokens);
     }
 
     /// Opens an operation object up to the start of its path's string.
@@ -227,7 +229,7 @@ impl PatchBuilder {
                     self.bytes.push(if index == 0 { b'{' } else { b',' });
                     write_json_string(&mut self.bytes, key);
                     self.bytes.push(b':');
-                    value.write(&mut self.bytes);
+                    value.write_json(&mut self.bytes);
                 }
                 // The object, then the operation.
                 self.bytes.extend_from_slice(b"}}");
@@ -236,8 +238,7 @@ impl PatchBuilder {
                 let map = escaped_path(map_path);
                 for (key, value) in &entries {
                     self.begin_add_under(&map, |out| write_pointer_token(out, key));
-                    value.write(&mut self.bytes);
-                    self.bytes.push(b'}');
+                    self.write_item(value);
                 }
             }
         }
@@ -257,8 +258,7 @@ impl PatchBuilder {
         }
         let Some(len) = existing_len else {
             self.begin_add(array_path);
-            write_array(&mut self.bytes, &items);
-            self.bytes.push(b'}');
+            self.write_item(items.as_slice());
             return;
         };
         let array = escaped_path(array_path);
