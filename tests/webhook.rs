@@ -862,3 +862,56 @@ async fn proxy_image_type_and_cap_net_bind_service_follow_istiods_template() {
     );
     server.stop().await;
 }
+
+/// apimachinery's limit on one object's annotation keys and values, in bytes.
+const TOTAL_ANNOTATION_BYTES: usize = 256 * 1024;
+
+fn annotation_bytes(pod: &Value) -> usize {
+    pod["metadata"]["annotations"].as_object().map_or(0, |map| {
+        map.iter().map(|(k, v)| k.len() + v.as_str().unwrap().len()).sum()
+    })
+}
+
+/// A pod whose own annotations are valid but leave less room than the injected ones take is
+/// denied, naming `metadata.annotations` and the figures; one that leaves exactly that room
+/// is injected, and its patched annotations total the limit to the byte.
+#[tokio::test]
+async fn annotations_pushed_past_the_api_server_limit_are_denied() {
+    let server = TestServer::start(InjectConfig::default()).await;
+    let with_filler = |len: usize| simple_pod(json!({"example.com/filler": "x".repeat(len)}));
+    let filler_key = "example.com/filler".len();
+    let small = with_filler(1);
+    let response = server.review(&pod_review("measure", "apps", &small)).await;
+    let added = annotation_bytes(&apply_and_check(&small, &response)) - annotation_bytes(&small);
+    assert!(added > 100, "the injector adds its status annotation: {added} bytes");
+
+    let exact = with_filler(TOTAL_ANNOTATION_BYTES - added - filler_key);
+    assert_eq!(annotation_bytes(&exact) + added, TOTAL_ANNOTATION_BYTES);
+    let response = server.review(&pod_review("exact", "apps", &exact)).await;
+    assert_eq!(
+        response["response"]["allowed"], true,
+        "{}",
+        response["response"]["status"]
+    );
+    assert_eq!(
+        annotation_bytes(&apply_and_check(&exact, &response)),
+        TOTAL_ANNOTATION_BYTES
+    );
+
+    let over = with_filler(TOTAL_ANNOTATION_BYTES - added - filler_key + 1);
+    let response = server.review(&pod_review("over", "apps", &over)).await;
+    assert_eq!(response["response"]["allowed"], false);
+    assert!(patch_of(&response).is_none(), "a denial carries no patch");
+    let message = response["response"]["status"]["message"].as_str().unwrap();
+    let expected = format!(
+        "metadata.annotations: the pod's annotations would total {} bytes of keys and values with the {added} bytes",
+        TOTAL_ANNOTATION_BYTES + 1
+    );
+    assert!(message.contains(&expected), "{message}");
+    let room = format!(
+        "limit of {TOTAL_ANNOTATION_BYTES} bytes; keep the pod's own annotations to at most {} bytes",
+        TOTAL_ANNOTATION_BYTES - added
+    );
+    assert!(message.contains(&room), "{message}");
+    server.stop().await;
+}

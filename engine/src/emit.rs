@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use crate::annotation_size::{AnnotationBytes, patched_annotation_bytes};
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
 use crate::container::SidecarContainer;
@@ -18,8 +19,17 @@ use crate::resources::pod_level::PodLevelChange;
 use crate::templates::Template;
 use crate::{gateway, traffic};
 
+/// The patch, with the size of the annotations it leaves the pod (the one limit of the
+/// API server that depends on what was rendered: [`crate::annotation_size`]).
+pub(crate) struct Emitted {
+    /// The operations.
+    pub patch: SerializedPatch,
+    /// The patched pod's annotations.
+    pub annotations: AnnotationBytes,
+}
+
 /// The patch that adds `rendered` to the pod of `plan`.
-pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfig) -> SerializedPatch {
+pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfig) -> Emitted {
     let mut builder = PatchBuilder::new();
     if !plan.has_metadata {
         builder.add(&["metadata"], serde_json::json!({}));
@@ -64,8 +74,11 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
     if plan.template == Template::Gateway {
         gateway::emit_unprivileged_ports(plan.spec, &mut builder);
     }
-    emit_annotations(plan, &status, config, &mut builder);
-    builder.build()
+    let annotations = emit_annotations(plan, &status, config, &mut builder);
+    Emitted {
+        patch: builder.build(),
+        annotations,
+    }
 }
 
 /// App probes and lifecycle hooks pointed at the agent.
@@ -135,8 +148,14 @@ fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut Patch
     builder.insert_items(&["spec", "imagePullSecrets"], existing.map(Vec::len), Some(0), missing);
 }
 
-/// Status, revision, container defaults, Prometheus, overrides, CNI and provenance.
-fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConfig, builder: &mut PatchBuilder) {
+/// Status, revision, container defaults, Prometheus, overrides, CNI and provenance; returns
+/// the size of the annotations the pod is left with.
+fn emit_annotations(
+    plan: &Plan<'_>,
+    status: &SidecarStatus,
+    config: &InjectConfig,
+    builder: &mut PatchBuilder,
+) -> AnnotationBytes {
     let mut extra: Vec<Entry<'_>> = plan
         .prometheus
         .annotations
@@ -169,8 +188,10 @@ fn emit_annotations(plan: &Plan<'_>, status: &SidecarStatus, config: &InjectConf
             plan.proxy_resources.provenance_text_with(pod_level).into(),
         ));
     }
+    let size = patched_annotation_bytes(plan.annotations, &added, &plan.prometheus.remove);
     builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
     for key in &plan.prometheus.remove {
         builder.remove(&["metadata", "annotations", key]);
     }
+    size
 }

@@ -203,6 +203,20 @@ pub enum InjectError {
         /// What could help.
         hint: String,
     },
+    /// The injected pod's annotations would be larger than the API server accepts.
+    #[error(
+        "metadata.annotations: the pod's annotations would total {total} bytes of keys and values with the {added} bytes the injector sets (sidecar.istio.io/status and the others), above the API server's limit of {limit} bytes; keep the pod's own annotations to at most {room} bytes"
+    )]
+    AnnotationsTooLarge {
+        /// Keys and values of the patched pod's annotations.
+        total: usize,
+        /// Of which the injector sets.
+        added: usize,
+        /// The API server's limit.
+        limit: usize,
+        /// What the pod's own annotations may total beside the injector's.
+        room: usize,
+    },
 }
 
 /// Quotes a user value for a message, shortened to a readable length and escaped.

@@ -45,6 +45,23 @@ impl JsonText {
         &self.escaped
     }
 
+    /// The length in bytes of the document itself: of the contents once unescaped.
+    pub fn document_len(&self) -> usize {
+        let bytes = self.escaped.as_bytes();
+        let mut len = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            match (bytes[at], bytes.get(at + 1)) {
+                // `\uXXXX`: written only for ASCII controls, one byte each.
+                (b'\\', Some(b'u')) => at += 6,
+                (b'\\', Some(_)) => at += 2,
+                _ => at += 1,
+            }
+            len += 1;
+        }
+        len
+    }
+
     /// The JSON document itself, unescaped.
     pub fn to_json(&self) -> String {
         serde_json::from_str(&format!("\"{}\"", self.escaped)).unwrap_or_default()
@@ -118,6 +135,7 @@ mod tests {
             let text = JsonText::of(value);
             assert_eq!(text.escaped(), escaped_twice(value), "{value}");
             assert_eq!(text.to_json(), serde_json::to_string(value).unwrap());
+            assert_eq!(text.document_len(), text.to_json().len(), "{value}");
         }
     }
 }

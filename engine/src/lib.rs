@@ -2,7 +2,8 @@
 //!
 //! 1. [`plan`]: the decision, the per-pod settings and the resolved resources (every denial);
 //! 2. [`render`]: the containers and volumes to add;
-//! 3. [`emit`]: the RFC 6902 operations.
+//! 3. [`emit`]: the RFC 6902 operations, and the size of the annotations they leave, which
+//!    must fit the API server's limit ([`annotation_size`]).
 //!
 //! Nothing here does I/O, and the crate depends on no async runtime, HTTP, TLS or Kubernetes
 //! client crate, so the compiler keeps it pure. The webhook server, offline `inject`,
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod annotation_size;
 pub mod annotations;
 mod bootstrap_override;
 mod capture_lists;
@@ -222,8 +224,11 @@ impl Injector {
             gateway: &self.gateway,
         };
         let rendered = render::render(&plan, self.config(), &self.concurrency, templates);
-        let patch = emit::emit(&plan, rendered, self.config());
+        let emit::Emitted { patch, annotations } = emit::emit(&plan, rendered, self.config());
         let plan = *plan;
+        if !annotations.within_limit() {
+            return Err(Denial::new(annotations_too_large(annotations), plan.warnings));
+        }
         Ok(Outcome {
             decision: plan.decision,
             patch,
@@ -232,6 +237,17 @@ impl Injector {
             resources: Some(plan.proxy_resources),
             pod_level: plan.pod_level,
         })
+    }
+}
+
+/// The denial of a pod whose annotations the patch would take past the API server's limit.
+fn annotations_too_large(annotations: annotation_size::AnnotationBytes) -> InjectError {
+    let limit = annotation_size::TOTAL_ANNOTATION_BYTES;
+    InjectError::AnnotationsTooLarge {
+        total: annotations.total,
+        added: annotations.added,
+        limit,
+        room: limit.saturating_sub(annotations.added),
     }
 }
 

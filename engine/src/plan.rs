@@ -1,7 +1,10 @@
 //! Stage 1, `plan`: the decision, the validated per-pod settings and the resolved resources.
 //!
-//! Every denial happens here. What comes out is typed and final: [`crate::render`] and
-//! [`crate::emit`] never read an annotation again or return an error.
+//! Every denial that depends on the pod's settings happens here. What comes out is typed and
+//! final: [`crate::render`] and [`crate::emit`] never read an annotation again or return an
+//! error. The one check after them is a size: the annotations the patch leaves the pod must
+//! fit the API server's limit ([`crate::annotation_size`]), and the status annotation lists
+//! what render added.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -7,9 +7,11 @@
 //! side-by-side with a real istiod), 35 to 37 from issue 15 (live: chart values changed, a
 //! canary moved by a tag, the takeover overlay with istiod registered), 38 to 40 from issue 16 (the Helm chart), 41 to 45 from
 //! issue 16 (`check` on a live cluster, Events), 46 from issue 16 (deploy/'s RBAC exercised:
-//! an injector acting as its ServiceAccount).
+//! an injector acting as its ServiceAccount), 47 from issue 12 (the API server's limit on a pod's
+//! annotations, met to the byte).
 
 mod advise_apply;
+mod annotation_limit;
 mod chart_agreement;
 mod check_cluster;
 mod corpus_pods;
@@ -266,7 +268,7 @@ async fn group_3(harness: &Harness, report: &mut Report) {
         .await;
 }
 
-/// Scenarios 41 to 46: check, Events and deploy/'s RBAC (issue 16).
+/// Scenarios 41 to 47: check, Events and deploy/'s RBAC (issue 16); the annotation limit (issue 12).
 async fn group_4(harness: &Harness, report: &mut Report) {
     report
         .run(41, "check: healthy registration", check_cluster::healthy(harness))
@@ -287,5 +289,12 @@ async fn group_4(harness: &Harness, report: &mut Report) {
     report.run(45, "Events on the workload", events::run(harness)).await;
     report
         .run(46, "deploy/rbac.yaml: enough, and no more", rbac::run(harness))
+        .await;
+    report
+        .run(
+            47,
+            "annotations at the API server's limit",
+            annotation_limit::run(harness),
+        )
         .await;
 }

@@ -1,0 +1,134 @@
+//! The API server's limit on the size of a pod's annotations, applied to the pod as the
+//! patch leaves it.
+//!
+//! The API server refuses an object whose annotations' keys and values total more than
+//! 256 KiB (`ValidateAnnotationsSize` in apimachinery's object-meta validation). The
+//! annotations the injector adds (`sidecar.istio.io/status`, the provenance record and the
+//! others) can push a pod that was valid on its own over it, so the engine measures the
+//! annotations the patch leaves and refuses the pod itself, naming the figures, rather than
+//! admit a pod the API server then rejects.
+
+use std::collections::BTreeMap;
+
+use crate::patch::{Entry, EntryValue};
+
+/// apimachinery's `TotalAnnotationSizeLimitB`: the most the keys and values of one object's
+/// annotations may total, in bytes.
+pub const TOTAL_ANNOTATION_BYTES: usize = 256 * 1024;
+
+/// What the annotations of the patched pod total, and what of it the patch adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AnnotationBytes {
+    /// Keys and values of every annotation the patched pod has.
+    pub total: usize,
+    /// Of which, the keys and values the patch sets.
+    pub added: usize,
+}
+
+impl AnnotationBytes {
+    /// Whether the API server accepts annotations of this size.
+    pub(crate) fn within_limit(&self) -> bool {
+        self.total <= TOTAL_ANNOTATION_BYTES
+    }
+}
+
+/// The size of the annotations a pod with `existing` has once `added` are set (the last of
+/// equal keys wins, as the patch's operations apply in order) and `removed` are removed.
+pub(crate) fn patched_annotation_bytes(
+    existing: Option<&BTreeMap<String, String>>,
+    added: &[Entry<'_>],
+    removed: &[String],
+) -> AnnotationBytes {
+    let is_removed = |key: &str| removed.iter().any(|gone| gone == key);
+    let is_set = |key: &str| added.iter().any(|(set, _)| set == key);
+    let kept: usize = existing
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !is_set(key) && !is_removed(key))
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    let added_bytes: usize = added
+        .iter()
+        .enumerate()
+        .filter(|&(index, (key, _))| !is_removed(key) && !added[index + 1..].iter().any(|(later, _)| later == key))
+        .map(|(_, (key, value))| key.len() + value_bytes(value))
+        .sum();
+    AnnotationBytes {
+        total: kept + added_bytes,
+        added: added_bytes,
+    }
+}
+
+/// The length of an annotation value as stored (unescaped).
+fn value_bytes(value: &EntryValue<'_>) -> usize {
+    match value {
+        EntryValue::Text(text) => text.len(),
+        EntryValue::Json(json) => json.document_len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::json_text::JsonText;
+
+    fn existing(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn counts_keys_and_values_as_stored() {
+        let status = json!({"containers": ["istio-proxy"], "note": "a \"quoted\" word\n"});
+        let stored = serde_json::to_string(&status).unwrap();
+        let added: Vec<Entry<'_>> = vec![
+            (Cow::Borrowed("istio.io/rev"), EntryValue::from("default")),
+            (
+                Cow::Borrowed("sidecar.istio.io/status"),
+                EntryValue::from(JsonText::of(&status)),
+            ),
+        ];
+        let pod = existing(&[("team", "a"), ("build", "12345")]);
+        let bytes = patched_annotation_bytes(Some(&pod), &added, &[]);
+        let ours = "istio.io/rev".len() + "default".len() + "sidecar.istio.io/status".len() + stored.len();
+        assert_eq!(bytes.added, ours);
+        assert_eq!(bytes.total, ours + "team".len() + 1 + "build".len() + 5);
+    }
+
+    #[test]
+    fn replaced_and_removed_annotations_count_once_or_not_at_all() {
+        let pod = existing(&[
+            ("example.com/port", "9102"),
+            ("example.com/targets", "xyz"),
+            ("keep", "k"),
+        ]);
+        let added: Vec<Entry<'_>> = vec![
+            (Cow::Borrowed("example.com/port"), EntryValue::from("15020")),
+            (Cow::Borrowed("twice"), EntryValue::from("first value")),
+            (Cow::Borrowed("twice"), EntryValue::from("v")),
+        ];
+        let bytes = patched_annotation_bytes(Some(&pod), &added, &["example.com/targets".to_string()]);
+        let ours = "example.com/port".len() + 5 + "twice".len() + 1;
+        assert_eq!(bytes.added, ours);
+        assert_eq!(bytes.total, ours + "keep".len() + 1);
+    }
+
+    #[test]
+    fn the_limit_is_inclusive() {
+        let at = AnnotationBytes {
+            total: TOTAL_ANNOTATION_BYTES,
+            added: 10,
+        };
+        assert!(at.within_limit());
+        assert!(
+            !AnnotationBytes {
+                total: TOTAL_ANNOTATION_BYTES + 1,
+                ..at
+            }
+            .within_limit()
+        );
+    }
+}
