@@ -32,6 +32,29 @@ impl AnnotationBytes {
     }
 }
 
+/// The size of the annotations the patch leaves, when it is over the limit: what
+/// [`patched_annotation_bytes`] measures, after a bound that needs no key compared (the
+/// pod's own and the added, escaped, with none replaced or removed) shows most pods clear.
+pub(crate) fn annotations_over_limit(
+    existing: Option<&BTreeMap<String, String>>,
+    added: &[Entry<'_>],
+    removed: &[String],
+) -> Option<AnnotationBytes> {
+    let own: usize = existing
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    let ours: usize = added
+        .iter()
+        .map(|(key, value)| key.len() + value_bytes_at_most(value))
+        .sum();
+    if own + ours <= TOTAL_ANNOTATION_BYTES {
+        return None;
+    }
+    Some(patched_annotation_bytes(existing, added, removed)).filter(|bytes| !bytes.within_limit())
+}
+
 /// The size of the annotations a pod with `existing` has once `added` are set (the last of
 /// equal keys wins, as the patch's operations apply in order) and `removed` are removed.
 pub(crate) fn patched_annotation_bytes(
@@ -64,6 +87,14 @@ fn value_bytes(value: &EntryValue<'_>) -> usize {
     match value {
         EntryValue::Text(text) => text.len(),
         EntryValue::Json(json) => json.document_len(),
+    }
+}
+
+/// At least the length of an annotation value as stored: its escaped length for JSON.
+fn value_bytes_at_most(value: &EntryValue<'_>) -> usize {
+    match value {
+        EntryValue::Text(text) => text.len(),
+        EntryValue::Json(json) => json.escaped_len(),
     }
 }
 
@@ -114,6 +145,28 @@ mod tests {
         let ours = "example.com/port".len() + 5 + "twice".len() + 1;
         assert_eq!(bytes.added, ours);
         assert_eq!(bytes.total, ours + "keep".len() + 1);
+    }
+
+    #[test]
+    fn over_limit_only_when_the_exact_size_is() {
+        let room = TOTAL_ANNOTATION_BYTES - "big".len() - "example.com/note".len();
+        let pod = existing(&[("big", &"x".repeat(room - 10)), ("example.com/note", "0123456789")]);
+        let replacing: Vec<Entry<'_>> = vec![(Cow::Borrowed("example.com/note"), EntryValue::from("abcdefghij"))];
+        assert_eq!(
+            annotations_over_limit(Some(&pod), &replacing, &[]),
+            None,
+            "a replaced value counts once"
+        );
+        let adding: Vec<Entry<'_>> = vec![(Cow::Borrowed("n"), EntryValue::from("v"))];
+        assert_eq!(
+            annotations_over_limit(Some(&pod), &adding, &[]),
+            Some(AnnotationBytes {
+                total: TOTAL_ANNOTATION_BYTES + 2,
+                added: 2
+            })
+        );
+        let removing = ["example.com/note".to_string()];
+        assert_eq!(annotations_over_limit(Some(&pod), &adding, &removing), None);
     }
 
     #[test]

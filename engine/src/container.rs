@@ -229,6 +229,44 @@ impl WriteJson for ProxyResizePolicy {
     }
 }
 
+/// The proxy's readiness probe: `/healthz/ready` on the agent's port, with the timings of
+/// the `readiness.status.sidecar.istio.io/*` annotations or the config (fields in name
+/// order, as istiod's template writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadinessProbe {
+    /// `failureThreshold`.
+    pub failure_threshold: u32,
+    /// `initialDelaySeconds`, written only when above 0.
+    pub initial_delay_seconds: u32,
+    /// `periodSeconds`.
+    pub period_seconds: u32,
+}
+
+impl ReadinessProbe {
+    /// The agent's port the probe asks, whatever the status port (as istiod's template).
+    const PORT: u16 = 15021;
+    /// `timeoutSeconds`, fixed in istiod's template.
+    const TIMEOUT_SECONDS: u32 = 3;
+}
+
+impl WriteJson for ReadinessProbe {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
+        object.number("failureThreshold", self.failure_threshold);
+        object.key("httpGet");
+        let mut http_get = JsonObject::new(object.out());
+        http_get.string("path", "/healthz/ready");
+        http_get.number("port", Self::PORT);
+        http_get.end();
+        if self.initial_delay_seconds > 0 {
+            object.number("initialDelaySeconds", self.initial_delay_seconds);
+        }
+        object.number("periodSeconds", self.period_seconds);
+        object.number("timeoutSeconds", Self::TIMEOUT_SECONDS);
+        object.end();
+    }
+}
+
 /// The `istio-proxy` container.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxyContainer<'a> {
@@ -239,7 +277,7 @@ pub(crate) struct ProxyContainer<'a> {
     pub lifecycle: Option<Fragment<'a>>,
     pub name: &'static str,
     pub ports: &'a RawValue,
-    pub readiness_probe: Option<&'a Value>,
+    pub readiness_probe: Option<&'a ReadinessProbe>,
     pub resize_policy: Option<ProxyResizePolicy>,
     pub resources: Requirements<'a>,
     pub restart_policy: Option<&'static str>,
@@ -355,6 +393,29 @@ pub(crate) fn written(value: &impl WriteJson) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_probe_is_written_as_istiods_template_writes_it() {
+        let probe = ReadinessProbe {
+            failure_threshold: 4,
+            initial_delay_seconds: 0,
+            period_seconds: 15,
+        };
+        assert_eq!(
+            written(&probe),
+            serde_json::json!({"failureThreshold": 4, "httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15, "timeoutSeconds": 3})
+        );
+        let delayed = ReadinessProbe {
+            initial_delay_seconds: 2,
+            ..probe
+        };
+        let mut out = Vec::new();
+        delayed.write_json(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"failureThreshold":4,"httpGet":{"path":"/healthz/ready","port":15021},"initialDelaySeconds":2,"periodSeconds":15,"timeoutSeconds":3}"#
+        );
+    }
     use crate::quantity::{Quantity, ResourceKind};
     use serde_json::json;
 

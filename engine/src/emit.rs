@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::annotation_size::{AnnotationBytes, patched_annotation_bytes};
+use crate::annotation_size::{AnnotationBytes, annotations_over_limit};
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
 use crate::container::SidecarContainer;
@@ -19,13 +19,14 @@ use crate::resources::pod_level::PodLevelChange;
 use crate::templates::Template;
 use crate::{gateway, traffic};
 
-/// The patch, with the size of the annotations it leaves the pod (the one limit of the
-/// API server that depends on what was rendered: [`crate::annotation_size`]).
+/// The patch, with the size of the annotations it leaves the pod when that is over the API
+/// server's limit (the one limit that depends on what was rendered:
+/// [`crate::annotation_size`]).
 pub(crate) struct Emitted {
     /// The operations.
     pub patch: SerializedPatch,
-    /// The patched pod's annotations.
-    pub annotations: AnnotationBytes,
+    /// The patched pod's annotations, when they are over the limit.
+    pub annotations_over_limit: Option<AnnotationBytes>,
 }
 
 /// The patch that adds `rendered` to the pod of `plan`.
@@ -74,10 +75,10 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
     if plan.template == Template::Gateway {
         gateway::emit_unprivileged_ports(plan.spec, &mut builder);
     }
-    let annotations = emit_annotations(plan, &status, config, &mut builder);
+    let annotations_over_limit = emit_annotations(plan, &status, config, &mut builder);
     Emitted {
         patch: builder.build(),
-        annotations,
+        annotations_over_limit,
     }
 }
 
@@ -93,7 +94,7 @@ fn emit_probe_rewrites(plan: &Plan<'_>, builder: &mut PatchBuilder) {
             path.pop();
         }
         path.push("httpGet");
-        builder.add(&path, &rewrite.http_get);
+        builder.add_written(&path, &rewrite.http_get);
     }
 }
 
@@ -149,13 +150,13 @@ fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut Patch
 }
 
 /// Status, revision, container defaults, Prometheus, overrides, CNI and provenance; returns
-/// the size of the annotations the pod is left with.
+/// the size of the annotations the pod is left with when it is over the limit.
 fn emit_annotations(
     plan: &Plan<'_>,
     status: &SidecarStatus,
     config: &InjectConfig,
     builder: &mut PatchBuilder,
-) -> AnnotationBytes {
+) -> Option<AnnotationBytes> {
     let mut extra: Vec<Entry<'_>> = plan
         .prometheus
         .annotations
@@ -188,7 +189,7 @@ fn emit_annotations(
             plan.proxy_resources.provenance_text_with(pod_level).into(),
         ));
     }
-    let size = patched_annotation_bytes(plan.annotations, &added, &plan.prometheus.remove);
+    let size = annotations_over_limit(plan.annotations, &added, &plan.prometheus.remove);
     builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
     for key in &plan.prometheus.remove {
         builder.remove(&["metadata", "annotations", key]);

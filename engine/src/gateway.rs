@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::config::{InjectConfig, InterceptionMode, ResourceMerge};
-use crate::container::{EnvVar, Fragment, Mounts, ProxyArgs, ProxyContainer, ProxyRole, Requirements};
+use crate::container::{EnvVar, Fragment, Mounts, ProxyArgs, ProxyContainer, ProxyRole, ReadinessProbe, Requirements};
 use crate::istio_parts::{VOLUME_NAMES, proxy_mounts, standard_volumes};
 use crate::patch::PatchBuilder;
 use crate::resources::Tuning;
@@ -50,7 +50,7 @@ pub(crate) struct GatewayTemplate {
     /// `runAsUser`/`runAsGroup` 1337.
     pub security: Box<RawValue>,
     /// The readiness probe from the config.
-    pub readiness_probe: Option<Value>,
+    pub readiness_probe: Option<ReadinessProbe>,
     /// The resource policy for gateway proxies.
     pub tuning: Tuning,
 }
@@ -240,7 +240,7 @@ mod tests {
             ..InjectConfig::default()
         };
         let template = compiled(&config);
-        let probe = template.readiness_probe.unwrap();
+        let probe = crate::container::written(&template.readiness_probe.unwrap());
         assert_eq!(probe["httpGet"]["port"], 15021);
         assert_eq!(probe["failureThreshold"], 7);
         assert!(template.tuning.defaults.iter().any(Option::is_some));

@@ -45,6 +45,11 @@ impl JsonText {
         &self.escaped
     }
 
+    /// The length in bytes of the escaped contents: at least [`JsonText::document_len`].
+    pub fn escaped_len(&self) -> usize {
+        self.escaped.len()
+    }
+
     /// The length in bytes of the document itself: of the contents once unescaped.
     pub fn document_len(&self) -> usize {
         let bytes = self.escaped.as_bytes();

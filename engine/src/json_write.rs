@@ -92,6 +92,12 @@ impl<'o> JsonObject<'o> {
         write_json_string(self.out, value);
     }
 
+    /// A member whose value is the whole number `value`.
+    pub(crate) fn number(&mut self, key: &str, value: impl itoa::Integer) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
     /// A member whose value is `value`.
     pub(crate) fn item(&mut self, key: &str, value: &(impl WriteJson + ?Sized)) {
         self.key(key);

@@ -224,9 +224,12 @@ impl Injector {
             gateway: &self.gateway,
         };
         let rendered = render::render(&plan, self.config(), &self.concurrency, templates);
-        let emit::Emitted { patch, annotations } = emit::emit(&plan, rendered, self.config());
+        let emit::Emitted {
+            patch,
+            annotations_over_limit,
+        } = emit::emit(&plan, rendered, self.config());
         let plan = *plan;
-        if !annotations.within_limit() {
+        if let Some(annotations) = annotations_over_limit {
             return Err(Denial::new(annotations_too_large(annotations), plan.warnings));
         }
         Ok(Outcome {

@@ -151,6 +151,12 @@ impl PatchBuilder {
         self.write_value(value);
     }
 
+    /// Adds `item`, written by hand, at the path made of `tokens`.
+    pub(crate) fn add_written(&mut self, tokens: &[&str], item: &(impl WriteJson + ?Sized)) {
+        self.begin_add(tokens);
+        self.write_item(item);
+    }
+
     /// Writes `value` and closes the operation.
     fn write_value(&mut self, value: impl Serialize) {
         write_serialized(&mut self.bytes, &value);

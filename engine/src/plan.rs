@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::annotations::{CAP_NET_BIND_SERVICE, NATIVE_SIDECAR, PROXY_IMAGE, PROXY_IMAGE_TYPE};
 use crate::config::{InjectConfig, InterceptionMode, Platform};
+use crate::container::ReadinessProbe;
 use crate::decision::{Decision, SkipReason, read_switch, should_inject};
 use crate::error::{InjectError, quoted};
 use crate::log_levels::LogLevels;
@@ -33,7 +34,6 @@ use crate::{
     Denial, Injector, PodRequest, istio_parts, openshift, probes, prometheus, sidecar, templates, traffic, user_volumes,
 };
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use serde_json::Value;
 
 /// Everything decided about one pod that is injected.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub(crate) struct Plan<'a> {
     /// The Prometheus merge.
     pub prometheus: PrometheusMerge,
     /// The proxy's readiness probe.
-    pub readiness_probe: Option<Value>,
+    pub readiness_probe: Option<ReadinessProbe>,
     /// The proxy image.
     pub proxy_image: Cow<'a, str>,
     /// The init container's image.
@@ -345,7 +345,7 @@ struct PodSettings<'a> {
     proxy_config: ProxyConfig,
     user_volumes: UserVolumes,
     prometheus: PrometheusMerge,
-    readiness_probe: Option<Value>,
+    readiness_probe: Option<ReadinessProbe>,
     proxy_image: Cow<'a, str>,
     init_image: Cow<'a, str>,
     cap_net_bind_service: bool,

@@ -6,9 +6,11 @@
 //! `/app-health/<container>/{readyz,livez,startupz}`, and the original goes into the
 //! proxy's `ISTIO_KUBE_APP_PROBERS` environment variable, named ports resolved to numbers.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::json_text::JsonText;
+use crate::json_write::{JsonObject, WriteJson, write_json_string_of};
+use crate::patch::sorted_last_wins;
 use k8s_openapi::api::core::v1::{
     Container, GRPCAction, HTTPGetAction, HTTPHeader, LifecycleHandler, Pod, Probe, TCPSocketAction,
 };
@@ -37,17 +39,102 @@ pub struct ProbeRewrite<'a> {
     pub http_get: AgentHttpGet<'a>,
 }
 
+/// `/app-health/<container>/<probe>` or `/app-lifecycle/<container>/<hook>`: the agent's path
+/// for one probe or hook, written from its parts (never built as a `String`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentPath<'a> {
+    /// `app-health` or `app-lifecycle`.
+    prefix: &'static str,
+    /// The app container's name.
+    container: &'a str,
+    /// `readyz`, `livez`, `startupz`, `poststartz` or `prestopz`.
+    suffix: &'static str,
+}
+
+impl AgentPath<'_> {
+    /// The path's bytes, in order.
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        [
+            b"/",
+            self.prefix.as_bytes(),
+            b"/",
+            self.container.as_bytes(),
+            b"/",
+            self.suffix.as_bytes(),
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+    }
+}
+
+impl Ord for AgentPath<'_> {
+    /// The order of the paths as strings.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl PartialOrd for AgentPath<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for AgentPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/{}/{}", self.prefix, self.container, self.suffix)
+    }
+}
+
+impl WriteJson for AgentPath<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_string_of(out, &["/", self.prefix, "/", self.container, "/", self.suffix]);
+    }
+}
+
+impl Serialize for AgentPath<'_> {
+    /// Serialized as a string assembled on the stack: a formatted key costs a serializer
+    /// far more. A path longer than any valid container name allows is formatted instead.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buffer = [0u8; 128];
+        let mut len = 0;
+        for part in ["/", self.prefix, "/", self.container, "/", self.suffix] {
+            let Some(slot) = buffer.get_mut(len..len + part.len()) else {
+                return serializer.collect_str(self);
+            };
+            slot.copy_from_slice(part.as_bytes());
+            len += part.len();
+        }
+        match std::str::from_utf8(&buffer[..len]) {
+            Ok(path) => serializer.serialize_str(path),
+            Err(_) => serializer.collect_str(self),
+        }
+    }
+}
+
 /// The `httpGet` that points a probe at the agent (fields in name order, as the API server
 /// writes them).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentHttpGet<'a> {
-    /// `/app-health/<container>/<probe>` or `/app-lifecycle/<container>/<hook>`.
-    pub path: String,
+    /// The agent's path for the probe.
+    pub path: AgentPath<'a>,
     /// The agent's status port.
     pub port: u16,
     /// `HTTP`, when the original set a scheme.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<&'a str>,
+}
+
+impl WriteJson for AgentHttpGet<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut object = JsonObject::new(out);
+        object.item("path", &self.path);
+        object.number("port", self.port);
+        if let Some(scheme) = self.scheme {
+            object.string("scheme", scheme);
+        }
+        object.end();
+    }
 }
 
 /// A probe's original handler as the agent reads it from `ISTIO_KUBE_APP_PROBERS`, named
@@ -140,7 +227,7 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
         return ProbePlan::default();
     };
     let mut rewrites = Vec::new();
-    let mut probers = BTreeMap::new();
+    let mut probers = Vec::new();
     let app_sidecars = spec
         .init_containers
         .iter()
@@ -161,9 +248,13 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
                 continue;
             };
             let handler = original.name();
-            let path = ["/", prefix, "/", &container.name, "/", suffix].concat();
+            let path = AgentPath {
+                prefix,
+                container: &container.name,
+                suffix,
+            };
             let http_get = AgentHttpGet {
-                path: path.clone(),
+                path,
                 port: status_port,
                 scheme: original.sets_scheme().then_some("HTTP"),
             };
@@ -171,7 +262,7 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
                 handler: original,
                 timeout_seconds: probe.timeout_seconds.filter(|t| *t > 0),
             };
-            probers.insert(path, prober);
+            probers.push((path, prober));
             rewrites.push(ProbeRewrite {
                 list,
                 container: index,
@@ -181,8 +272,21 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
             });
         }
     }
-    let app_probers = (!probers.is_empty()).then(|| JsonText::of(&probers));
+    let app_probers = (!probers.is_empty()).then(|| JsonText::of(&AppProbers(sorted_last_wins(probers))));
     ProbePlan { rewrites, app_probers }
+}
+
+/// `ISTIO_KUBE_APP_PROBERS`: each prober under its path, in path order.
+struct AppProbers<'a>(Vec<(AgentPath<'a>, AppProber<'a>)>);
+
+impl Serialize for AppProbers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (path, prober) in &self.0 {
+            map.serialize_entry(path, prober)?;
+        }
+        map.end()
+    }
 }
 
 /// A container's probes and hooks: where each sits, the agent path it gets, and its handlers.
@@ -320,7 +424,7 @@ mod tests {
         assert_eq!(plan.rewrites.len(), 4);
         assert_eq!(plan.rewrites[0].probe, ["readinessProbe"]);
         assert_eq!(
-            serde_json::to_value(&plan.rewrites[0].http_get).unwrap(),
+            crate::container::written(&plan.rewrites[0].http_get),
             json!({"path": "/app-health/hello/readyz", "port": 15020, "scheme": "HTTP"})
         );
         assert_eq!(plan.rewrites[2].handler, "tcpSocket");
@@ -328,6 +432,17 @@ mod tests {
             plan.app_probers.unwrap().to_json(),
             r#"{"/app-health/hello/livez":{"httpGet":{"port":80}},"/app-health/hello/readyz":{"httpGet":{"port":3333,"scheme":"HTTPS"},"timeoutSeconds":2},"/app-health/world/livez":{"tcpSocket":{"port":90}},"/app-health/world/startupz":{"grpc":{"port":9000}}}"#
         );
+    }
+
+    #[test]
+    fn a_container_name_longer_than_the_stack_path_is_still_written_whole() {
+        let name = "n".repeat(200);
+        let pod = pod(json!([{"name": name, "readinessProbe": {"tcpSocket": {"port": 80}}}]));
+        let plan = plan_probe_rewrites(&pod, 15020);
+        let path = format!("/app-health/{name}/readyz");
+        let probers: Value = serde_json::from_str(&plan.app_probers.unwrap().to_json()).unwrap();
+        assert_eq!(probers, json!({path.clone(): {"tcpSocket": {"port": 80}}}));
+        assert_eq!(crate::container::written(&plan.rewrites[0].http_get)["path"], path);
     }
 
     #[test]

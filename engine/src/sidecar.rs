@@ -13,7 +13,9 @@ use super::traffic::{PROXY_UID, TrafficSettings};
 use super::workload::Workload;
 use crate::bootstrap_override;
 use crate::config::{InjectConfig, InterceptionMode};
-use crate::container::{EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, ProxyRole, Requirements};
+use crate::container::{
+    EnvVar, Fragment, InitContainer, Mounts, ProxyArgs, ProxyContainer, ProxyRole, ReadinessProbe, Requirements,
+};
 use crate::istio_parts::{
     MTLS_CERTS_MOUNT_PATH, MTLS_CERTS_VOLUME, PROXY_MOUNTS, SecurityInputs, init_security_context, native_lifecycle,
     proxy_security_context,
@@ -51,7 +53,7 @@ pub(crate) struct SidecarInputs<'a> {
     /// The app's own Prometheus settings, for `ISTIO_PROMETHEUS_ANNOTATIONS`.
     pub prometheus_original: Option<&'a JsonText>,
     /// The proxy's readiness probe, `None` when the status port is disabled.
-    pub readiness_probe: Option<&'a Value>,
+    pub readiness_probe: Option<&'a ReadinessProbe>,
     /// The proxy image (config, or `sidecar.istio.io/proxyImage`), with its image type.
     pub proxy_image: &'a str,
     /// The init container's image, with its image type.
@@ -352,7 +354,7 @@ pub fn readiness_probe(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     config: &InjectConfig,
     status_port: u16,
-) -> Result<Option<Value>, super::error::InjectError> {
+) -> Result<Option<ReadinessProbe>, super::error::InjectError> {
     if status_port == 0 {
         return Ok(None);
     }
@@ -370,17 +372,11 @@ pub fn readiness_probe(
                 }),
         }
     };
-    let initial_delay = number(READINESS_INITIAL_DELAY, config.readiness_initial_delay_seconds)?;
-    let mut probe = json!({
-        "failureThreshold": number(READINESS_FAILURE_THRESHOLD, config.readiness_failure_threshold)?,
-        "httpGet": {"path": "/healthz/ready", "port": 15021},
-        "periodSeconds": number(READINESS_PERIOD, config.readiness_period_seconds)?,
-        "timeoutSeconds": 3,
-    });
-    if initial_delay > 0 {
-        probe["initialDelaySeconds"] = json!(initial_delay);
-    }
-    Ok(Some(probe))
+    Ok(Some(ReadinessProbe {
+        initial_delay_seconds: number(READINESS_INITIAL_DELAY, config.readiness_initial_delay_seconds)?,
+        failure_threshold: number(READINESS_FAILURE_THRESHOLD, config.readiness_failure_threshold)?,
+        period_seconds: number(READINESS_PERIOD, config.readiness_period_seconds)?,
+    }))
 }
 
 /// The init container: `istio-init`, or `istio-validation` when Istio CNI installs the rules.
