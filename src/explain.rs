@@ -163,6 +163,7 @@ pub fn explain(
         namespace: &namespace_name,
         workload: found.workload(),
         has_metadata,
+        unread_annotation_bytes: 0,
         namespace_context: NamespaceContext {
             annotations: namespace.and_then(|ns| ns.metadata.annotations.as_ref()),
             recommendation: None,

@@ -82,6 +82,7 @@ fn inject_template(
         namespace,
         workload: workload.as_ref(),
         has_metadata,
+        unread_annotation_bytes: 0,
         namespace_context: crate::engine::NamespaceContext::default(),
         reinjection,
     };

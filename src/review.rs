@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::engine::{Injector, NamespaceContext, ProxyResources};
 
+mod annotations;
 mod answer;
 mod object;
 mod parse;

@@ -1000,6 +1000,7 @@ fn reader_and_engine_agree(
         namespace,
         workload: None,
         has_metadata: true,
+        unread_annotation_bytes: 0,
         namespace_context: *context,
         reinjection: false,
     };

@@ -32,19 +32,31 @@ impl AnnotationBytes {
     }
 }
 
+/// The pod's own annotations: those read, and the bytes of those the reader left out
+/// (which the patch neither replaces nor removes: the engine reads every key it sets).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadAnnotations<'a> {
+    /// The annotations read.
+    pub read: Option<&'a BTreeMap<String, String>>,
+    /// Keys and values of the others.
+    pub unread_bytes: usize,
+}
+
 /// The size of the annotations the patch leaves, when it is over the limit: what
 /// [`patched_annotation_bytes`] measures, after a bound that needs no key compared (the
 /// pod's own and the added, escaped, with none replaced or removed) shows most pods clear.
 pub(crate) fn annotations_over_limit(
-    existing: Option<&BTreeMap<String, String>>,
+    existing: ReadAnnotations<'_>,
     added: &[Entry<'_>],
     removed: &[String],
 ) -> Option<AnnotationBytes> {
-    let own: usize = existing
+    let read: usize = existing
+        .read
         .into_iter()
         .flatten()
         .map(|(key, value)| key.len() + value.len())
         .sum();
+    let own = read + existing.unread_bytes;
     let ours: usize = added
         .iter()
         .map(|(key, value)| key.len() + value_bytes_at_most(value))
@@ -52,7 +64,9 @@ pub(crate) fn annotations_over_limit(
     if own + ours <= TOTAL_ANNOTATION_BYTES {
         return None;
     }
-    Some(patched_annotation_bytes(existing, added, removed)).filter(|bytes| !bytes.within_limit())
+    let mut bytes = patched_annotation_bytes(existing.read, added, removed);
+    bytes.total += existing.unread_bytes;
+    Some(bytes).filter(|bytes| !bytes.within_limit())
 }
 
 /// The size of the annotations a pod with `existing` has once `added` are set (the last of
@@ -147,26 +161,56 @@ mod tests {
         assert_eq!(bytes.total, ours + "keep".len() + 1);
     }
 
+    fn read(pod: &BTreeMap<String, String>) -> ReadAnnotations<'_> {
+        ReadAnnotations {
+            read: Some(pod),
+            unread_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn annotations_left_unread_count_toward_the_limit() {
+        let pod = existing(&[("sidecar.istio.io/proxyCPU", "100m")]);
+        let adding: Vec<Entry<'_>> = vec![(Cow::Borrowed("n"), EntryValue::from("v"))];
+        let own = "sidecar.istio.io/proxyCPU".len() + 4;
+        let fits = ReadAnnotations {
+            read: Some(&pod),
+            unread_bytes: TOTAL_ANNOTATION_BYTES - own - 2,
+        };
+        assert_eq!(annotations_over_limit(fits, &adding, &[]), None);
+        let over = ReadAnnotations {
+            unread_bytes: fits.unread_bytes + 1,
+            ..fits
+        };
+        assert_eq!(
+            annotations_over_limit(over, &adding, &[]),
+            Some(AnnotationBytes {
+                total: TOTAL_ANNOTATION_BYTES + 1,
+                added: 2
+            })
+        );
+    }
+
     #[test]
     fn over_limit_only_when_the_exact_size_is() {
         let room = TOTAL_ANNOTATION_BYTES - "big".len() - "example.com/note".len();
         let pod = existing(&[("big", &"x".repeat(room - 10)), ("example.com/note", "0123456789")]);
         let replacing: Vec<Entry<'_>> = vec![(Cow::Borrowed("example.com/note"), EntryValue::from("abcdefghij"))];
         assert_eq!(
-            annotations_over_limit(Some(&pod), &replacing, &[]),
+            annotations_over_limit(read(&pod), &replacing, &[]),
             None,
             "a replaced value counts once"
         );
         let adding: Vec<Entry<'_>> = vec![(Cow::Borrowed("n"), EntryValue::from("v"))];
         assert_eq!(
-            annotations_over_limit(Some(&pod), &adding, &[]),
+            annotations_over_limit(read(&pod), &adding, &[]),
             Some(AnnotationBytes {
                 total: TOTAL_ANNOTATION_BYTES + 2,
                 added: 2
             })
         );
         let removing = ["example.com/note".to_string()];
-        assert_eq!(annotations_over_limit(Some(&pod), &adding, &removing), None);
+        assert_eq!(annotations_over_limit(read(&pod), &adding, &removing), None);
     }
 
     #[test]

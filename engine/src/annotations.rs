@@ -111,6 +111,9 @@ pub const USER_VOLUME: &str = "sidecar.istio.io/userVolume";
 pub const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
 /// The app's own scrape switch.
 pub const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
+/// The dotted spelling of [`PROMETHEUS_SCRAPE`] some charts write; `"false"` opts out as
+/// istiod reads it (a key without a domain, so not a row of its own).
+pub const PROMETHEUS_SCRAPE_DOTTED: &str = "prometheus.io.scrape";
 /// The app's own metrics port.
 pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
 /// The app's own metrics path.
@@ -341,6 +344,27 @@ pub fn spec(key: &str) -> Option<&'static AnnotationSpec> {
     REGISTRY.iter().find(|row| row.key == key)
 }
 
+/// The key domains (the part before `/`) of every pod annotation the engine reads or checks
+/// for, in the registry or not (`kubectl.kubernetes.io/default-container`, `istio.io/rev`);
+/// besides these, every domain ending in `istio.io`.
+const READ_DOMAINS: [&str; 5] = [
+    "sidecar-injector.io",
+    "prometheus.io",
+    "kubectl.kubernetes.io",
+    "k8s.v1.cni.cncf.io",
+    "openshift.io",
+];
+
+/// Whether the engine may read the pod annotation `key`. A reader that leaves the others out
+/// of the pod it gives the engine, counting their bytes
+/// ([`crate::PodRequest::unread_annotation_bytes`]), gets the same answer.
+pub fn read_by_engine(key: &str) -> bool {
+    let Some((domain, _)) = key.split_once('/') else {
+        return key == PROMETHEUS_SCRAPE_DOTTED;
+    };
+    domain.ends_with("istio.io") || READ_DOMAINS.contains(&domain)
+}
+
 /// The README's annotation reference, as a Markdown table.
 pub fn reference_table() -> String {
     let mut table =
@@ -415,7 +439,6 @@ mod tests {
             "openshift.io/build.name",
             "app.kubernetes.io/name",
             "app.kubernetes.io/version",
-            "prometheus.io.scrape",
             "istio.io/dataplane-mode",
         ];
         let prefixes = [
@@ -453,6 +476,38 @@ mod tests {
             }
         });
         assert!(stray.is_empty(), "annotation keys outside the registry: {stray:#?}");
+    }
+
+    /// Every pod annotation the engine reads is one a reader keeps: the registry's keys and
+    /// those it only checks for; an unrelated annotation is left out.
+    #[test]
+    fn every_annotation_the_engine_reads_is_kept_by_readers() {
+        let checked_only = [
+            "kubectl.kubernetes.io/default-container",
+            "kubectl.kubernetes.io/default-logs-container",
+            "istio.io/rev",
+            STATUS,
+            PROMETHEUS_SCRAPE_DOTTED,
+        ];
+        let registry = REGISTRY
+            .iter()
+            .filter(|row| row.scope != Scope::Namespace)
+            .map(|row| row.key);
+        for key in registry.chain(checked_only) {
+            assert!(
+                read_by_engine(key),
+                "{key} would be left out of the pod the engine reads"
+            );
+        }
+        for key in [
+            "checksum/config",
+            "team.example.com/owner",
+            "note",
+            "prometheus.io.port",
+            "deployment.kubernetes.io/revision",
+        ] {
+            assert!(!read_by_engine(key), "{key}");
+        }
     }
 
     /// The fuzz target's `all` seed holds every fuzzed key's sample, in registry order.

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::annotation_size::{AnnotationBytes, annotations_over_limit};
+use crate::annotation_size::{AnnotationBytes, ReadAnnotations, annotations_over_limit};
 use crate::annotations::{MULTUS_NETWORKS, OVERRIDES, PROVENANCE};
 use crate::config::{CniProvider, InjectConfig};
 use crate::container::SidecarContainer;
@@ -189,7 +189,11 @@ fn emit_annotations(
             plan.proxy_resources.provenance_text_with(pod_level).into(),
         ));
     }
-    let size = annotations_over_limit(plan.annotations, &added, &plan.prometheus.remove);
+    let existing = ReadAnnotations {
+        read: plan.annotations,
+        unread_bytes: plan.unread_annotation_bytes,
+    };
+    let size = annotations_over_limit(existing, &added, &plan.prometheus.remove);
     builder.set_entries(&["metadata", "annotations"], plan.annotations, added);
     for key in &plan.prometheus.remove {
         builder.remove(&["metadata", "annotations", key]);

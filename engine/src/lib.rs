@@ -85,6 +85,10 @@ pub struct PodRequest<'a> {
     pub workload: Option<&'a Workload>,
     /// Whether the pod JSON has a `metadata` object at all.
     pub has_metadata: bool,
+    /// Bytes (keys and values) of the pod's annotations that the caller left out of `pod`
+    /// because the engine never reads them ([`annotations::read_by_engine`]); 0 when `pod`
+    /// has them all. They count toward the API server's limit on the patched pod's.
+    pub unread_annotation_bytes: usize,
     /// The namespace's annotations and LimitRanges, as far as they are known.
     pub namespace_context: NamespaceContext<'a>,
     /// The pod was stripped of a previous injection (offline re-injection). A pod without

@@ -52,6 +52,8 @@ pub(crate) struct Plan<'a> {
     pub spec: &'a PodSpec,
     /// Its annotations.
     pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// Bytes of its annotations left out of `annotations` by the reader.
+    pub unread_annotation_bytes: usize,
     /// The owning workload.
     pub workload: Cow<'a, Workload>,
     /// Native sidecar layout.
@@ -146,6 +148,7 @@ pub(crate) fn plan<'a>(injector: &'a Injector, request: &PodRequest<'a>) -> Resu
         has_metadata: request.has_metadata,
         spec,
         annotations,
+        unread_annotation_bytes: request.unread_annotation_bytes,
         workload,
         native: checked.native,
         init_resources: checked.init_resources,

@@ -22,10 +22,10 @@ pub use crate::annotations::PROMETHEUS_PATH as PATH;
 pub use crate::annotations::PROMETHEUS_PORT as PORT;
 /// Scrape switch annotation.
 pub use crate::annotations::PROMETHEUS_SCRAPE as SCRAPE;
+/// The dotted spelling of [`SCRAPE`]; `"false"` opts out as istiod reads it.
+use crate::annotations::PROMETHEUS_SCRAPE_DOTTED as SCRAPE_DOTTED;
 /// Several `port:path` targets.
 pub use crate::annotations::PROMETHEUS_SCRAPE_TARGETS as SCRAPE_TARGETS;
-/// The dotted spelling of [`SCRAPE`] some charts write; `"false"` opts out as istiod reads it.
-const SCRAPE_DOTTED: &str = "prometheus.io.scrape";
 /// Where the agent serves merged metrics. istiod writes this port whatever the status port.
 const AGENT_METRICS_PORT: &str = "15020";
 

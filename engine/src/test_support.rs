@@ -20,6 +20,7 @@ pub(crate) fn inject_and_apply(
         namespace: "default",
         workload: None,
         has_metadata: pod.get("metadata").is_some(),
+        unread_annotation_bytes: 0,
         namespace_context: context,
         reinjection: false,
     })?;

@@ -182,6 +182,7 @@ fn admit(
         namespace,
         workload: None,
         has_metadata: true,
+        unread_annotation_bytes: 0,
         namespace_context: NamespaceContext {
             annotations: policy.annotations,
             ..NamespaceContext::default()

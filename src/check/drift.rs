@@ -90,6 +90,7 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
         namespace: &namespace,
         workload: None,
         has_metadata: true,
+        unread_annotation_bytes: 0,
         namespace_context: NamespaceContext {
             annotations: namespace_object.and_then(|ns| ns.metadata.annotations.as_ref()),
             limit_ranges: view.limit_ranges_of(&namespace),

@@ -116,6 +116,7 @@ fn engine_decision(
         namespace: &name,
         workload: None,
         has_metadata: true,
+        unread_annotation_bytes: 0,
         namespace_context: NamespaceContext {
             annotations: namespace.metadata.annotations.as_ref(),
             limit_ranges: view.limit_ranges_of(&name),

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::AdmissionResponse;
 use kube_core::response::Status;
 
-use super::object::{ReviewObject, into_pod, pod_of};
+use super::object::{ReadPod, ReviewObject, into_pod, pod_of};
 use super::parse::{ParsedReview, Request};
 use super::wire::WireReview;
 use super::{ReviewAnswer, ReviewError, ReviewSummary, resize};
@@ -49,13 +49,18 @@ pub fn answer_review(
         summary.decision = "skip:not-a-create";
         return Ok(answer(&api_version, &response, summary));
     }
-    let (pod, has_metadata) = created_pod(request)?;
+    let ReadPod {
+        pod,
+        has_metadata,
+        unread_annotation_bytes,
+    } = created_pod(request)?;
     name_and_owner(&mut summary, &pod);
     let pod_request = PodRequest {
         pod: &pod,
         namespace: &namespace,
         workload: None,
         has_metadata,
+        unread_annotation_bytes,
         namespace_context: *context,
         reinjection: false,
     };
@@ -79,8 +84,8 @@ fn first_summary(request: &Request<ReviewObject>, namespace: &str) -> ReviewSumm
     }
 }
 
-/// The Pod a CREATE carries, with whether it had a `metadata` object.
-fn created_pod(request: Request<ReviewObject>) -> Result<(Pod, bool), ReviewError> {
+/// The Pod a CREATE carries.
+fn created_pod(request: Request<ReviewObject>) -> Result<ReadPod, ReviewError> {
     let uid = request.uid;
     let object = request
         .object

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::annotations::ReadAnnotations;
 use super::pod_spec::ReadSpec;
 
 /// A request's object: read as a Pod in the one pass over the body (a Pod CREATE), or kept
@@ -22,8 +23,8 @@ pub(super) enum ReviewObject {
 }
 
 impl ReviewObject {
-    /// The object as a Pod, with whether it had a `metadata` object.
-    pub(super) fn to_pod(&self) -> Result<(Pod, bool), String> {
+    /// The object as a Pod.
+    pub(super) fn to_pod(&self) -> Result<ReadPod, String> {
         match self {
             ReviewObject::Pod(object) => Ok(pod_of((**object).clone())),
             ReviewObject::Raw(raw) => into_pod(raw),
@@ -86,21 +87,34 @@ pub fn controller_owner(owners: &[OwnerReference]) -> Option<(String, String)> {
         .map(|owner| (owner.kind.clone(), owner.name.clone()))
 }
 
-/// The parts of a Pod the engine reads, its spec read as `S`: [`ReadSpec`] in the one pass
-/// over a Pod CREATE, k8s-openapi's whole `PodSpec` otherwise.
+/// The parts of a Pod the engine reads, its spec read as `S` and its annotations as `A`:
+/// [`ReadSpec`] and [`ReadAnnotations`] in the one pass over a Pod CREATE, k8s-openapi's
+/// whole `PodSpec` and every annotation otherwise.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(bound = "S: Deserialize<'de>")]
-pub(super) struct PodObject<S = ReadSpec> {
+#[serde(bound = "S: Deserialize<'de>, A: Deserialize<'de>")]
+pub(super) struct PodObject<S = ReadSpec, A = ReadAnnotations> {
     #[serde(default)]
-    metadata: Option<PodMetadata>,
+    metadata: Option<PodMetadata<A>>,
     #[serde(default)]
     spec: Option<S>,
+}
+
+/// A Pod as read for the engine.
+#[derive(Debug)]
+pub(super) struct ReadPod {
+    /// The pod.
+    pub(super) pod: Pod,
+    /// Whether it had a `metadata` object.
+    pub(super) has_metadata: bool,
+    /// Keys and values of the annotations left out of `pod`.
+    pub(super) unread_annotation_bytes: usize,
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PodMetadata {
+#[serde(bound = "A: Deserialize<'de>")]
+struct PodMetadata<A> {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -110,7 +124,7 @@ struct PodMetadata {
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<A>,
     #[serde(default)]
     owner_references: Option<Vec<OwnerReference>>,
 }
@@ -150,33 +164,43 @@ fn object_namespace(object: &RawValue) -> String {
     raw_metadata(object).namespace.unwrap_or_default()
 }
 
-/// Reads the object as a Pod, its spec in full; the flag says whether it had a `metadata`
-/// object. (A missing or null `spec.containers` reads as empty; the engine skips such a pod.)
-pub(super) fn into_pod(object: &RawValue) -> Result<(Pod, bool), String> {
-    let parsed: PodObject<PodSpec> = serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
+/// Reads the object as a Pod, its spec and annotations in full. (A missing or null
+/// `spec.containers` reads as empty; the engine skips such a pod.)
+pub(super) fn into_pod(object: &RawValue) -> Result<ReadPod, String> {
+    let parsed: PodObject<PodSpec, BTreeMap<String, String>> =
+        serde_json::from_str(object.get()).map_err(|error| error.to_string())?;
     Ok(pod_of(parsed))
 }
 
-/// The Pod of the parts read, with whether it had a `metadata` object.
-pub(super) fn pod_of<S: Into<PodSpec>>(parsed: PodObject<S>) -> (Pod, bool) {
+/// The Pod of the parts read.
+pub(super) fn pod_of<S: Into<PodSpec>, A: Into<ReadAnnotations>>(parsed: PodObject<S, A>) -> ReadPod {
     let has_metadata = parsed.metadata.is_some();
-    let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| ObjectMeta {
-        name: metadata.name,
-        generate_name: metadata.generate_name,
-        namespace: metadata.namespace,
-        labels: metadata.labels,
-        annotations: metadata.annotations,
-        owner_references: metadata.owner_references,
-        ..ObjectMeta::default()
+    let mut unread_annotation_bytes = 0;
+    let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| {
+        let annotations = metadata.annotations.map(|annotations| {
+            let read = annotations.into();
+            unread_annotation_bytes = read.unread_bytes;
+            read.kept
+        });
+        ObjectMeta {
+            name: metadata.name,
+            generate_name: metadata.generate_name,
+            namespace: metadata.namespace,
+            labels: metadata.labels,
+            annotations,
+            owner_references: metadata.owner_references,
+            ..ObjectMeta::default()
+        }
     });
-    (
-        Pod {
+    ReadPod {
+        pod: Pod {
             metadata,
             spec: parsed.spec.map(Into::into),
             status: None,
         },
         has_metadata,
-    )
+        unread_annotation_bytes,
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +221,7 @@ mod tests {
             "status": {"phase": "Pending"},
         });
         let raw = serde_json::value::to_raw_value(&object).unwrap();
-        let (pod, has_metadata) = into_pod(&raw).unwrap();
+        let ReadPod { pod, has_metadata, .. } = into_pod(&raw).unwrap();
         assert!(has_metadata);
         assert_eq!(pod.metadata.name.as_deref(), Some("web"));
         assert_eq!(pod.metadata.labels.unwrap()["app"], "web");

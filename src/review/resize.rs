@@ -23,8 +23,8 @@ pub(super) fn answer_resize(
         reason,
     };
     let (old, new) = (objects.0.ok_or_else(missing)?, objects.1.ok_or_else(missing)?);
-    let (old, _) = old.to_pod().map_err(invalid)?;
-    let (new, _) = new.to_pod().map_err(invalid)?;
+    let old = old.to_pod().map_err(invalid)?.pod;
+    let new = new.to_pod().map_err(invalid)?.pod;
     if summary.pod.is_empty() {
         summary.pod = new.metadata.name.clone().unwrap_or_default();
     }

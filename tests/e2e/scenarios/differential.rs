@@ -277,6 +277,7 @@ fn engine_skips(injector: &Injector, pod: &Pod, namespace: &str) -> bool {
         namespace,
         workload: None,
         has_metadata: true,
+        unread_annotation_bytes: 0,
         namespace_context: NamespaceContext::default(),
         reinjection: false,
     };
