@@ -64,8 +64,8 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
         init_containers: (!added_init.is_empty()).then_some(added_init),
         containers: (!added_containers.is_empty()).then_some(added_containers),
         volumes: Some(volume_names),
-        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| config.image_pull_secrets.clone()),
-        revision: config.revision.clone(),
+        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then_some(&config.image_pull_secrets[..]),
+        revision: &config.revision,
     };
     builder.set_entries(
         &["metadata", "labels"],
@@ -106,7 +106,7 @@ fn emit_containers(
     init: Option<SidecarContainer<'_>>,
     config: &InjectConfig,
     builder: &mut PatchBuilder,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<&'static str>, Vec<&'static str>) {
     let spec = plan.spec;
     let init_len = spec
         .init_containers
@@ -119,20 +119,20 @@ fn emit_containers(
         let mut front = Vec::with_capacity(2);
         if let Some(init) = init {
             front.push(init);
-            added_init.push(plan.init_name.to_string());
+            added_init.push(plan.init_name);
         }
         front.push(proxy);
-        added_init.push(PROXY_CONTAINER.to_string());
+        added_init.push(PROXY_CONTAINER);
         builder.insert_items(&["spec", "initContainers"], init_len, Some(0), front);
     } else {
         if let Some(init) = init {
             let position = if config.cni_enabled { Some(0) } else { None };
             builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
-            added_init.push(plan.init_name.to_string());
+            added_init.push(plan.init_name);
         }
         let position = if plan.hold { Some(0) } else { None };
         builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
-        added_containers.push(PROXY_CONTAINER.to_string());
+        added_containers.push(PROXY_CONTAINER);
     }
     (added_init, added_containers)
 }
@@ -153,7 +153,7 @@ fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut Patch
 /// the size of the annotations the pod is left with when it is over the limit.
 fn emit_annotations(
     plan: &Plan<'_>,
-    status: &SidecarStatus,
+    status: &SidecarStatus<'_>,
     config: &InjectConfig,
     builder: &mut PatchBuilder,
 ) -> Option<AnnotationBytes> {

@@ -24,20 +24,20 @@ pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-con
 /// The `sidecar.istio.io/status` annotation: what was added, so it can be removed again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SidecarStatus {
+pub struct SidecarStatus<'a> {
     /// Init containers added.
-    pub init_containers: Option<Vec<String>>,
+    pub init_containers: Option<Vec<&'static str>>,
     /// Containers added.
-    pub containers: Option<Vec<String>>,
+    pub containers: Option<Vec<&'static str>>,
     /// Volumes added.
-    pub volumes: Option<Vec<String>>,
+    pub volumes: Option<Vec<&'a str>>,
     /// Image pull secrets added (none).
-    pub image_pull_secrets: Option<Vec<String>>,
+    pub image_pull_secrets: Option<&'a [String]>,
     /// The injecting revision.
-    pub revision: String,
+    pub revision: &'a str,
 }
 
-impl SidecarStatus {
+impl SidecarStatus<'_> {
     /// The annotation value, compact JSON escaped for the patch in one pass.
     pub(crate) fn to_annotation_text(&self) -> JsonText {
         JsonText::of(self)
@@ -47,7 +47,12 @@ impl SidecarStatus {
 /// Labels to set on the injected pod; labels the pod already has are kept, as Istio keeps them
 /// (`security.istio.io/tlsMode: disabled` opts a pod out of mTLS). `tls_mode` adds
 /// `security.istio.io/tlsMode: istio` (the sidecar template; the gateway's has none).
-pub(crate) fn labels_to_add<'a>(pod: &'a Pod, workload: &Workload, network: &'a str, tls_mode: bool) -> Vec<Entry<'a>> {
+pub(crate) fn labels_to_add<'a>(
+    pod: &'a Pod,
+    workload: &'a Workload,
+    network: &'a str,
+    tls_mode: bool,
+) -> Vec<Entry<'a>> {
     let existing = pod.metadata.labels.as_ref();
     let has = |key: &str| existing.is_some_and(|labels| labels.contains_key(key));
     let mut labels: Vec<Entry<'a>> = Vec::with_capacity(4);
@@ -56,10 +61,10 @@ pub(crate) fn labels_to_add<'a>(pod: &'a Pod, workload: &Workload, network: &'a 
     }
     let (name, revision) = canonical_labels(pod, workload);
     if !has(CANONICAL_NAME) && !name.is_empty() {
-        labels.push((CANONICAL_NAME.into(), name.into()));
+        labels.push((CANONICAL_NAME.into(), EntryValue::Text(name)));
     }
     if !has(CANONICAL_REVISION) {
-        labels.push((CANONICAL_REVISION.into(), revision.into()));
+        labels.push((CANONICAL_REVISION.into(), EntryValue::Text(revision)));
     }
     if !network.is_empty() && !has(NETWORK) {
         labels.push((NETWORK.into(), network.into()));
@@ -70,14 +75,14 @@ pub(crate) fn labels_to_add<'a>(pod: &'a Pod, workload: &Workload, network: &'a 
 /// Annotations to set on the injected pod.
 pub(crate) fn annotations_to_add<'a>(
     pod: &'a Pod,
-    status: &'a SidecarStatus,
+    status: &'a SidecarStatus<'_>,
     extra: impl IntoIterator<Item = Entry<'a>>,
 ) -> Vec<Entry<'a>> {
     let existing = pod.metadata.annotations.as_ref();
     let has = |key: &str| existing.is_some_and(|annotations| annotations.contains_key(key));
     let mut annotations: Vec<Entry<'a>> = Vec::with_capacity(12);
     if !has(REVISION_ANNOTATION) {
-        annotations.push((REVISION_ANNOTATION.into(), status.revision.as_str().into()));
+        annotations.push((REVISION_ANNOTATION.into(), status.revision.into()));
     }
     let first_app = pod.spec.as_ref().and_then(|spec| {
         spec.containers
@@ -103,11 +108,11 @@ mod tests {
     #[test]
     fn status_annotation_matches_istio_layout() {
         let status = SidecarStatus {
-            init_containers: Some(vec!["istio-init".into()]),
-            containers: Some(vec!["istio-proxy".into()]),
-            volumes: Some(vec!["istio-envoy".into()]),
+            init_containers: Some(vec!["istio-init"]),
+            containers: Some(vec!["istio-proxy"]),
+            volumes: Some(vec!["istio-envoy"]),
             image_pull_secrets: None,
-            revision: "default".into(),
+            revision: "default",
         };
         assert_eq!(
             status.to_annotation_text().to_json(),

@@ -40,7 +40,7 @@ pub(crate) struct Rendered<'t> {
     /// Volumes to add (ours the pod lacks, then the user's that clash with nothing).
     pub volumes: Vec<Fragment<'t>>,
     /// The names of our volumes, for the status annotation.
-    pub volume_names: Vec<String>,
+    pub volume_names: Vec<&'t str>,
 }
 
 /// Renders the sidecar for `plan`.
@@ -146,18 +146,18 @@ fn render_init<'t>(plan: &'t Plan<'_>, inputs: &SidecarInputs<'t>) -> SidecarCon
 /// Our volumes the pod lacks, then the user's whose names clash with neither; and the names
 /// the status annotation lists (ours, then the user's).
 fn render_volumes<'t>(
-    plan: &Plan<'_>,
+    plan: &'t Plan<'_>,
     config: &InjectConfig,
     template_volumes: &'t [(&'static str, Box<RawValue>)],
-) -> (Vec<Fragment<'t>>, Vec<String>) {
+) -> (Vec<Fragment<'t>>, Vec<&'t str>) {
     let existing = plan.spec.volumes.as_ref();
     let exists = |name: &str| existing.is_some_and(|list| list.iter().any(|v| v.name == name));
     let mtls = mtls_certs_volume(config, plan.pod);
     let bootstrap = plan.bootstrap_override.map(bootstrap_override::volume);
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<&'t str> = Vec::with_capacity(template_volumes.len() + 2);
     let mut ours = Vec::new();
     for (name, raw) in template_volumes {
-        names.push(name.to_string());
+        names.push(name);
         if !exists(name) {
             ours.push(Fragment::Compiled(raw));
         }
@@ -165,13 +165,13 @@ fn render_volumes<'t>(
         if *name == bootstrap_override::AFTER_VOLUME
             && let Some(volume) = &bootstrap
         {
-            names.push(bootstrap_override::VOLUME.to_string());
+            names.push(bootstrap_override::VOLUME);
             if !exists(bootstrap_override::VOLUME) {
                 ours.push(Fragment::Built(volume.clone()));
             }
         }
     }
-    names.extend(mtls.iter().map(|(name, _)| name.to_string()));
+    names.extend(mtls.iter().map(|&(name, _)| name));
     let ours = ours.into_iter().chain(
         mtls.filter(|(name, _)| !exists(name))
             .map(|(_, volume)| Fragment::Built(volume)),
@@ -183,7 +183,7 @@ fn render_volumes<'t>(
         .filter(|volume| {
             !volume["name"]
                 .as_str()
-                .is_some_and(|name| exists(name) || names.iter().any(|ours| ours == name))
+                .is_some_and(|name| exists(name) || names.contains(&name))
         })
         .cloned()
         .map(Fragment::Built);
@@ -191,9 +191,9 @@ fn render_volumes<'t>(
     // The status annotation names the user's volumes too, after ours, as istiod's does.
     for volume in &plan.user_volumes.volumes {
         if let Some(name) = volume["name"].as_str()
-            && !names.iter().any(|listed| listed == name)
+            && !names.contains(&name)
         {
-            names.push(name.to_string());
+            names.push(name);
         }
     }
     (volumes, names)

@@ -5,6 +5,8 @@
 //! template hash as a suffix, which is removed to give the Deployment. Offline injection
 //! knows the enclosing workload and passes it in directly.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
 
 /// Label with the pod template hash of ReplicaSet-owned pods.
@@ -44,7 +46,8 @@ impl Workload {
                 .as_ref()
                 .and_then(|labels| labels.get(POD_TEMPLATE_HASH));
             if owner.kind == "ReplicaSet"
-                && let Some(deployment) = hash.and_then(|hash| owner.name.strip_suffix(&format!("-{hash}")))
+                && let Some(deployment) =
+                    hash.and_then(|hash| owner.name.strip_suffix(hash.as_str())?.strip_suffix('-'))
             {
                 return Workload {
                     name: deployment.to_string(),
@@ -88,39 +91,38 @@ impl Workload {
     }
 }
 
-/// The canonical service name and revision, as label values Kubernetes accepts.
-pub fn canonical_labels(pod: &Pod, workload: &Workload) -> (String, String) {
+/// The canonical service name and revision, as label values Kubernetes accepts (borrowed
+/// from the pod or workload when they already are).
+pub fn canonical_labels<'a>(pod: &'a Pod, workload: &'a Workload) -> (Cow<'a, str>, Cow<'a, str>) {
     let labels = pod.metadata.labels.as_ref();
     let first = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|key| {
-                labels
-                    .and_then(|labels| labels.get(*key))
-                    .filter(|value| !value.is_empty())
-            })
-            .cloned()
+        keys.iter().find_map(|key| {
+            labels
+                .and_then(|labels| labels.get(*key))
+                .map(String::as_str)
+                .filter(|value| !value.is_empty())
+        })
     };
-    let name = first(&[CANONICAL_NAME, "app.kubernetes.io/name", "app"]).unwrap_or_else(|| workload.name.clone());
-    let revision =
-        first(&[CANONICAL_REVISION, "app.kubernetes.io/version", "version"]).unwrap_or_else(|| "latest".into());
-    (to_label_value(&name), to_label_value(&revision))
+    let name = first(&[CANONICAL_NAME, "app.kubernetes.io/name", "app"]).unwrap_or(&workload.name);
+    let revision = first(&[CANONICAL_REVISION, "app.kubernetes.io/version", "version"]).unwrap_or("latest");
+    (to_label_value(name), to_label_value(revision))
 }
 
 /// Shortens and trims a string into a valid label value (at most 63 characters,
-/// alphanumeric at both ends, only `-_.` and alphanumerics inside).
-pub fn to_label_value(text: &str) -> String {
+/// alphanumeric at both ends, only `-_.` and alphanumerics inside); borrowed when nothing
+/// but trimming is needed.
+pub fn to_label_value(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let outer = |c: char| !c.is_ascii_alphanumeric();
+    if text.len() <= MAX_LABEL_VALUE && text.chars().all(allowed) {
+        return Cow::Borrowed(text.trim_matches(outer));
+    }
     let cleaned: String = text
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if allowed(c) { c } else { '-' })
         .take(MAX_LABEL_VALUE)
         .collect();
-    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+    Cow::Owned(cleaned.trim_matches(outer).to_string())
 }
 
 #[cfg(test)]
@@ -163,10 +165,21 @@ mod tests {
     }
 
     #[test]
+    fn label_values_are_cleaned_trimmed_and_cut() {
+        assert_eq!(to_label_value("-web.v1_"), "web.v1");
+        assert!(matches!(to_label_value("web"), Cow::Borrowed("web")));
+        assert_eq!(to_label_value("team/web app"), "team-web-app");
+        assert_eq!(to_label_value("é-web"), "web");
+        assert_eq!(to_label_value(&"a".repeat(70)), "a".repeat(63));
+        assert_eq!(to_label_value(&format!("{}-b", "a".repeat(62))), "a".repeat(62));
+    }
+
+    #[test]
     fn canonical_labels_prefer_labels_and_truncate() {
         let long = "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo-ld";
         let pod = pod_owned_by("Bar", long, None);
-        let (name, revision) = canonical_labels(&pod, &Workload::of_pod(&pod));
+        let workload = Workload::of_pod(&pod);
+        let (name, revision) = canonical_labels(&pod, &workload);
         assert_eq!(name, "helloworld-helloworld-helloworld-helloworld-helloworld-hellowo");
         assert_eq!(revision, "latest");
         let mut labelled = Pod::default();
@@ -179,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             canonical_labels(&labelled, &Workload::default()),
-            ("web".to_string(), "v2".to_string())
+            (Cow::Borrowed("web"), Cow::Borrowed("v2"))
         );
     }
 }
