@@ -323,7 +323,7 @@ impl WriteJson for ProxyContainer<'_> {
 /// The init container (`istio-init`, or `istio-validation` under Istio CNI).
 #[derive(Debug, Clone)]
 pub(crate) struct InitContainer<'a> {
-    pub args: Vec<String>,
+    pub args: Vec<Cow<'a, str>>,
     pub env: Vec<EnvVar<'a>>,
     pub image: &'a str,
     pub image_pull_policy: Option<&'a str>,

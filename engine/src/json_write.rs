@@ -50,6 +50,12 @@ impl WriteJson for String {
     }
 }
 
+impl WriteJson for std::borrow::Cow<'_, str> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_string(out, self);
+    }
+}
+
 impl<T: WriteJson> WriteJson for [T] {
     fn write_json(&self, out: &mut Vec<u8>) {
         write_array(out, self);

@@ -4,6 +4,7 @@
 //! otherwise surface only when `istio-init` crashes on the node. Valid values are passed
 //! through as written, so the arguments match istiod's byte for byte.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::error::{InjectError, quoted};
@@ -190,45 +191,49 @@ impl TrafficSettings {
     }
 
     /// The arguments of `istio-init` (or `istio-validation` when `validation_only`).
-    pub fn iptables_args(&self, validation_only: bool, proxy_uid: i64, log_level: &str) -> Vec<String> {
-        let proxy_uid = proxy_uid.to_string();
-        let mut args: Vec<String> = [
-            "istio-iptables",
-            "-p",
-            PROXY_OUTBOUND_PORT,
-            "-z",
-            PROXY_INBOUND_PORT,
-            "-u",
-            &proxy_uid,
-            "-m",
-            self.mode.as_str(),
-            "-i",
-            &self.include_outbound_ip_ranges,
-            "-x",
-            &self.exclude_outbound_ip_ranges,
-            "-b",
-            &self.include_inbound_ports,
-            "-d",
-        ]
-        .iter()
-        .map(|arg| arg.to_string())
-        .collect();
-        args.push(self.inbound_bypass_ports());
-        if let Some(ports) = &self.include_outbound_ports {
-            args.extend(["-q".to_string(), ports.clone()]);
+    pub fn iptables_args(&self, validation_only: bool, proxy_uid: i64, log_level: &str) -> Vec<Cow<'_, str>> {
+        let mut args: Vec<Cow<'_, str>> = Vec::with_capacity(30);
+        args.extend(
+            [
+                "istio-iptables",
+                "-p",
+                PROXY_OUTBOUND_PORT,
+                "-z",
+                PROXY_INBOUND_PORT,
+                "-u",
+            ]
+            .map(Cow::Borrowed),
+        );
+        args.push(Cow::Owned(proxy_uid.to_string()));
+        args.extend(
+            [
+                "-m",
+                self.mode.as_str(),
+                "-i",
+                &self.include_outbound_ip_ranges,
+                "-x",
+                &self.exclude_outbound_ip_ranges,
+                "-b",
+                &self.include_inbound_ports,
+                "-d",
+            ]
+            .map(Cow::Borrowed),
+        );
+        args.push(Cow::Owned(self.inbound_bypass_ports()));
+        let optional = [
+            ("-q", &self.include_outbound_ports),
+            ("-o", &self.exclude_outbound_ports),
+            ("-k", &self.virtual_interfaces),
+            ("-c", &self.exclude_interfaces),
+        ];
+        for (flag, value) in optional {
+            if let Some(value) = value {
+                args.extend([Cow::Borrowed(flag), Cow::Borrowed(value.as_str())]);
+            }
         }
-        if let Some(ports) = &self.exclude_outbound_ports {
-            args.extend(["-o".to_string(), ports.clone()]);
-        }
-        if let Some(interfaces) = &self.virtual_interfaces {
-            args.extend(["-k".to_string(), interfaces.clone()]);
-        }
-        if let Some(interfaces) = &self.exclude_interfaces {
-            args.extend(["-c".to_string(), interfaces.clone()]);
-        }
-        args.push(format!("--log_output_level={log_level}"));
+        args.push(Cow::Owned(format!("--log_output_level={log_level}")));
         if validation_only {
-            args.extend(["--run-validation".to_string(), "--skip-rule-apply".to_string()]);
+            args.extend(["--run-validation", "--skip-rule-apply"].map(Cow::Borrowed));
         }
         args
     }
@@ -270,7 +275,12 @@ mod tests {
 
     #[test]
     fn default_args_match_istio() {
-        let args = settings(&[]).unwrap().iptables_args(false, PROXY_UID, "default:info");
+        let args = settings(&[])
+            .unwrap()
+            .iptables_args(false, PROXY_UID, "default:info")
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect::<Vec<_>>();
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i * -x  -b * -d 15090,15021,15020 --log_output_level=default:info";
         assert_eq!(args.join(" "), expected);
     }
@@ -286,7 +296,10 @@ mod tests {
             (EXCLUDE_OUTBOUND_IP_RANGES, "10.96.0.2/24,fd00::/8"),
         ])
         .unwrap()
-        .iptables_args(true, PROXY_UID, "default:info");
+        .iptables_args(true, PROXY_UID, "default:info")
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect::<Vec<_>>();
         let expected = "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i 127.0.0.1/24,10.96.0.1/24 -x 10.96.0.2/24,fd00::/8 -b 1,2,3 -d 15090,15021,4,5,6,15020 -q 10 -o 7,8,9 --log_output_level=default:info --run-validation --skip-rule-apply";
         assert_eq!(args.join(" "), expected);
     }
@@ -295,7 +308,10 @@ mod tests {
     fn excluded_interfaces_follow_virtual_ones_and_bad_names_are_denied() {
         let args = settings(&[(KUBEVIRT_INTERFACES, "net1"), (EXCLUDE_INTERFACES, "eth1,cali-0.2")])
             .unwrap()
-            .iptables_args(false, PROXY_UID, "default:info");
+            .iptables_args(false, PROXY_UID, "default:info")
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect::<Vec<_>>();
         let tail = args.join(" ");
         assert!(
             tail.ends_with("-k net1 -c eth1,cali-0.2 --log_output_level=default:info"),
@@ -333,7 +349,11 @@ mod tests {
             !settings(&[])
                 .unwrap()
                 .iptables_args(false, PROXY_UID, "default:info")
-                .contains(&"-c".to_string())
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect::<Vec<_>>()
+                .iter()
+                .any(|arg| arg == "-c")
         );
     }
 
@@ -341,13 +361,18 @@ mod tests {
     fn status_port_zero_or_listed_is_not_repeated() {
         let args = settings(&[(STATUS_PORT, "0")])
             .unwrap()
-            .iptables_args(false, PROXY_UID, "default:info");
-        assert!(args.contains(&"15090,15021".to_string()));
-        let args =
-            settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
-                .unwrap()
-                .iptables_args(false, PROXY_UID, "default:info");
-        assert!(args.contains(&"15090,15021,15020,8".to_string()));
+            .iptables_args(false, PROXY_UID, "default:info")
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect::<Vec<_>>();
+        assert!(args.iter().any(|arg| arg == "15090,15021"));
+        let args = settings(&[(EXCLUDE_INBOUND_PORTS, "15020,8")])
+            .unwrap()
+            .iptables_args(false, PROXY_UID, "default:info")
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect::<Vec<_>>();
+        assert!(args.iter().any(|arg| arg == "15090,15021,15020,8"));
     }
 
     #[test]
