@@ -6,7 +6,8 @@
 //! `istio-proxy` (with env, resources, probes and ports) or `istio-init`; probes and hooks
 //! on app containers, restartable init containers and overrides; init containers with and
 //! without `restartPolicy: Always`;
-//! pod-level `spec.resources`; and names at their length limits. The same seed always gives
+//! pod-level `spec.resources`; names at their length limits; and annotations near the API
+//! server's 256 KiB limit on their total. The same seed always gives
 //! the same pods, so a failure can be replayed.
 
 use k8s_openapi::api::core::v1::Pod;
@@ -87,6 +88,9 @@ fn pod(rng: &mut Prng, index: usize) -> Value {
     if rng.one_in(6) {
         user_volumes(rng, &mut annotations);
     }
+    if rng.one_in(80) {
+        fill_annotations(rng, &mut annotations);
+    }
     let mut containers: Vec<Value> = (0..1 + rng.below(3)).map(|i| app_container(rng, i)).collect();
     let mut init_containers: Vec<Value> = (0..rng.below(3)).map(|i| init_container(rng, i)).collect();
     own_containers(rng, native, &mut containers, &mut init_containers);
@@ -112,6 +116,26 @@ fn pod(rng: &mut Prng, index: usize) -> Value {
 }
 
 // === annotations ===
+
+/// The unrelated annotation that takes a pod near the annotation limit.
+pub const FILLER: &str = "example.com/filler";
+
+/// apimachinery's limit on one object's annotation keys and values, in bytes.
+const TOTAL_ANNOTATION_BYTES: usize = 256 * 1024;
+
+/// An unrelated annotation that takes the pod's own to within 2,000 bytes of the API
+/// server's limit (or up to 50 past it, a pod invalid on its own): whether the injector's
+/// annotations still fit decides between injected and denied.
+fn fill_annotations(rng: &mut Prng, annotations: &mut Map<String, Value>) {
+    const KEY: &str = FILLER;
+    let own: usize = annotations
+        .iter()
+        .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+        .sum();
+    let target = TOTAL_ANNOTATION_BYTES + 50 - rng.below(2050);
+    let room = target.saturating_sub(own + KEY.len());
+    annotations.insert(KEY.into(), json!("x".repeat(room)));
+}
 
 /// 0 to 5 pod annotations from the registry, valid three times in four.
 fn annotations(rng: &mut Prng) -> Map<String, Value> {

@@ -77,6 +77,7 @@ pub async fn run(harness: &Harness) -> Outcome {
         .filter(|(_, fate)| matches!(fate, Fate::InvalidOnItsOwn(_)))
         .count();
     let valid = pods.len() - invalid;
+    let near_limit = near_annotation_limit(&fates, &pods)?;
     // Again beside a LimitRange `type: Pod` max, which LimitRanger compares with the
     // pod-level values when a pod sets them and with the containers' totals otherwise: every
     // pod with pod-level resources and every fourth other one.
@@ -105,10 +106,39 @@ pub async fn run(harness: &Harness) -> Outcome {
         "only {valid} generated pods are valid on their own, expected at least {MINIMUM_VALID} ({summary})"
     );
     Ok(format!(
-        "{} pods in {:.1} s: {summary}; {} again beside a LimitRange Pod max: {limited_summary}",
+        "{} pods in {:.1} s: {summary}; {near_limit}; {} again beside a LimitRange Pod max: {limited_summary}",
         pods.len(),
         started.elapsed().as_secs_f64(),
         some.len()
+    ))
+}
+
+/// The fates of the pods whose annotations come near the API server's limit: both sides of
+/// it must be met, some injected within it and some denied by us for going past it.
+fn near_annotation_limit(fates: &[(usize, Fate)], pods: &[Pod]) -> Result<String, String> {
+    let filled = |index: usize| {
+        pods[index]
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|annotations| annotations.contains_key(pod_generator::FILLER))
+    };
+    let (mut injected, mut over, mut invalid, mut other) = (0, 0, 0, 0);
+    for (_, fate) in fates.iter().filter(|(index, _)| filled(*index)) {
+        match fate {
+            Fate::Injected => injected += 1,
+            Fate::Denied(message) if message.contains("metadata.annotations:") => over += 1,
+            Fate::InvalidOnItsOwn(_) => invalid += 1,
+            _ => other += 1,
+        }
+    }
+    ensure!(
+        injected > 0 && over > 0,
+        "pods near the annotation limit: {injected} injected and {over} denied for it; both sides must be met"
+    );
+    Ok(format!(
+        "{} near the annotation limit: {injected} injected, {over} denied for it, {invalid} invalid on their own, {other} otherwise",
+        injected + over + invalid + other
     ))
 }
 
