@@ -1,5 +1,9 @@
-//! Reading a Pod's spec from a review in one pass: every field as k8s-openapi reads it,
-//! except the fields of the pod's own app containers that the engine never reads.
+//! Reading a Pod's spec from a review in one pass: only the fields the engine reads
+//! (`READ_FIELDS`), and of the pod's own app containers only the fields it reads.
+//!
+//! Of the spec's other fields (tolerations, affinity, scheduling, DNS...) none is read, and a
+//! pod volume is read as its name. A test fails when an engine source starts to name a
+//! field this reader leaves out.
 //!
 //! An app container's `env`, `envFrom`, `command`, `args`, `workingDir`, `volumeMounts`,
 //! `volumeDevices`, `imagePullPolicy`, `securityContext`, `terminationMessage*`, `stdin*`,
@@ -12,82 +16,93 @@
 //! answer through this reader equals its answer on the whole Pod for every pod of Istio's
 //! corpus, its injected outputs included.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, ContainerResizePolicy, EphemeralContainer, EvictionResponder, HostAlias,
-    Lifecycle, LocalObjectReference, PodDNSConfig, PodOS, PodReadinessGate, PodResourceClaim, PodSchedulingGate,
-    PodSchedulingGroup, PodSecurityContext, PodSpec, Probe, ResourceRequirements, Toleration, TopologySpreadConstraint,
-    Volume,
+    Container, ContainerPort, ContainerResizePolicy, Lifecycle, LocalObjectReference, PodSecurityContext, PodSpec,
+    Probe, ResourceRequirements, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::engine::is_injected_container;
 
-/// `spec`, read as [`PodSpecDef`] reads it.
+/// `spec`, with only the fields the engine reads (`READ_FIELDS`); the others are
+/// skipped, and each pod volume is read as its name alone.
 #[derive(Debug, Clone, Deserialize)]
-pub(super) struct ReadSpec(#[serde(with = "PodSpecDef")] PodSpec);
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReadSpec {
+    #[serde(default, deserialize_with = "containers")]
+    containers: Vec<Container>,
+    #[serde(default, deserialize_with = "container_list")]
+    init_containers: Option<Vec<Container>>,
+    #[serde(default)]
+    volumes: Option<Vec<ReadVolume>>,
+    #[serde(default)]
+    active_deadline_seconds: Option<i64>,
+    #[serde(default)]
+    host_network: Option<bool>,
+    #[serde(default)]
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    #[serde(default)]
+    priority_class_name: Option<String>,
+    #[serde(default)]
+    resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    restart_policy: Option<String>,
+    #[serde(default)]
+    security_context: Option<PodSecurityContext>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+}
+
+/// The `PodSpec` fields (k8s-openapi's names) that [`ReadSpec`] reads. The engine reads no
+/// other: a test fails when an engine source names one of the others.
+#[cfg(test)]
+const READ_FIELDS: [&str; 11] = [
+    "containers",
+    "init_containers",
+    "volumes",
+    "active_deadline_seconds",
+    "host_network",
+    "image_pull_secrets",
+    "priority_class_name",
+    "resources",
+    "restart_policy",
+    "security_context",
+    "service_account_name",
+];
+
+/// A pod volume: the engine reads only its name (to leave out a volume of ours the pod
+/// already has, and to check the user volumes' names against the pod's).
+#[derive(Debug, Clone, Deserialize)]
+struct ReadVolume {
+    name: String,
+}
 
 impl From<ReadSpec> for PodSpec {
     fn from(read: ReadSpec) -> Self {
-        read.0
+        PodSpec {
+            containers: read.containers,
+            init_containers: read.init_containers,
+            volumes: read.volumes.map(|volumes| {
+                volumes
+                    .into_iter()
+                    .map(|volume| Volume {
+                        name: volume.name,
+                        ..Volume::default()
+                    })
+                    .collect()
+            }),
+            active_deadline_seconds: read.active_deadline_seconds,
+            host_network: read.host_network,
+            image_pull_secrets: read.image_pull_secrets,
+            priority_class_name: read.priority_class_name,
+            resources: read.resources,
+            restart_policy: read.restart_policy,
+            security_context: read.security_context,
+            service_account_name: read.service_account_name,
+            ..PodSpec::default()
+        }
     }
-}
-
-/// k8s-openapi's `PodSpec`, field for field, with its containers read by [`containers`].
-#[derive(Deserialize)]
-#[serde(remote = "PodSpec", rename_all = "camelCase")]
-struct PodSpecDef {
-    active_deadline_seconds: Option<i64>,
-    affinity: Option<Affinity>,
-    automount_service_account_token: Option<bool>,
-    #[serde(default, deserialize_with = "containers")]
-    containers: Vec<Container>,
-    dns_config: Option<PodDNSConfig>,
-    dns_policy: Option<String>,
-    enable_service_links: Option<bool>,
-    ephemeral_containers: Option<Vec<EphemeralContainer>>,
-    eviction_responders: Option<Vec<EvictionResponder>>,
-    host_aliases: Option<Vec<HostAlias>>,
-    #[serde(rename = "hostIPC")]
-    host_ipc: Option<bool>,
-    host_network: Option<bool>,
-    #[serde(rename = "hostPID")]
-    host_pid: Option<bool>,
-    host_users: Option<bool>,
-    hostname: Option<String>,
-    hostname_override: Option<String>,
-    image_pull_secrets: Option<Vec<LocalObjectReference>>,
-    #[serde(default, deserialize_with = "container_list")]
-    init_containers: Option<Vec<Container>>,
-    node_name: Option<String>,
-    node_selector: Option<BTreeMap<String, String>>,
-    os: Option<PodOS>,
-    overhead: Option<BTreeMap<String, Quantity>>,
-    preemption_policy: Option<String>,
-    priority: Option<i32>,
-    priority_class_name: Option<String>,
-    readiness_gates: Option<Vec<PodReadinessGate>>,
-    resource_claims: Option<Vec<PodResourceClaim>>,
-    resources: Option<ResourceRequirements>,
-    restart_policy: Option<String>,
-    runtime_class_name: Option<String>,
-    scheduler_name: Option<String>,
-    scheduling_gates: Option<Vec<PodSchedulingGate>>,
-    scheduling_group: Option<PodSchedulingGroup>,
-    security_context: Option<PodSecurityContext>,
-    service_account: Option<String>,
-    service_account_name: Option<String>,
-    #[serde(rename = "setHostnameAsFQDN")]
-    set_hostname_as_fqdn: Option<bool>,
-    share_process_namespace: Option<bool>,
-    subdomain: Option<String>,
-    termination_grace_period_seconds: Option<i64>,
-    tolerations: Option<Vec<Toleration>>,
-    topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
-    volumes: Option<Vec<Volume>>,
 }
 
 /// `spec.containers`: missing or null reads as empty, as k8s-openapi reads it.
@@ -148,5 +163,148 @@ impl ReadContainer {
             lifecycle: self.lifecycle,
             ..Container::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde::de::{self, Visitor};
+
+    use super::*;
+
+    /// The JSON field names k8s-openapi's `PodSpec` reads, as it hands them to serde.
+    fn pod_spec_fields() -> &'static [&'static str] {
+        /// A deserializer that only records the fields a struct asks for.
+        struct Fields;
+        #[derive(Debug)]
+        struct Recorded(&'static [&'static str]);
+        impl std::fmt::Display for Recorded {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{} fields", self.0.len())
+            }
+        }
+        impl std::error::Error for Recorded {}
+        impl de::Error for Recorded {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Recorded(&[])
+            }
+        }
+        impl<'de> de::Deserializer<'de> for Fields {
+            type Error = Recorded;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Recorded> {
+                Err(Recorded(&[]))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Recorded> {
+                Err(Recorded(fields))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        match PodSpec::deserialize(Fields) {
+            Err(Recorded(fields)) => fields,
+            Ok(_) => panic!("PodSpec read from nothing"),
+        }
+    }
+
+    /// `hostIPC` → `host_ipc`, `setHostnameAsFQDN` → `set_hostname_as_fqdn`.
+    fn snake_case(camel: &str) -> String {
+        let chars: Vec<char> = camel.chars().collect();
+        let mut snake = String::new();
+        for (index, &c) in chars.iter().enumerate() {
+            let after_lower = index > 0 && !chars[index - 1].is_uppercase();
+            let ends_acronym = index > 0
+                && chars[index - 1].is_uppercase()
+                && chars.get(index + 1).is_some_and(|next| next.is_lowercase());
+            if c.is_uppercase() && (after_lower || ends_acronym) {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        }
+        snake
+    }
+
+    fn sources(dir: &Path, found: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") && !path.ends_with("review/pod_spec.rs") {
+                found.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn field_names_read_as_k8s_openapi_names_them() {
+        assert_eq!(snake_case("hostIPC"), "host_ipc");
+        assert_eq!(snake_case("setHostnameAsFQDN"), "set_hostname_as_fqdn");
+        assert_eq!(snake_case("initContainers"), "init_containers");
+        let fields: Vec<String> = pod_spec_fields().iter().map(|field| snake_case(field)).collect();
+        assert!(fields.len() > 30, "{fields:?}");
+        for read in READ_FIELDS {
+            assert!(
+                fields.iter().any(|field| field == read),
+                "{read} is not a PodSpec field"
+            );
+        }
+    }
+
+    #[test]
+    fn no_source_reads_a_spec_field_the_reader_leaves_out() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut found = Vec::new();
+        sources(&root.join("engine/src"), &mut found);
+        sources(&root.join("src"), &mut found);
+        assert!(found.len() > 100, "{} sources", found.len());
+        let mut read = Vec::new();
+        for field in pod_spec_fields().iter().map(|field| snake_case(field)) {
+            if READ_FIELDS.contains(&field.as_str()) {
+                continue;
+            }
+            let access = format!(".{field}");
+            for (path, text) in &found {
+                let named = text
+                    .match_indices(&access)
+                    .any(|(at, _)| !text[at + access.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+                if named {
+                    read.push(format!("{} reads spec.{field}", path.display()));
+                }
+            }
+        }
+        assert!(
+            read.is_empty(),
+            "add these to READ_FIELDS and ReadSpec:\n{}",
+            read.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_fields_left_out_are_not_read_and_volumes_keep_their_names() {
+        let spec: ReadSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "app"}],
+            "volumes": [{"name": "config", "configMap": {"name": "app-config"}}],
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "priorityClassName": "high",
+            "activeDeadlineSeconds": 60,
+        }))
+        .unwrap();
+        let spec = PodSpec::from(spec);
+        let volumes = spec.volumes.unwrap();
+        assert_eq!(volumes[0].name, "config");
+        assert!(volumes[0].config_map.is_none());
+        assert!(spec.tolerations.is_none());
+        assert_eq!(spec.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(spec.active_deadline_seconds, Some(60));
+        assert_eq!(spec.containers[0].name, "app");
     }
 }

@@ -20,9 +20,12 @@ pub(super) const MAX_NESTING: usize = 128;
 
 /// Where, in the request's object, values are left out of the one-pass read: each names the
 /// place of the object holding the key, and the key. None is read by it
-/// (`object::PodMetadata`, `pod_spec::ReadContainer`).
-const OMITTED: [(Place, &str); 6] = [
+/// (`object::PodMetadata`, `pod_spec::ReadSpec`, `pod_spec::ReadContainer`).
+const OMITTED: [(Place, &str); 9] = [
     (Place::Metadata, "managedFields"),
+    (Place::Spec, "tolerations"),
+    (Place::Spec, "affinity"),
+    (Place::Spec, "topologySpreadConstraints"),
     (Place::Container, "env"),
     (Place::Container, "envFrom"),
     (Place::Container, "args"),
@@ -433,6 +436,9 @@ mod tests {
                         "initContainers": [{"name": "init", "args": "not a list"}],
                         "ephemeralContainers": [{"name": "debug", "env": []}],
                         "volumes": [{"name": "env", "env": "kept: not a container"}],
+                        "tolerations": [{"key": "k", "operator": "Exists"}],
+                        "affinity": {"nodeAffinity": {}},
+                        "topologySpreadConstraints": [],
                     },
                 },
                 "oldObject": {"metadata": {"managedFields": []}},
@@ -449,6 +455,9 @@ mod tests {
         }
         object["spec"]["containers"][1]["env"] = json!(0);
         object["spec"]["initContainers"][0]["args"] = json!(0);
+        for key in ["tolerations", "affinity", "topologySpreadConstraints"] {
+            object["spec"][key] = json!(0);
+        }
         assert_eq!(serde_json::from_str::<Value>(&shortened).unwrap(), expected);
         // The same document spaced out reads the same.
         let pretty = serde_json::to_string_pretty(&review).unwrap();
