@@ -20,8 +20,12 @@ pub(super) const MAX_NESTING: usize = 128;
 
 /// Where, in the request's object, values are left out of the one-pass read: each names the
 /// place of the object holding the key, and the key. None is read by it
-/// (`object::PodMetadata`, `pod_spec::ReadSpec`, `pod_spec::ReadContainer`).
-const OMITTED: [(Place, &str); 9] = [
+/// (`parse::Request`, `object::PodMetadata`, `pod_spec::ReadSpec`, `pod_spec::ReadContainer`).
+const OMITTED: [(Place, &str); 13] = [
+    (Place::Request, "userInfo"),
+    (Place::Request, "options"),
+    (Place::Request, "requestResource"),
+    (Place::Request, "resource"),
     (Place::Metadata, "managedFields"),
     (Place::Spec, "tolerations"),
     (Place::Spec, "affinity"),
@@ -420,6 +424,10 @@ mod tests {
             "kind": "AdmissionReview",
             "request": {
                 "uid": "u",
+                "userInfo": {"username": "system:admin", "groups": ["system:masters"]},
+                "options": {"kind": "CreateOptions"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
                 "object": {
                     "metadata": {
                         "name": "web",
@@ -448,6 +456,9 @@ mod tests {
         let text = serde_json::to_string(&review).unwrap();
         let shortened = without(&text, &omitted_of(&text)).unwrap();
         let mut expected = review.clone();
+        for key in ["userInfo", "options", "resource", "requestResource"] {
+            expected["request"][key] = json!(0);
+        }
         let object = &mut expected["request"]["object"];
         object["metadata"]["managedFields"] = json!(0);
         for key in ["env", "args", "command", "envFrom", "volumeMounts"] {
