@@ -43,45 +43,68 @@ pub(crate) struct ReadAnnotations<'a> {
 }
 
 /// The size of the annotations the patch leaves, when it is over the limit: what
-/// [`patched_annotation_bytes`] measures, after a bound that needs no key compared (the
+/// [`patched_from`] measures, after a bound that needs no key compared (the
 /// pod's own and the added, escaped, with none replaced or removed) shows most pods clear.
+/// The pod's own annotations are added up once, for both.
 pub(crate) fn annotations_over_limit(
     existing: ReadAnnotations<'_>,
     added: &[Entry<'_>],
     removed: &[String],
 ) -> Option<AnnotationBytes> {
-    let read: usize = existing
-        .read
-        .into_iter()
-        .flatten()
-        .map(|(key, value)| key.len() + value.len())
-        .sum();
-    let own = read + existing.unread_bytes;
+    let read = own_bytes(existing.read);
     let ours: usize = added
         .iter()
         .map(|(key, value)| key.len() + value_bytes_at_most(value))
         .sum();
-    if own + ours <= TOTAL_ANNOTATION_BYTES {
+    if read + existing.unread_bytes + ours <= TOTAL_ANNOTATION_BYTES {
         return None;
     }
-    let mut bytes = patched_annotation_bytes(existing.read, added, removed);
+    let mut bytes = patched_from(read, existing.read, added, removed);
     bytes.total += existing.unread_bytes;
     Some(bytes).filter(|bytes| !bytes.within_limit())
 }
 
 /// The size of the annotations a pod with `existing` has once `added` are set (the last of
 /// equal keys wins, as the patch's operations apply in order) and `removed` are removed.
-pub(crate) fn patched_annotation_bytes(
+#[cfg(test)]
+fn patched_annotation_bytes(
+    existing: Option<&BTreeMap<String, String>>,
+    added: &[Entry<'_>],
+    removed: &[String],
+) -> AnnotationBytes {
+    patched_from(own_bytes(existing), existing, added, removed)
+}
+
+/// Keys and values of the pod's own annotations.
+fn own_bytes(existing: Option<&BTreeMap<String, String>>) -> usize {
+    existing
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| key.len() + value.len())
+        .sum()
+}
+
+/// The size of the annotations a pod with `existing` has once `added` are set (the last of
+/// equal keys wins, as the patch's operations apply in order) and `removed` are removed,
+/// given `read`, what the pod's own annotations total: the
+/// entries the patch replaces or removes are looked up, not the whole map compared.
+fn patched_from(
+    read: usize,
     existing: Option<&BTreeMap<String, String>>,
     added: &[Entry<'_>],
     removed: &[String],
 ) -> AnnotationBytes {
     let is_removed = |key: &str| removed.iter().any(|gone| gone == key);
-    let is_set = |key: &str| added.iter().any(|(set, _)| set == key);
-    let kept: usize = existing
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| !is_set(key) && !is_removed(key))
+    let touched: Vec<&str> = added
+        .iter()
+        .map(|(key, _)| key.as_ref())
+        .chain(removed.iter().map(String::as_str))
+        .collect();
+    let replaced: usize = touched
+        .iter()
+        .enumerate()
+        .filter(|&(index, key)| !touched[..index].contains(key))
+        .filter_map(|(_, key)| existing?.get_key_value(*key))
         .map(|(key, value)| key.len() + value.len())
         .sum();
     let added_bytes: usize = added
@@ -91,7 +114,7 @@ pub(crate) fn patched_annotation_bytes(
         .map(|(_, (key, value))| key.len() + value_bytes(value))
         .sum();
     AnnotationBytes {
-        total: kept + added_bytes,
+        total: read.saturating_sub(replaced) + added_bytes,
         added: added_bytes,
     }
 }
@@ -159,6 +182,20 @@ mod tests {
         let ours = "example.com/port".len() + 5 + "twice".len() + 1;
         assert_eq!(bytes.added, ours);
         assert_eq!(bytes.total, ours + "keep".len() + 1);
+    }
+
+    #[test]
+    fn a_key_both_set_and_removed_is_taken_off_the_pods_total_once() {
+        let pod = existing(&[("example.com/a", "xx"), ("keep", "k")]);
+        let added: Vec<Entry<'_>> = vec![(Cow::Borrowed("example.com/a"), EntryValue::from("y"))];
+        let bytes = patched_annotation_bytes(Some(&pod), &added, &["example.com/a".to_string()]);
+        assert_eq!(
+            bytes,
+            AnnotationBytes {
+                total: "keep".len() + 1,
+                added: 0
+            }
+        );
     }
 
     fn read(pod: &BTreeMap<String, String>) -> ReadAnnotations<'_> {
