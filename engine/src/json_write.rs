@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use crate::json_bytes::plain_run_end;
+
 /// A value the patch writes as JSON by hand, with no serializer between it and the bytes.
 pub(crate) trait WriteJson {
     /// Appends the value's JSON to `out`.
@@ -153,8 +155,8 @@ pub(crate) fn write_json_string_of(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
 }
 
-/// The bytes that need an escape inside a JSON string (quote, backslash, control
-/// characters) or a JSON Pointer token (`~`, `/`).
+/// The bytes that need an escape inside a JSON Pointer token: those of a JSON string (quote,
+/// backslash, control characters), and `~` and `/`.
 const SPECIAL: [bool; 256] = {
     let mut special = [false; 256];
     let mut byte = 0;
@@ -171,17 +173,27 @@ const SPECIAL: [bool; 256] = {
 
 /// Writes `text` escaped as serde_json escapes a string's contents (`\n`, `\t` and the like by
 /// name, other control characters as `\u00xx`), and for a pointer token `~` and `/` too. Runs
-/// with nothing to escape are copied whole, after one table lookup per byte.
+/// with nothing to escape are copied whole: found eight bytes at a time in a string's
+/// contents, after one table lookup per byte in a pointer token (short, and `/` is common in
+/// a string's contents).
 pub(crate) fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) {
     let bytes = text.as_bytes();
     let mut run = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if !SPECIAL[usize::from(byte)] {
-            continue;
-        }
+    let mut at = 0;
+    loop {
+        at = if pointer_token {
+            bytes
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&byte| SPECIAL[usize::from(byte)]))
+                .map_or(bytes.len(), |found| at + found)
+        } else {
+            plain_run_end(bytes, at)
+        };
+        let Some(&byte) = bytes.get(at) else {
+            break;
+        };
         let unicode;
         let escape: &[u8] = match byte {
-            b'~' | b'/' if !pointer_token => continue,
             b'~' => b"~0",
             b'/' => b"~1",
             b'"' => b"\\\"",
@@ -198,7 +210,8 @@ pub(crate) fn write_escaped(out: &mut Vec<u8>, text: &str, pointer_token: bool) 
         };
         out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
         out.extend_from_slice(escape);
-        run = at + 1;
+        at += 1;
+        run = at;
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }

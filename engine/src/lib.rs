@@ -28,6 +28,7 @@ mod image_type;
 pub mod inject_path;
 pub mod installed_istio;
 mod istio_parts;
+pub mod json_bytes;
 mod json_text;
 mod json_write;
 mod log_levels;

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerPort, ContainerResizePolicy, Lifecycle, LocalObjectReference, PodSecurityContext, PodSpec,
     Probe, ResourceRequirements, Volume,
 };
-use serde::de::Error as _;
+use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::engine::is_injected_container;
@@ -113,10 +113,38 @@ fn containers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Containe
 /// A list of containers (`spec.initContainers`, and `spec.containers` before its default),
 /// each read by [`ReadContainer`].
 fn container_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error> {
-    let read: Option<Vec<ReadContainer>> = Option::deserialize(deserializer)?;
-    read.map(|containers| containers.into_iter().map(ReadContainer::into_container).collect())
-        .transpose()
-        .map_err(D::Error::custom)
+    Ok(Option::<ContainerList>::deserialize(deserializer)?.map(|list| list.0))
+}
+
+/// Room for this many containers is made at once: a `Container` is large, and a list grown
+/// one by one moves the containers read so far at each step.
+const CONTAINERS_RESERVED: usize = 4;
+
+/// A list of containers, each turned into a `Container` as it is read.
+struct ContainerList(Vec<Container>);
+
+impl<'de> Deserialize<'de> for ContainerList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ContainerListVisitor)
+    }
+}
+
+struct ContainerListVisitor;
+
+impl<'de> Visitor<'de> for ContainerListVisitor {
+    type Value = ContainerList;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<ContainerList, A::Error> {
+        let mut containers = Vec::with_capacity(CONTAINERS_RESERVED);
+        while let Some(read) = items.next_element::<ReadContainer>()? {
+            containers.push(read.into_container().map_err(A::Error::custom)?);
+        }
+        Ok(ContainerList(containers))
+    }
 }
 
 /// One container as sent: the fields the engine reads of every container, typed; the rest
