@@ -25,10 +25,10 @@ mod resize;
 mod scan;
 mod wire;
 
-pub use answer::{allowed, answer_review};
+pub use answer::answer_review;
 pub use object::controller_owner;
 pub use parse::{ParsedReview, parse_review};
-pub use wire::WireReview;
+pub use wire::{WebhookResponse, WireReview};
 
 /// Why a request body is not a usable AdmissionReview; each maps to HTTP 400.
 #[derive(Debug, thiserror::Error)]

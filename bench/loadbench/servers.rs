@@ -19,7 +19,7 @@ use axum::routing::post;
 use sidecar_injector::certs::CertBundle;
 use sidecar_injector::config::InjectConfig;
 use sidecar_injector::engine::Injector;
-use sidecar_injector::review::{WireReview, allowed, parse_review, review};
+use sidecar_injector::review::{WebhookResponse, WireReview, parse_review, review};
 use sidecar_injector::server::Server;
 use sidecar_injector::server::https::serve_https;
 use sidecar_injector::server::options::ServeOptions;
@@ -127,7 +127,7 @@ async fn allow(body: Bytes) -> Response {
         Ok(parsed) => parsed,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
-    let bytes = WireReview::new(parsed.api_version(), &allowed(parsed.uid())).to_bytes();
+    let bytes = WireReview::of(parsed.api_version(), &WebhookResponse::allowed(parsed.uid())).to_bytes();
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 

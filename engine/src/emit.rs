@@ -37,8 +37,7 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
     }
     emit_probe_rewrites(plan, &mut builder);
     for (list, index) in plan.overrides.removals() {
-        let index = index.to_string();
-        builder.remove(&["spec", list, index.as_str()]);
+        builder.remove(&["spec", list, itoa::Buffer::new().format(index)]);
     }
     let Rendered {
         proxy,
@@ -58,7 +57,7 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
         &["spec", "volumes"],
         plan.spec.volumes.as_ref().map(Vec::len),
         Some(0),
-        volumes,
+        &volumes,
     );
     let status = SidecarStatus {
         init_containers: (!added_init.is_empty()).then_some(added_init),
@@ -85,16 +84,12 @@ pub(crate) fn emit(plan: &Plan<'_>, rendered: Rendered<'_>, config: &InjectConfi
 /// App probes and lifecycle hooks pointed at the agent.
 fn emit_probe_rewrites(plan: &Plan<'_>, builder: &mut PatchBuilder) {
     for rewrite in &plan.probe_plan.rewrites {
-        let index = rewrite.container.to_string();
-        let mut path = vec!["spec", rewrite.list, index.as_str()];
-        path.extend_from_slice(rewrite.probe);
+        let mut index = itoa::Buffer::new();
+        let container = ["spec", rewrite.list, index.format(rewrite.container)];
         if rewrite.handler != "httpGet" {
-            path.push(rewrite.handler);
-            builder.remove(&path);
-            path.pop();
+            builder.remove_at(&[&container, rewrite.probe, &[rewrite.handler]]);
         }
-        path.push("httpGet");
-        builder.add_written(&path, &rewrite.http_get);
+        builder.add_written_at(&[&container, rewrite.probe, &["httpGet"]], &rewrite.http_get);
     }
 }
 
@@ -116,22 +111,22 @@ fn emit_containers(
     let mut added_init = Vec::new();
     let mut added_containers = Vec::new();
     if plan.native {
-        let mut front = Vec::with_capacity(2);
+        let init_containers = ["spec", "initContainers"];
         if let Some(init) = init {
-            front.push(init);
+            builder.insert_items(&init_containers, init_len, Some(0), &[init, proxy]);
             added_init.push(plan.init_name);
+        } else {
+            builder.insert_items(&init_containers, init_len, Some(0), &[proxy]);
         }
-        front.push(proxy);
         added_init.push(PROXY_CONTAINER);
-        builder.insert_items(&["spec", "initContainers"], init_len, Some(0), front);
     } else {
         if let Some(init) = init {
             let position = if config.cni_enabled { Some(0) } else { None };
-            builder.insert_items(&["spec", "initContainers"], init_len, position, vec![init]);
+            builder.insert_items(&["spec", "initContainers"], init_len, position, &[init]);
             added_init.push(plan.init_name);
         }
         let position = if plan.hold { Some(0) } else { None };
-        builder.insert_items(&["spec", "containers"], Some(containers_len), position, vec![proxy]);
+        builder.insert_items(&["spec", "containers"], Some(containers_len), position, &[proxy]);
         added_containers.push(PROXY_CONTAINER);
     }
     (added_init, added_containers)
@@ -146,7 +141,7 @@ fn emit_pull_secrets(plan: &Plan<'_>, config: &InjectConfig, builder: &mut Patch
         .filter(|name| !existing.into_iter().flatten().any(|secret| &secret.name == *name))
         .map(|name| serde_json::json!({ "name": name }))
         .collect();
-    builder.insert_items(&["spec", "imagePullSecrets"], existing.map(Vec::len), Some(0), missing);
+    builder.insert_items(&["spec", "imagePullSecrets"], existing.map(Vec::len), Some(0), &missing);
 }
 
 /// Status, revision, container defaults, Prometheus, overrides, CNI and provenance; returns

@@ -187,7 +187,7 @@ pub(crate) fn emit_unprivileged_ports(spec: &PodSpec, builder: &mut PatchBuilder
         &["spec", "securityContext", "sysctls"],
         existing.map(Vec::len),
         None,
-        vec![sysctl],
+        &[sysctl],
     );
 }
 

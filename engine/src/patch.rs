@@ -151,9 +151,14 @@ impl PatchBuilder {
         self.write_value(value);
     }
 
-    /// Adds `item`, written by hand, at the path made of `tokens`.
-    pub(crate) fn add_written(&mut self, tokens: &[&str], item: &(impl WriteJson + ?Sized)) {
-        self.begin_add(tokens);
+    /// Adds `item`, written by hand, at the path made of the tokens of `parts` in turn (no
+    /// list of them is made).
+    pub(crate) fn add_written_at(&mut self, parts: &[&[&str]], item: &(impl WriteJson + ?Sized)) {
+        self.open_operation("add");
+        for tokens in parts {
+            write_path(&mut self.bytes, tokens);
+        }
+        self.close_path_start_value();
         self.write_item(item);
     }
 
@@ -171,14 +176,16 @@ impl PatchBuilder {
 
     /// Removes the value at the path made of `tokens`.
     pub fn remove(&mut self, tokens: &[&str]) {
-        self.begin("remove", tokens);
-        self.bytes.push(b'}');
+        self.remove_at(&[tokens]);
     }
 
-    /// Opens an operation object up to and including its `path`.
-    fn begin(&mut self, op: &str, tokens: &[&str]) {
-        self.open_path(op, tokens);
-        self.bytes.push(b'"');
+    /// Removes the value at the path made of the tokens of `parts` in turn.
+    pub(crate) fn remove_at(&mut self, parts: &[&[&str]]) {
+        self.open_operation("remove");
+        for tokens in parts {
+            write_path(&mut self.bytes, tokens);
+        }
+        self.bytes.extend_from_slice(b"\"}");
     }
 
     /// Closes an open path's string and starts the operation's `"value":`.
@@ -257,14 +264,14 @@ impl PatchBuilder {
         array_path: &[&str],
         existing_len: Option<usize>,
         index: Option<usize>,
-        items: Vec<T>,
+        items: &[T],
     ) {
         if items.is_empty() {
             return;
         }
         let Some(len) = existing_len else {
             self.begin_add(array_path);
-            self.write_item(items.as_slice());
+            self.write_item(items);
             return;
         };
         let array = escaped_path(array_path);
@@ -279,7 +286,7 @@ impl PatchBuilder {
                 }
             }
             _ => {
-                for item in &items {
+                for item in items {
                     self.begin_add_under(&array, |out| out.push(b'-'));
                     self.write_item(item);
                 }
@@ -391,9 +398,9 @@ mod tests {
     #[test]
     fn inserts_at_front_appends_or_creates_arrays() {
         let mut builder = PatchBuilder::new();
-        builder.insert_items(&["list"], Some(2), Some(0), vec![json!("x"), json!("y")]);
-        builder.insert_items(&["list"], Some(4), None, vec![json!("z")]);
-        builder.insert_items(&["other"], None, Some(0), vec![json!(1)]);
+        builder.insert_items(&["list"], Some(2), Some(0), &[json!("x"), json!("y")]);
+        builder.insert_items(&["list"], Some(4), None, &[json!("z")]);
+        builder.insert_items(&["other"], None, Some(0), &[json!(1)]);
         builder.remove(&["gone"]);
         let patch = builder.build();
         assert_eq!(patch.len(), 5);

@@ -2,12 +2,10 @@
 //! `pods/resize` UPDATE), its outcome recorded in the response and the [`ReviewSummary`].
 
 use k8s_openapi::api::core::v1::Pod;
-use kube_core::admission::AdmissionResponse;
-use kube_core::response::Status;
 
 use super::object::{ReadPod, ReviewObject, into_pod, pod_of};
 use super::parse::{ParsedReview, Request};
-use super::wire::WireReview;
+use super::wire::{WebhookResponse, WireReview};
 use super::{ReviewAnswer, ReviewError, ReviewSummary, resize};
 use crate::engine::{FieldKey, Injector, NamespaceContext, PodLevelChange, PodRequest, ProxyResources};
 
@@ -27,7 +25,7 @@ pub fn answer_review(
         request,
     } = parsed;
     let mut summary = first_summary(&request, &namespace);
-    let mut response = allowed(&request.uid);
+    let mut response = WebhookResponse::allowed(&request.uid);
     if is_pod_resize {
         let objects = (request.old_object.as_ref(), request.object.as_ref());
         resize::answer_resize(
@@ -123,16 +121,16 @@ fn inject(
     injector: &Injector,
     pod_request: &PodRequest<'_>,
     mut warnings: Vec<String>,
-    mut response: AdmissionResponse,
+    mut response: WebhookResponse,
     summary: &mut ReviewSummary,
-) -> AdmissionResponse {
+) -> WebhookResponse {
     match injector.inject(pod_request) {
         Ok(outcome) => {
             summary.decision = outcome.decision.as_str();
             summary.adjustments = adjustments(outcome.resources.as_ref(), &outcome.pod_level);
             summary.resources = outcome.resources;
             warnings.extend(outcome.warnings);
-            response.warnings = Some(warnings);
+            response.warnings = warnings;
             if !outcome.patch.is_empty() {
                 // The engine serialized the patch as it built it; `WireReview` marks it
                 // JSONPatch and writes it as base64.
@@ -144,8 +142,9 @@ fn inject(
             summary.decision = "deny";
             summary.denial = Some(denial.error.to_string());
             warnings.extend(denial.warnings);
-            response.warnings = Some(warnings);
-            response.deny(denial.error.to_string())
+            response.warnings = warnings;
+            response.deny(denial.error.to_string());
+            response
         }
     }
 }
@@ -169,18 +168,8 @@ fn adjustments(resources: Option<&ProxyResources>, pod_level: &[PodLevelChange])
     fields.chain(pod).collect()
 }
 
-/// A response allowing request `uid`, with no patch yet. (kube-core's `AdmissionResponse::from`
-/// needs its own request type, so this starts from `invalid` and sets the fields.)
-pub fn allowed(uid: &str) -> AdmissionResponse {
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_string();
-    response.allowed = true;
-    response.result = Status::default();
-    response
-}
-
-fn answer(api_version: &str, response: &AdmissionResponse, summary: ReviewSummary) -> ReviewAnswer {
-    let body = WireReview::new(api_version, response).to_bytes();
+fn answer(api_version: &str, response: &WebhookResponse, summary: ReviewSummary) -> ReviewAnswer {
+    let body = WireReview::of(api_version, response).to_bytes();
     ReviewAnswer { body, summary }
 }
 

@@ -1,9 +1,8 @@
 //! The answer to a `pods/resize` UPDATE: both pods decoded, the engine's resize guard
 //! ([`crate::engine::Injector::judge_resize`]), and the response.
 
-use kube_core::admission::AdmissionResponse;
-
 use super::object::ReviewObject;
+use super::wire::WebhookResponse;
 use super::{ReviewError, ReviewSummary};
 use crate::engine::{Injector, NamespaceContext, ResizeRequest};
 
@@ -14,7 +13,7 @@ pub(super) fn answer_resize(
     objects: (Option<&ReviewObject>, Option<&ReviewObject>),
     context: &NamespaceContext<'_>,
     mut warnings: Vec<String>,
-    response: &mut AdmissionResponse,
+    response: &mut WebhookResponse,
     summary: &mut ReviewSummary,
 ) -> Result<(), ReviewError> {
     let missing = || ReviewError::MissingObject { uid: uid.to_string() };
@@ -38,7 +37,7 @@ pub(super) fn answer_resize(
             summary.decision = outcome.verdict.as_str();
             summary.resources = outcome.proxy;
             warnings.extend(outcome.warnings);
-            response.warnings = Some(warnings);
+            response.warnings = warnings;
             if !outcome.patch.is_empty() {
                 response.patch = Some(outcome.patch.into_bytes());
             }
@@ -47,8 +46,8 @@ pub(super) fn answer_resize(
             summary.decision = "resize:deny";
             summary.denial = Some(denial.error.to_string());
             warnings.extend(denial.warnings);
-            response.warnings = Some(warnings);
-            *response = response.clone().deny(denial.error.to_string());
+            response.warnings = warnings;
+            response.deny(denial.error.to_string());
         }
     }
     Ok(())
