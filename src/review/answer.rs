@@ -39,7 +39,7 @@ pub fn answer_review(
         )?;
         return Ok(answer(&api_version, &response, summary));
     }
-    let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod" && request.sub_resource.is_none();
+    let is_pod = request.kind.core_pod && request.sub_resource.is_none();
     if !is_pod {
         return Ok(answer(&api_version, &response, summary));
     }

@@ -2,9 +2,10 @@
 //! then the AdmissionReview envelope and its request, with a Pod CREATE's object read
 //! straight into a Pod and any other object kept raw.
 
-use kube_core::GroupVersionKind;
+use std::borrow::Cow;
+
 use kube_core::admission::Operation;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::ReviewError;
@@ -16,14 +17,45 @@ const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/
 
 /// The AdmissionReview envelope as sent (the type name appears in decoding errors), with the
 /// request's objects read as `O`.
+/// `apiVersion` and `kind` are borrowed from the body where they have no escapes: only one
+/// of [`SUPPORTED_VERSIONS`] is kept.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[serde(bound = "O: Deserialize<'de>")]
-struct AdmissionReview<O> {
-    api_version: String,
-    kind: String,
+struct AdmissionReview<'a, O> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
     #[serde(default)]
     request: Option<Request<O>>,
+}
+
+/// `request.kind`, as far as the webhook reads it: whether it names the core group's `Pod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RequestKind {
+    /// The group is the core one (`""`) and the kind `Pod`.
+    pub(super) core_pod: bool,
+}
+
+impl<'de> Deserialize<'de> for RequestKind {
+    /// Read as kube-core's `GroupVersionKind` is (its name is in decoding errors), with its
+    /// strings borrowed from the body and none kept.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct GroupVersionKind<'a> {
+            #[serde(borrow)]
+            group: Cow<'a, str>,
+            #[serde(borrow, rename = "version")]
+            _version: Cow<'a, str>,
+            #[serde(borrow)]
+            kind: Cow<'a, str>,
+        }
+        let sent = GroupVersionKind::deserialize(deserializer)?;
+        Ok(RequestKind {
+            core_pod: sent.group.is_empty() && sent.kind == "Pod",
+        })
+    }
 }
 
 /// The request fields the webhook reads; the object is kept raw until it is known to be a
@@ -33,7 +65,7 @@ struct AdmissionReview<O> {
 #[serde(bound = "O: Deserialize<'de>")]
 pub(super) struct Request<O> {
     pub(super) uid: String,
-    pub(super) kind: GroupVersionKind,
+    pub(super) kind: RequestKind,
     #[serde(default)]
     pub(super) sub_resource: Option<String>,
     #[serde(default)]
@@ -67,17 +99,14 @@ impl<O> Request<O> {
 
     /// Whether this is a Pod CREATE, the only request the engine injects into.
     fn is_pod_create(&self) -> bool {
-        self.kind.group.is_empty()
-            && self.kind.kind == "Pod"
-            && self.sub_resource.is_none()
-            && self.operation == Operation::Create
+        self.kind.core_pod && self.sub_resource.is_none() && self.operation == Operation::Create
     }
 }
 
 /// A parsed AdmissionReview, before the engine runs on it.
 #[derive(Debug)]
 pub struct ParsedReview {
-    pub(super) api_version: String,
+    pub(super) api_version: &'static str,
     pub(super) namespace: String,
     pub(super) request: Request<ReviewObject>,
 }
@@ -90,7 +119,7 @@ impl ParsedReview {
 
     /// The AdmissionReview version, answered in kind.
     pub fn api_version(&self) -> &str {
-        &self.api_version
+        self.api_version
     }
 
     /// A label of the object (the pod's `istio.io/rev`, which picks the revision).
@@ -119,8 +148,7 @@ impl ParsedReview {
     /// Whether this is an UPDATE of a Pod's `resize` subresource, which the resize guard judges.
     pub fn is_pod_resize(&self) -> bool {
         let request = &self.request;
-        request.kind.group.is_empty()
-            && request.kind.kind == "Pod"
+        request.kind.core_pod
             && request.sub_resource.as_deref() == Some("resize")
             && request.operation == Operation::Update
     }
@@ -165,38 +193,43 @@ pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ReviewError> {
         scan::without(text, &omitted)
     };
     if let Ok(review) = serde_json::from_str::<AdmissionReview<PodObject>>(shortened.as_deref().unwrap_or(text))
-        && SUPPORTED_VERSIONS.contains(&review.api_version.as_str())
+        && let Some(api_version) = supported_version(&review.api_version)
         && review.kind == "AdmissionReview"
         && let Some(request) = review.request
         && request.is_pod_create()
     {
         let request = request.map_objects(|pod| ReviewObject::Pod(Box::new(pod)));
-        return Ok(parsed(review.api_version, request));
+        return Ok(parsed(api_version, request));
     }
     let review: AdmissionReview<Box<RawValue>> =
         serde_json::from_str(text).map_err(|error| ReviewError::Malformed(error.to_string()))?;
-    if !SUPPORTED_VERSIONS.contains(&review.api_version.as_str()) {
+    let Some(api_version) = supported_version(&review.api_version) else {
         return Err(ReviewError::Unsupported {
             field: "apiVersion",
-            value: review.api_version,
+            value: review.api_version.into_owned(),
             expected: "admission.k8s.io/v1",
         });
-    }
+    };
     if review.kind != "AdmissionReview" {
         return Err(ReviewError::Unsupported {
             field: "kind",
-            value: review.kind,
+            value: review.kind.into_owned(),
             expected: "AdmissionReview",
         });
     }
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
-    Ok(parsed(review.api_version, request.map_objects(ReviewObject::Raw)))
+    Ok(parsed(api_version, request.map_objects(ReviewObject::Raw)))
+}
+
+/// The one of [`SUPPORTED_VERSIONS`] that `sent` names.
+fn supported_version(sent: &str) -> Option<&'static str> {
+    SUPPORTED_VERSIONS.into_iter().find(|version| *version == sent)
 }
 
 /// The parsed review, its namespace the request's or else the object's.
-fn parsed(api_version: String, request: Request<ReviewObject>) -> ParsedReview {
-    let namespace = match &request.namespace {
-        Some(namespace) => namespace.clone(),
+fn parsed(api_version: &'static str, mut request: Request<ReviewObject>) -> ParsedReview {
+    let namespace = match request.namespace.take() {
+        Some(namespace) => namespace,
         None => request.object.as_ref().map(ReviewObject::namespace).unwrap_or_default(),
     };
     ParsedReview {
