@@ -37,15 +37,15 @@ pub fn answer_review(
             &mut response,
             &mut summary,
         )?;
-        return Ok(answer(&api_version, &response, summary));
+        return Ok(answer(api_version, &response, summary));
     }
     let is_pod = request.kind.core_pod && request.sub_resource.is_none();
     if !is_pod {
-        return Ok(answer(&api_version, &response, summary));
+        return Ok(answer(api_version, &response, summary));
     }
     if !is_pod_create {
         summary.decision = "skip:not-a-create";
-        return Ok(answer(&api_version, &response, summary));
+        return Ok(answer(api_version, &response, summary));
     }
     let ReadPod {
         pod,
@@ -63,7 +63,7 @@ pub fn answer_review(
         reinjection: false,
     };
     let response = inject(injector, &pod_request, context_warnings, response, &mut summary);
-    Ok(answer(&api_version, &response, summary))
+    Ok(answer(api_version, &response, summary))
 }
 
 /// The summary before the engine runs: the request's uid, namespace and name, not yet a pod.
