@@ -40,6 +40,8 @@ const PROXY_INBOUND_PORT: &str = "15006";
 const PROXY_OWN_PORTS: &str = "15090,15021";
 /// The proxy's uid, whose traffic is not captured.
 pub const PROXY_UID: i64 = 1337;
+/// [`PROXY_UID`] as the init container's `-u` argument (a test checks they agree).
+const PROXY_UID_TEXT: &str = "1337";
 
 /// The validated traffic settings for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,27 +138,33 @@ impl TrafficSettings {
 
     /// The excluded inbound ports with the status port added, as Istio lists them.
     fn excluded_inbound_with_status(&self) -> String {
-        let mut ports = self.exclude_inbound_ports.trim().to_string();
-        if self.status_port != 0 {
-            let status = self.status_port.to_string();
-            if !ports.split(',').any(|port| port.trim() == status) {
-                if !ports.is_empty() {
-                    ports.push(',');
-                }
-                ports.push_str(&status);
-            }
-        }
+        let mut ports = String::new();
+        self.push_excluded_inbound_with_status(&mut ports);
         ports
+    }
+
+    /// Appends the excluded inbound ports with the status port added, after a comma when
+    /// `out` is not empty.
+    fn push_excluded_inbound_with_status(&self, out: &mut String) {
+        let excluded = self.exclude_inbound_ports.trim();
+        let mut status = itoa::Buffer::new();
+        let status = (self.status_port != 0)
+            .then(|| status.format(self.status_port))
+            .filter(|status| !excluded.split(',').any(|port| port.trim() == *status));
+        for part in [excluded].into_iter().chain(status).filter(|part| !part.is_empty()) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(part);
+        }
     }
 
     /// The inbound ports that bypass capture: the proxy's own, the excluded ones and the status port.
     fn inbound_bypass_ports(&self) -> String {
-        let excluded = self.excluded_inbound_with_status();
-        if excluded.is_empty() {
-            PROXY_OWN_PORTS.to_string()
-        } else {
-            format!("{PROXY_OWN_PORTS},{excluded}")
-        }
+        let mut ports = String::with_capacity(PROXY_OWN_PORTS.len() + self.exclude_inbound_ports.len() + 8);
+        ports.push_str(PROXY_OWN_PORTS);
+        self.push_excluded_inbound_with_status(&mut ports);
+        ports
     }
 
     /// The pod annotations Istio CNI reads to install the rules itself.
@@ -204,7 +212,11 @@ impl TrafficSettings {
             ]
             .map(Cow::Borrowed),
         );
-        args.push(Cow::Owned(proxy_uid.to_string()));
+        args.push(if proxy_uid == PROXY_UID {
+            Cow::Borrowed(PROXY_UID_TEXT)
+        } else {
+            Cow::Owned(proxy_uid.to_string())
+        });
         args.extend(
             [
                 "-m",
@@ -267,6 +279,11 @@ pub fn multus_networks(existing: Option<&str>, namespace: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_uid_argument_is_the_proxy_uid() {
+        assert_eq!(PROXY_UID_TEXT, PROXY_UID.to_string());
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<TrafficSettings, InjectError> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

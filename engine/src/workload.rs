@@ -81,13 +81,20 @@ impl Workload {
 
     /// `kubernetes://apis/<apiVersion>/namespaces/<ns>/<kind>s/<name>`, as Istio writes it.
     pub fn owner_uri(&self, namespace: &str) -> String {
-        format!(
-            "kubernetes://apis/{}/namespaces/{}/{}s/{}",
-            self.api_version,
-            namespace,
-            self.kind.to_ascii_lowercase(),
-            self.name
-        )
+        const FIXED: usize = "kubernetes://apis//namespaces//s/".len();
+        let mut uri =
+            String::with_capacity(FIXED + self.api_version.len() + namespace.len() + self.kind.len() + self.name.len());
+        uri.push_str("kubernetes://apis/");
+        uri.push_str(&self.api_version);
+        uri.push_str("/namespaces/");
+        uri.push_str(namespace);
+        uri.push('/');
+        let kind = uri.len();
+        uri.push_str(&self.kind);
+        uri[kind..].make_ascii_lowercase();
+        uri.push_str("s/");
+        uri.push_str(&self.name);
+        uri
     }
 }
 
