@@ -1,7 +1,7 @@
 //! The answer to a review: the engine run on a Pod CREATE (or the resize guard on a
 //! `pods/resize` UPDATE), its outcome recorded in the response and the [`ReviewSummary`].
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::object::{ReadPod, ReviewObject, into_pod, pod_of};
 use super::parse::{ParsedReview, Request};
@@ -52,7 +52,6 @@ pub fn answer_review(
         has_metadata,
         unread_annotation_bytes,
     } = created_pod(request)?;
-    name_and_owner(&mut summary, &pod);
     let pod_request = PodRequest {
         pod: &pod,
         namespace: &namespace,
@@ -63,6 +62,7 @@ pub fn answer_review(
         reinjection: false,
     };
     let response = inject(injector, &pod_request, context_warnings, response, &mut summary);
+    name_and_owner(&mut summary, pod.metadata);
     Ok(answer(api_version, &response, summary))
 }
 
@@ -95,23 +95,15 @@ fn created_pod(request: Request<ReviewObject>) -> Result<ReadPod, ReviewError> {
 }
 
 /// Names the pod in the summary (when the request did not) and records its controlling
-/// owner, else its first.
-fn name_and_owner(summary: &mut ReviewSummary, pod: &Pod) {
+/// owner, else its first; both are moved out of the pod's metadata, which is not read again.
+fn name_and_owner(summary: &mut ReviewSummary, metadata: ObjectMeta) {
     if summary.pod.is_empty() {
-        summary.named = pod.metadata.name.is_some();
-        summary.pod = pod
-            .metadata
-            .name
-            .clone()
-            .or_else(|| pod.metadata.generate_name.clone())
-            .unwrap_or_default();
+        summary.named = metadata.name.is_some();
+        summary.pod = metadata.name.or(metadata.generate_name).unwrap_or_default();
     }
-    summary.owner = pod.metadata.owner_references.as_ref().and_then(|owners| {
-        owners
-            .iter()
-            .find(|owner| owner.controller == Some(true))
-            .or_else(|| owners.first())
-            .cloned()
+    summary.owner = metadata.owner_references.and_then(|mut owners| {
+        let controller = owners.iter().position(|owner| owner.controller == Some(true));
+        (!owners.is_empty()).then(|| owners.swap_remove(controller.unwrap_or(0)))
     });
 }
 
@@ -232,6 +224,16 @@ mod tests {
         assert!(!summary.dry_run && !summary.named, "{summary:?}");
         assert_eq!(summary.pod, "web-7d-");
         assert!(summary_for("{}", owned, true).dry_run);
+        let uncontrolled = json!({"metadata": {"name": "job-1", "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "first", "uid": "1"},
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "second", "uid": "2"}]},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}});
+        let summary = summary_for("{}", uncontrolled, false);
+        assert_eq!(
+            summary.owner.as_ref().map(|o| o.name.as_str()),
+            Some("first"),
+            "with no controller, the first"
+        );
         let named = json!({"metadata": {"name": "lone", "annotations": {"sidecar.istio.io/proxyCPU": "x"}},
             "spec": {"containers": [{"name": "app", "image": "x"}]}});
         let summary = summary_for("{}", named, false);
