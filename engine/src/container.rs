@@ -112,7 +112,7 @@ pub(crate) struct ProxyArgs<'a> {
     /// `$(POD_NAMESPACE).svc.<cluster domain>`.
     pub domain: &'a str,
     /// The proxy's and agent's log levels.
-    pub log_levels: &'a LogLevels,
+    pub log_levels: &'a LogLevels<'a>,
     /// Envoy worker threads, unless the agent chooses.
     pub concurrency: Option<i64>,
 }
@@ -125,11 +125,11 @@ impl WriteJson for ProxyArgs<'_> {
         out.extend_from_slice(b",\"--domain\",");
         write_json_string(out, self.domain);
         out.push(b',');
-        write_json_string_of(out, &["--proxyLogLevel=", &levels.proxy]);
+        write_json_string_of(out, &["--proxyLogLevel=", levels.proxy]);
         out.push(b',');
-        write_json_string_of(out, &["--proxyComponentLogLevel=", &levels.components]);
+        write_json_string_of(out, &["--proxyComponentLogLevel=", levels.components]);
         out.push(b',');
-        write_json_string_of(out, &["--log_output_level=", &levels.agent]);
+        write_json_string_of(out, &["--log_output_level=", levels.agent]);
         if let Some(workers) = self.concurrency {
             out.extend_from_slice(b",\"--concurrency\",");
             write_json_string(out, itoa::Buffer::new().format(workers));
@@ -457,9 +457,9 @@ mod tests {
     #[test]
     fn args_name_the_concurrency_only_when_chosen() {
         let levels = LogLevels {
-            proxy: "warning".into(),
-            components: "misc:error".into(),
-            agent: "default:info".into(),
+            proxy: "warning",
+            components: "misc:error",
+            agent: "default:info",
         };
         let mut args = ProxyArgs {
             role: ProxyRole::Sidecar,

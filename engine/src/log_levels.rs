@@ -18,26 +18,26 @@ const ENVOY_LEVELS: [&str; 8] = ["trace", "debug", "info", "warning", "warn", "e
 /// pilot-agent's log levels (`--log_output_level`).
 const AGENT_LEVELS: [&str; 6] = ["debug", "info", "warn", "error", "fatal", "none"];
 
-/// The three levels for one pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LogLevels {
+/// The three levels for one pod, borrowed from its annotations or the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogLevels<'a> {
     /// Envoy's level.
-    pub proxy: String,
+    pub proxy: &'a str,
     /// Envoy's per-component levels, `component:level,...`.
-    pub components: String,
+    pub components: &'a str,
     /// pilot-agent's and istio-iptables' `--log_output_level`.
-    pub agent: String,
+    pub agent: &'a str,
 }
 
-impl LogLevels {
+impl<'a> LogLevels<'a> {
     /// The pod's annotations over the config's levels (already checked when it compiled).
     pub(crate) fn from_annotations(
-        annotations: Option<&BTreeMap<String, String>>,
-        defaults: (&str, &str, &str),
+        annotations: Option<&'a BTreeMap<String, String>>,
+        defaults: (&'a str, &'a str, &'a str),
     ) -> Result<Self, InjectError> {
-        let read = |key: &'static str, default: &str, check: LevelCheck, accepted| {
+        let read = |key: &'static str, default: &'a str, check: LevelCheck, accepted| {
             let Some(value) = annotations.and_then(|map| map.get(key)) else {
-                return Ok(default.to_string());
+                return Ok(default);
             };
             check(value).map_err(|reason| InjectError::InvalidAnnotation {
                 annotation: key.into(),
@@ -45,7 +45,7 @@ impl LogLevels {
                 reason,
                 accepted,
             })?;
-            Ok(value.clone())
+            Ok(value.as_str())
         };
         Ok(LogLevels {
             proxy: read(LOG_LEVEL, defaults.0, check_proxy_level, LOG_LEVEL_FORMS)?,
@@ -105,32 +105,24 @@ fn pairs(value: &str, levels: &[&str], bare_level: bool) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn levels(pairs: &[(&str, &str)]) -> Result<LogLevels, InjectError> {
+    /// The proxy's, the components' and the agent's levels for a pod annotated with `pairs`.
+    fn levels(pairs: &[(&str, &str)]) -> Result<[String; 3], InjectError> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        LogLevels::from_annotations(Some(&map), ("warning", "misc:error", "default:info"))
+        let levels = LogLevels::from_annotations(Some(&map), ("warning", "misc:error", "default:info"))?;
+        Ok([levels.proxy, levels.components, levels.agent].map(str::to_string))
     }
 
     #[test]
     fn annotations_override_the_config_and_bad_levels_are_denied() {
-        assert_eq!(
-            levels(&[]).unwrap(),
-            LogLevels {
-                proxy: "warning".into(),
-                components: "misc:error".into(),
-                agent: "default:info".into()
-            }
-        );
+        assert_eq!(levels(&[]).unwrap(), ["warning", "misc:error", "default:info"]);
         let set = levels(&[
             (LOG_LEVEL, "debug"),
             (COMPONENT_LOG_LEVEL, "misc:error,rbac:debug"),
             (AGENT_LOG_LEVEL, "default:debug,xdsproxy:warn"),
         ])
         .unwrap();
-        assert_eq!(
-            (set.proxy.as_str(), set.agent.as_str()),
-            ("debug", "default:debug,xdsproxy:warn")
-        );
-        assert_eq!(levels(&[(AGENT_LOG_LEVEL, "info")]).unwrap().agent, "info");
+        assert_eq!(set, ["debug", "misc:error,rbac:debug", "default:debug,xdsproxy:warn"]);
+        assert_eq!(levels(&[(AGENT_LOG_LEVEL, "info")]).unwrap()[2], "info");
         for (key, bad) in [
             (LOG_LEVEL, "loud"),
             (LOG_LEVEL, "debug --foo"),

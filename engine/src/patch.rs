@@ -79,6 +79,13 @@ fn write_path(out: &mut Vec<u8>, tokens: &[&str]) {
     }
 }
 
+/// Writes the tokens of `parts` in turn, as one path.
+fn write_path_of_parts(out: &mut Vec<u8>, parts: &[&[&str]]) {
+    for tokens in parts {
+        write_path(out, tokens);
+    }
+}
+
 /// A path escaped once, for all of a map's or array's items.
 fn escaped_path(tokens: &[&str]) -> Vec<u8> {
     let mut path = Vec::with_capacity(32);
@@ -155,9 +162,7 @@ impl PatchBuilder {
     /// list of them is made).
     pub(crate) fn add_written_at(&mut self, parts: &[&[&str]], item: &(impl WriteJson + ?Sized)) {
         self.open_operation("add");
-        for tokens in parts {
-            write_path(&mut self.bytes, tokens);
-        }
+        write_path_of_parts(&mut self.bytes, parts);
         self.close_path_start_value();
         self.write_item(item);
     }
@@ -182,9 +187,7 @@ impl PatchBuilder {
     /// Removes the value at the path made of the tokens of `parts` in turn.
     pub(crate) fn remove_at(&mut self, parts: &[&[&str]]) {
         self.open_operation("remove");
-        for tokens in parts {
-            write_path(&mut self.bytes, tokens);
-        }
+        write_path_of_parts(&mut self.bytes, parts);
         self.bytes.extend_from_slice(b"\"}");
     }
 

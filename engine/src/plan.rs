@@ -85,7 +85,7 @@ pub(crate) struct Plan<'a> {
     /// The ConfigMap of `sidecar.istio.io/bootstrapOverride`.
     pub bootstrap_override: Option<&'a str>,
     /// Log levels of the proxy and agent.
-    pub log_levels: LogLevels,
+    pub log_levels: LogLevels<'a>,
     /// The template the pod is rendered with.
     pub template: Template,
     /// Whether an init container is added.
@@ -355,7 +355,7 @@ struct PodSettings<'a> {
     /// A `sidecar.istio.io/proxyImage` that is not used: it has no `/`.
     unused_proxy_image: Option<&'a str>,
     bootstrap_override: Option<&'a str>,
-    log_levels: LogLevels,
+    log_levels: LogLevels<'a>,
 }
 
 /// The pod's `sidecar.istio.io/proxyImage`: the image to use, or the value that is not used.

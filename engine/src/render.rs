@@ -155,11 +155,11 @@ fn render_volumes<'t>(
     let mtls = mtls_certs_volume(config, plan.pod);
     let bootstrap = plan.bootstrap_override.map(bootstrap_override::volume);
     let mut names: Vec<&'t str> = Vec::with_capacity(template_volumes.len() + 2);
-    let mut ours = Vec::new();
+    let mut volumes = Vec::with_capacity(template_volumes.len() + 2 + plan.user_volumes.volumes.len());
     for (name, raw) in template_volumes {
         names.push(name);
         if !exists(name) {
-            ours.push(Fragment::Compiled(raw));
+            volumes.push(Fragment::Compiled(raw));
         }
         // The custom bootstrap's volume stands where istiod's template puts it.
         if *name == bootstrap_override::AFTER_VOLUME
@@ -167,12 +167,12 @@ fn render_volumes<'t>(
         {
             names.push(bootstrap_override::VOLUME);
             if !exists(bootstrap_override::VOLUME) {
-                ours.push(Fragment::Built(volume.clone()));
+                volumes.push(Fragment::Built(volume.clone()));
             }
         }
     }
     names.extend(mtls.iter().map(|&(name, _)| name));
-    let ours = ours.into_iter().chain(
+    volumes.extend(
         mtls.filter(|(name, _)| !exists(name))
             .map(|(_, volume)| Fragment::Built(volume)),
     );
@@ -187,7 +187,7 @@ fn render_volumes<'t>(
         })
         .cloned()
         .map(Fragment::Built);
-    let volumes = ours.chain(users).collect();
+    volumes.extend(users);
     // The status annotation names the user's volumes too, after ours, as istiod's does.
     for volume in &plan.user_volumes.volumes {
         if let Some(name) = volume["name"].as_str()

@@ -69,7 +69,7 @@ pub(crate) struct SidecarInputs<'a> {
     /// The parts compiled once for the config.
     pub template: &'a SidecarTemplate,
     /// Log levels of the proxy and agent.
-    pub log_levels: &'a crate::log_levels::LogLevels,
+    pub log_levels: &'a crate::log_levels::LogLevels<'a>,
     /// The proxy's `resizePolicy`, when the config writes one.
     pub resize_policy: Option<crate::resize_policy::ProxyResizePolicy>,
 }
@@ -391,7 +391,7 @@ pub(crate) fn build_init_container<'a>(inputs: &SidecarInputs<'a>) -> InitContai
     InitContainer {
         args: inputs
             .traffic
-            .iptables_args(cni, inputs.proxy_ids.0, &inputs.log_levels.agent),
+            .iptables_args(cni, inputs.proxy_ids.0, inputs.log_levels.agent),
         env: metadata_env(inputs).collect(),
         image: inputs.init_image,
         image_pull_policy: config.image_pull_policy.as_deref(),
