@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde::Serialize;
 
@@ -86,11 +87,18 @@ fn write_path_of_parts(out: &mut Vec<u8>, parts: &[&[&str]]) {
     }
 }
 
-/// A path escaped once, for all of a map's or array's items.
-fn escaped_path(tokens: &[&str]) -> Vec<u8> {
-    let mut path = Vec::with_capacity(32);
-    write_path(&mut path, tokens);
-    path
+/// The path of a map or array whose items are added one operation each: its tokens, and
+/// where in the patch they were first written escaped (copied from there for the next items,
+/// with no buffer of their own).
+struct ParentPath<'t> {
+    tokens: &'t [&'t str],
+    written: Option<Range<usize>>,
+}
+
+impl<'t> ParentPath<'t> {
+    fn new(tokens: &'t [&'t str]) -> Self {
+        ParentPath { tokens, written: None }
+    }
 }
 
 /// A JSON Patch document, already serialized.
@@ -211,11 +219,19 @@ impl PatchBuilder {
         self.bytes.extend_from_slice(b"\",\"path\":\"");
     }
 
-    /// Opens an `add` operation at `escaped_path` (escaped once for all of a map's or
-    /// array's items) followed by `/` and the item's token, up to its `"value":`.
-    fn begin_add_under(&mut self, escaped_path: &[u8], token: impl FnOnce(&mut Vec<u8>)) {
+    /// Opens an `add` operation at the path of `parent` followed by `/` and the item's token,
+    /// up to its `"value":`. The parent's path is escaped and written at its first item and
+    /// copied from there for the others ([`ParentPath`]).
+    fn begin_add_under(&mut self, parent: &mut ParentPath<'_>, token: impl FnOnce(&mut Vec<u8>)) {
         self.open_operation("add");
-        self.bytes.extend_from_slice(escaped_path);
+        match parent.written.clone() {
+            Some(written) => self.bytes.extend_from_within(written),
+            None => {
+                let start = self.bytes.len();
+                write_path(&mut self.bytes, parent.tokens);
+                parent.written = Some(start..self.bytes.len());
+            }
+        }
         self.bytes.push(b'/');
         token(&mut self.bytes);
         self.close_path_start_value();
@@ -251,9 +267,9 @@ impl PatchBuilder {
                 self.bytes.extend_from_slice(b"}}");
             }
             Some(_) => {
-                let map = escaped_path(map_path);
+                let mut map = ParentPath::new(map_path);
                 for (key, value) in &entries {
-                    self.begin_add_under(&map, |out| write_pointer_token(out, key));
+                    self.begin_add_under(&mut map, |out| write_pointer_token(out, key));
                     self.write_item(value);
                 }
             }
@@ -277,12 +293,12 @@ impl PatchBuilder {
             self.write_item(items);
             return;
         };
-        let array = escaped_path(array_path);
+        let mut array = ParentPath::new(array_path);
         match index {
             Some(start) if start < len => {
                 for (offset, item) in items.iter().enumerate() {
                     // An index is its own pointer token; written with no String made for it.
-                    self.begin_add_under(&array, |out| {
+                    self.begin_add_under(&mut array, |out| {
                         out.extend_from_slice(itoa::Buffer::new().format(start + offset).as_bytes());
                     });
                     self.write_item(item);
@@ -290,7 +306,7 @@ impl PatchBuilder {
             }
             _ => {
                 for item in items {
-                    self.begin_add_under(&array, |out| out.push(b'-'));
+                    self.begin_add_under(&mut array, |out| out.push(b'-'));
                     self.write_item(item);
                 }
             }

@@ -262,6 +262,13 @@ pub fn plan_probe_rewrites(pod: &Pod, status_port: u16) -> ProbePlan<'_> {
                 handler: original,
                 timeout_seconds: probe.timeout_seconds.filter(|t| *t > 0),
             };
+            if rewrites.is_empty() {
+                // Room for two probes a container (liveness and readiness, the usual pair)
+                // at once, once there is one.
+                let room = 2 * spec.containers.len();
+                rewrites.reserve(room);
+                probers.reserve(room);
+            }
             probers.push((path, prober));
             rewrites.push(ProbeRewrite {
                 list,
