@@ -170,6 +170,7 @@ pub fn explain(
             limit_ranges,
             resource_quotas,
         },
+        app_amounts: None,
         reinjection: false,
     };
     let mut explanation = Explanation {

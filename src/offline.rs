@@ -84,6 +84,7 @@ fn inject_template(
         has_metadata,
         unread_annotation_bytes: 0,
         namespace_context: crate::engine::NamespaceContext::default(),
+        app_amounts: None,
         reinjection,
     };
     let outcome = injector.inject(&request).map_err(|denial| OfflineError::Denied {

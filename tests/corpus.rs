@@ -1002,6 +1002,7 @@ fn reader_and_engine_agree(
         has_metadata: true,
         unread_annotation_bytes: 0,
         namespace_context: *context,
+        app_amounts: None,
         reinjection: false,
     };
     let warnings = response["warnings"].as_array().cloned().unwrap_or_default();

@@ -72,7 +72,10 @@ pub use self::patch::SerializedPatch;
 pub use self::reinject::strip_injection;
 pub use self::resize::{ResizeOutcome, ResizeRequest, ResizeVerdict};
 pub use self::resources::pod_level::PodLevelChange;
-pub use self::resources::{ConcurrencyPolicy, Field, NamespaceContext, ProxyResources, Recommendation, Source};
+pub use self::resources::{
+    AppAmounts, ConcurrencyPolicy, ContainerAmounts, Field, ListAmounts, NamespaceContext, ProxyResources,
+    Recommendation, Source,
+};
 pub use self::workload::Workload;
 
 /// One pod to consider, with what the engine cannot read from the pod itself.
@@ -92,6 +95,9 @@ pub struct PodRequest<'a> {
     pub unread_annotation_bytes: usize,
     /// The namespace's annotations and LimitRanges, as far as they are known.
     pub namespace_context: NamespaceContext<'a>,
+    /// The amounts of the pod's containers, when the caller read them with the pod and left
+    /// the containers' `resources` out of it; `None` reads them from the pod.
+    pub app_amounts: Option<&'a AppAmounts>,
     /// The pod was stripped of a previous injection (offline re-injection). A pod without
     /// containers is otherwise skipped, since the API server refuses it; one whose only
     /// containers were injected ones (Istio's `only-proxy-container` case) is injected again.

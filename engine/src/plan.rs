@@ -24,7 +24,9 @@ use crate::resources::bounds::effective_bounds;
 use crate::resources::init::resolve_init;
 use crate::resources::pod_level::{Placement, PodLevelChange, grow_pod_level};
 use crate::resources::quota::{QuotaInputs, apply_quotas};
-use crate::resources::{ProxyResources, Resolution, Tuning, resolve_proxy_override, resolve_resources};
+use crate::resources::{
+    AppAmounts, PodView, ProxyResources, Resolution, Tuning, resolve_proxy_override, resolve_resources,
+};
 use crate::sidecar::init_container_name;
 use crate::templates::Template;
 use crate::traffic::TrafficSettings;
@@ -197,6 +199,15 @@ fn check<'a>(
     warnings: &mut Vec<String>,
 ) -> Result<Checked<'a>, InjectError> {
     let pod = request.pod;
+    let read_amounts;
+    let amounts = match request.app_amounts {
+        Some(amounts) => amounts,
+        None => {
+            read_amounts = AppAmounts::of(pod);
+            &read_amounts
+        }
+    };
+    let view = PodView { pod, amounts };
     let config = injector.config();
     let annotations = pod.metadata.annotations.as_ref();
     let template = Template::of_pod(annotations);
@@ -206,7 +217,7 @@ fn check<'a>(
     // Resources first, then the annotations, then the override: the first bad value found is
     // the one the denial names.
     let tuning = injector.tuning(template);
-    let resolution = resolve_resources(pod, &request.namespace_context, tuning, native)?;
+    let resolution = resolve_resources(view, &request.namespace_context, tuning, native)?;
     warnings.extend(resolution.warnings);
     let settings = PodSettings::read(injector, annotations)?;
     if let Some(image) = settings.unused_proxy_image {
@@ -227,8 +238,8 @@ fn check<'a>(
     )?;
     let layered = resolution.resources;
     let guaranteed = resolution.guaranteed;
-    let mut proxy_resources =
-        override_resources(tuning, request, &overrides, native)?.map_or(layered, |own| with_warnings(own, warnings));
+    let mut proxy_resources = override_resources(tuning, request, view, &overrides, native)?
+        .map_or(layered, |own| with_warnings(own, warnings));
     let with_init = template.captures() && settings.traffic.mode != InterceptionMode::None;
     let placement = Placement {
         native,
@@ -238,13 +249,16 @@ fn check<'a>(
     apply_quota_foresight(
         tuning,
         request,
+        view,
         placement,
         guaranteed,
         (&mut proxy_resources, &mut init_resources),
         warnings,
     )?;
     let resources = (&proxy_resources, &init_resources);
-    let pod_level = check_and_grow(config, request, &settings, &overrides, placement, resources, warnings)?;
+    let pod_level = check_and_grow(
+        config, request, view, &settings, &overrides, placement, resources, warnings,
+    )?;
     Ok(Checked {
         template,
         with_init,
@@ -294,9 +308,11 @@ fn decide<'a>(injector: &Injector, request: &PodRequest<'a>) -> Result<Decided<'
 
 /// What the pod's own containers and the user's volumes must satisfy once placed, then the
 /// pod-level values injection grows; `resources` is (proxy, init).
+#[allow(clippy::too_many_arguments)]
 fn check_and_grow(
     config: &InjectConfig,
     request: &PodRequest<'_>,
+    view: PodView<'_>,
     settings: &PodSettings<'_>,
     overrides: &Overrides,
     placement: Placement,
@@ -314,13 +330,14 @@ fn check_and_grow(
             .check(&surroundings(config, spec, overrides, bootstrap))?;
     }
     let limit_ranges = request.namespace_context.limit_ranges;
-    grow_pod_level(request.pod, resources.0, resources.1, placement, limit_ranges, warnings)
+    grow_pod_level(view, resources.0, resources.1, placement, limit_ranges, warnings)
 }
 
 /// ResourceQuota foresight ([`crate::resources::quota`]) on the proxy and init container.
 fn apply_quota_foresight(
     tuning: &Tuning,
     request: &PodRequest<'_>,
+    view: PodView<'_>,
     placement: Placement,
     guaranteed: bool,
     resources: (&mut ProxyResources, &mut ProxyResources),
@@ -332,7 +349,7 @@ fn apply_quota_foresight(
     }
     let bounds = effective_bounds(&tuning.bounds, context.annotations)?;
     let inputs = QuotaInputs {
-        pod: request.pod,
+        pod: view,
         placement,
         tuning,
         bounds: &bounds,
@@ -446,6 +463,7 @@ impl<'a> PodSettings<'a> {
 fn override_resources(
     tuning: &Tuning,
     request: &PodRequest<'_>,
+    view: PodView<'_>,
     overrides: &Overrides,
     native: bool,
 ) -> Result<Option<Resolution>, InjectError> {
@@ -455,7 +473,7 @@ fn override_resources(
     if !overridden {
         return Ok(None);
     }
-    resolve_proxy_override(request.pod, &request.namespace_context, tuning, native).map(Some)
+    resolve_proxy_override(view, &request.namespace_context, tuning, native).map(Some)
 }
 
 /// The override's resources, its warnings added to `warnings` unless already there.

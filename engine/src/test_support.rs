@@ -22,6 +22,7 @@ pub(crate) fn inject_and_apply(
         has_metadata: pod.get("metadata").is_some(),
         unread_annotation_bytes: 0,
         namespace_context: context,
+        app_amounts: None,
         reinjection: false,
     })?;
     let mut patched = pod.clone();

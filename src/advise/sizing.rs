@@ -187,6 +187,7 @@ fn admit(
             annotations: policy.annotations,
             ..NamespaceContext::default()
         },
+        app_amounts: None,
         reinjection: false,
     };
     let outcome = injector.inject(&request).map_err(|denial| denial.error.to_string())?;

@@ -99,6 +99,7 @@ fn pod_differences(injector: &Injector, view: &ClusterView, pod: &Pod) -> Result
             // `used`, so fitting it again would count it twice and report false drift.
             ..NamespaceContext::default()
         },
+        app_amounts: None,
         reinjection: injected,
     };
     if !injected {

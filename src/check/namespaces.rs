@@ -124,6 +124,7 @@ fn engine_decision(
             // the layers every pod shares.
             ..NamespaceContext::default()
         },
+        app_amounts: None,
         reinjection: false,
     };
     injector

@@ -51,6 +51,7 @@ pub fn answer_review(
         pod,
         has_metadata,
         unread_annotation_bytes,
+        app_amounts,
     } = created_pod(request)?;
     let pod_request = PodRequest {
         pod: &pod,
@@ -59,6 +60,7 @@ pub fn answer_review(
         has_metadata,
         unread_annotation_bytes,
         namespace_context: *context,
+        app_amounts: app_amounts.as_ref(),
         reinjection: false,
     };
     let response = inject(injector, &pod_request, context_warnings, response, &mut summary);

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::annotations::ReadAnnotations;
-use super::pod_spec::ReadSpec;
+use super::pod_spec::{IntoSpec, ReadSpec};
+use crate::engine::AppAmounts;
 
 /// A request's object: read as a Pod in the one pass over the body (a Pod CREATE), or kept
 /// raw until it is known to be one.
@@ -108,6 +109,8 @@ pub(super) struct ReadPod {
     pub(super) has_metadata: bool,
     /// Keys and values of the annotations left out of `pod`.
     pub(super) unread_annotation_bytes: usize,
+    /// The amounts of its containers, when the reader left their `resources` out of `pod`.
+    pub(super) app_amounts: Option<AppAmounts>,
 }
 
 /// The metadata fields the engine reads; the rest (`managedFields` above all) is skipped.
@@ -173,7 +176,7 @@ pub(super) fn into_pod(object: &RawValue) -> Result<ReadPod, String> {
 }
 
 /// The Pod of the parts read.
-pub(super) fn pod_of<S: Into<PodSpec>, A: Into<ReadAnnotations>>(parsed: PodObject<S, A>) -> ReadPod {
+pub(super) fn pod_of<S: IntoSpec, A: Into<ReadAnnotations>>(parsed: PodObject<S, A>) -> ReadPod {
     let has_metadata = parsed.metadata.is_some();
     let mut unread_annotation_bytes = 0;
     let metadata = parsed.metadata.map_or_else(ObjectMeta::default, |metadata| {
@@ -192,14 +195,19 @@ pub(super) fn pod_of<S: Into<PodSpec>, A: Into<ReadAnnotations>>(parsed: PodObje
             ..ObjectMeta::default()
         }
     });
+    let (spec, app_amounts) = match parsed.spec.map(IntoSpec::into_spec) {
+        Some((spec, amounts)) => (Some(spec), amounts),
+        None => (None, None),
+    };
     ReadPod {
         pod: Pod {
             metadata,
-            spec: parsed.spec.map(Into::into),
+            spec,
             status: None,
         },
         has_metadata,
         unread_annotation_bytes,
+        app_amounts,
     }
 }
 

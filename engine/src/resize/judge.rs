@@ -8,6 +8,7 @@ use crate::error::InjectError;
 use crate::resources::bounds::effective_bounds;
 use crate::resources::limit_range::{container_max, container_min_named, quantity};
 use crate::resources::ratio::{Ratio, app_requests, ratio_annotation};
+use crate::resources::{AppAmounts, PodView};
 use crate::resources::{Field, FieldKey, ProxyResources, Resource, Side, Source};
 use crate::{Injector, quantity::Quantity};
 
@@ -122,10 +123,19 @@ pub(crate) fn judge(
 /// sized by a ratio annotation, sizes it again from the new requests.
 fn follow_ratio(request: &ResizeRequest<'_>, old: &ProxyResources, proposed: &mut ProxyResources) -> bool {
     let mut followed = false;
+    let (old_amounts, new_amounts) = (AppAmounts::of(request.old), AppAmounts::of(request.new));
+    let old_pod = PodView {
+        pod: request.old,
+        amounts: &old_amounts,
+    };
+    let new_pod = PodView {
+        pod: request.new,
+        amounts: &new_amounts,
+    };
     for resource in RESIZABLE {
         let key = FieldKey::new(resource, Side::Request);
-        let before = app_requests(request.old, resource);
-        let after = app_requests(request.new, resource);
+        let before = app_requests(old_pod, resource);
+        let after = app_requests(new_pod, resource);
         if before == after || old.value(key) != proposed.value(key) {
             continue;
         }

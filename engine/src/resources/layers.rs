@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use super::app_amounts::PodView;
 use super::ratio::{RATIO_FORMS, Ratio, app_requests, ratio_annotation};
 use super::{Field, FieldKey, FieldValues, ProxyResources, Recommendation, Resource, Side, Source, Tuning};
 use crate::config::{ResourceMerge, examples_for};
@@ -47,7 +48,7 @@ fn from_annotations(
     key: FieldKey,
     level: Level,
     annotations: Option<&BTreeMap<String, String>>,
-    pod: &Pod,
+    pod: PodView<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Field>, InjectError> {
     let Some(annotations) = annotations else {
@@ -162,8 +163,8 @@ fn override_resources(pod: &Pod) -> FieldValues {
 }
 
 /// Resolves every field by precedence.
-pub fn resolve_layers(
-    pod: &Pod,
+pub(crate) fn resolve_layers(
+    pod: PodView<'_>,
     pod_annotations: Option<&BTreeMap<String, String>>,
     namespace_annotations: Option<&BTreeMap<String, String>>,
     recommendation: Option<&Recommendation>,
@@ -174,7 +175,7 @@ pub fn resolve_layers(
     let mut resources = ProxyResources::unset();
     let mut any_annotated = false;
     let from_container = if include_override {
-        override_resources(pod)
+        override_resources(pod.pod)
     } else {
         [None; 6]
     };

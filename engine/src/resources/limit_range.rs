@@ -9,9 +9,9 @@
 //! by name that has one. Values are clamped into range with a warning; when no value can
 //! satisfy every constraint the pod is denied with a message naming the LimitRange.
 
-use k8s_openapi::api::core::v1::{Container, LimitRange, Pod};
+use k8s_openapi::api::core::v1::{Container, LimitRange};
 
-use super::ratio::request_or_limit;
+use super::app_amounts::{ContainerAmounts, PodView};
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
 use crate::error::InjectError;
 use crate::fields::FieldBounds;
@@ -317,23 +317,6 @@ fn check_container_constraints(
     Ok(())
 }
 
-/// The amounts one container contributes to the pod total, per side.
-#[derive(Debug, Clone, Copy)]
-struct Amounts {
-    request: i64,
-    limit: Option<i64>,
-}
-
-fn container_amounts(container: &Container, resource: Resource) -> Amounts {
-    let resources = container.resources.as_ref();
-    let limits = resources.and_then(|r| r.limits.as_ref());
-    let requests = resources.and_then(|r| r.requests.as_ref());
-    Amounts {
-        request: request_or_limit(requests, limits, resource).unwrap_or(0),
-        limit: request_or_limit(None, limits, resource),
-    }
-}
-
 /// The pod's effective total: max(regular + restartable inits, peak of each regular init
 /// plus the restartable inits started before it), per Kubernetes' sidecar accounting.
 pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
@@ -353,16 +336,12 @@ pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
 /// The pod's total for `side` with the proxy at `proxy`, as LimitRanger sums it: a container
 /// without a limit adds nothing to the limits (LimitRanger refuses a pod for want of a limit
 /// only when no container has one, and the proxy has one); `None` for a pod without a spec.
-fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
-    let spec = pod.spec.as_ref()?;
-    let pick = |amounts: Amounts| match side {
-        Side::Request => Some(amounts.request),
-        Side::Limit => Some(amounts.limit.unwrap_or(0)),
-    };
+fn pod_total_with_proxy(pod: PodView<'_>, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
+    let spec = pod.pod.spec.as_ref()?;
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
-    let app = |c: &&Container| !crate::decision::is_injected_container(&c.name);
-    for container in spec.containers.iter().filter(app) {
-        regular.push(pick(container_amounts(container, resource))?);
+    let app = |(c, _): &(&Container, &ContainerAmounts)| !crate::decision::is_injected_container(&c.name);
+    for (_, amounts) in pod.containers().filter(app) {
+        regular.push(amounts.on_side(resource, side));
     }
     // istio-init runs first among init containers and is sized like the proxy.
     let mut inits = vec![(proxy, false)];
@@ -371,9 +350,9 @@ fn pod_total_with_proxy(pod: &Pod, resource: Resource, side: Side, proxy: i64, n
     } else {
         regular.push(proxy);
     }
-    for container in spec.init_containers.iter().flatten().filter(app) {
+    for (container, amounts) in pod.init_containers().filter(app) {
         let restartable = container.restart_policy.as_deref() == Some("Always");
-        inits.push((pick(container_amounts(container, resource))?, restartable));
+        inits.push((amounts.on_side(resource, side), restartable));
     }
     Some(pod_total(&regular, &inits))
 }
@@ -407,8 +386,8 @@ pub(crate) fn pod_max(limit_ranges: &[LimitRange], resource: Resource) -> Option
 /// Shrinks the proxy so the pod fits every Pod item's max, or denies naming the LimitRange.
 /// A value the pod sets at pod level is left to [`super::pod_level`]: LimitRanger compares
 /// the pod-level value, not the containers' total, with the max.
-pub fn apply_pod_limits(
-    pod: &Pod,
+pub(crate) fn apply_pod_limits(
+    pod: PodView<'_>,
     resources: &mut ProxyResources,
     limit_ranges: &[LimitRange],
     bounds: &FieldBounds,
@@ -421,7 +400,7 @@ pub fn apply_pod_limits(
         };
         let container_min = combine(limit_ranges, "Container", resource).min.map(|m| m.units);
         for side in [Side::Limit, Side::Request] {
-            if super::pod_level::pod_level_value(pod, resource, side).is_some() {
+            if super::pod_level::pod_level_value(pod.pod, resource, side).is_some() {
                 continue;
             }
             let key = FieldKey::new(resource, side);
@@ -477,6 +456,7 @@ pub fn apply_pod_limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
 
     #[test]
     fn pod_total_counts_sidecars_and_init_peaks() {
@@ -493,8 +473,13 @@ mod tests {
             {"name": "unlimited"},
         ]}}))
         .unwrap();
+        let amounts = super::super::app_amounts::AppAmounts::of(&pod);
+        let view = PodView {
+            pod: &pod,
+            amounts: &amounts,
+        };
         assert_eq!(
-            pod_total_with_proxy(&pod, Resource::Cpu, Side::Limit, 500, false),
+            pod_total_with_proxy(view, Resource::Cpu, Side::Limit, 500, false),
             Some(1500)
         );
     }

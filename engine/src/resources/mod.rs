@@ -16,6 +16,7 @@
 //! Each field keeps where its value came from and what adjusted it, which becomes the
 //! `sidecar-injector.io/resources` annotation and the `explain` table.
 
+pub mod app_amounts;
 pub mod bounds;
 pub mod init;
 pub mod layers;
@@ -30,11 +31,13 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ResourceRequirements};
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+pub(crate) use self::app_amounts::PodView;
+pub use self::app_amounts::{AppAmounts, ContainerAmounts, ListAmounts};
 pub use self::recommendation::Recommendation;
 use super::error::InjectError;
 use crate::config::ConcurrencyFrom;
@@ -395,8 +398,8 @@ pub struct Resolution {
 
 /// Runs the whole pipeline for one pod; `native` tells the pod-level LimitRange check
 /// where the proxy sits.
-pub fn resolve_resources(
-    pod: &Pod,
+pub(crate) fn resolve_resources(
+    pod: PodView<'_>,
     namespace: &NamespaceContext<'_>,
     tuning: &Tuning,
     native: bool,
@@ -406,8 +409,8 @@ pub fn resolve_resources(
 
 /// Like [`resolve_resources`], with the pod's own `istio-proxy` container resources as the
 /// most specific source: the proxy of a pod that overrides it.
-pub fn resolve_proxy_override(
-    pod: &Pod,
+pub(crate) fn resolve_proxy_override(
+    pod: PodView<'_>,
     namespace: &NamespaceContext<'_>,
     tuning: &Tuning,
     native: bool,
@@ -416,13 +419,13 @@ pub fn resolve_proxy_override(
 }
 
 fn resolve_for(
-    pod: &Pod,
+    pod: PodView<'_>,
     namespace: &NamespaceContext<'_>,
     tuning: &Tuning,
     native: bool,
     include_override: bool,
 ) -> Result<Resolution, InjectError> {
-    let pod_annotations = pod.metadata.annotations.as_ref();
+    let pod_annotations = pod.pod.metadata.annotations.as_ref();
     let mut warnings = Vec::new();
     let mut resources = layers::resolve_layers(
         pod,

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, LimitRange, Pod};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
+use super::app_amounts::{ContainerAmounts, PodView};
 use super::limit_range::{pod_max, pod_total, quantity};
 use super::ratio::request_or_limit;
 use super::{FieldKey, ProxyResources, Resource, Side};
@@ -86,14 +86,15 @@ pub fn pod_level_value(pod: &Pod, resource: Resource, side: Side) -> Option<i64>
 }
 
 /// The pod-level values that must grow for the injected `proxy` and `init` containers.
-pub fn grow_pod_level(
-    pod: &Pod,
+pub(crate) fn grow_pod_level(
+    view: PodView<'_>,
     proxy: &ProxyResources,
     init: &ProxyResources,
     placement: Placement,
     limit_ranges: &[LimitRange],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<PodLevelChange>, InjectError> {
+    let pod = view.pod;
     let mut changes = Vec::new();
     if pod.spec.as_ref().and_then(|spec| spec.resources.as_ref()).is_none() {
         return Ok(changes);
@@ -105,8 +106,8 @@ pub fn grow_pod_level(
             let Some(old) = pod_level_value(pod, resource, side) else {
                 continue;
             };
-            let before = aggregate(pod, resource, side, None);
-            let after = aggregate(pod, resource, side, Some((proxy, init, placement)));
+            let before = aggregate(view, resource, side, None);
+            let after = aggregate(view, resource, side, Some((proxy, init, placement)));
             let mut new = old.saturating_add(after.saturating_sub(before).max(0));
             if side == Side::Limit && !placement.native {
                 // A regular container's limit may not exceed the pod's.
@@ -129,7 +130,7 @@ pub fn grow_pod_level(
             }
         }
         fit_pod_max(
-            pod,
+            view,
             resource,
             &mut values,
             proxy,
@@ -157,7 +158,7 @@ pub fn grow_pod_level(
 /// fit; denies naming the LimitRange when they do not.
 #[allow(clippy::too_many_arguments)]
 fn fit_pod_max(
-    pod: &Pod,
+    view: PodView<'_>,
     resource: Resource,
     values: &mut BTreeMap<Side, (i64, i64, Option<String>)>,
     proxy: &ProxyResources,
@@ -175,8 +176,8 @@ fn fit_pod_max(
         }
         let key = FieldKey::new(resource, *side);
         let needed = match side {
-            Side::Request => aggregate(pod, resource, *side, Some((proxy, init, placement))),
-            Side::Limit => largest_regular_limit(pod, resource, proxy, placement),
+            Side::Request => aggregate(view, resource, *side, Some((proxy, init, placement))),
+            Side::Limit => largest_regular_limit(view, resource, proxy, placement),
         };
         if needed > max {
             return Err(InjectError::PodLimitExceeded {
@@ -218,41 +219,29 @@ fn amount(resources: &ProxyResources, resource: Resource, side: Side) -> i64 {
     .map_or(0, |value| value.units())
 }
 
-fn container_amount(container: &Container, resource: Resource, side: Side) -> i64 {
-    let resources = container.resources.as_ref();
-    let limits = resources.and_then(|r| r.limits.as_ref());
-    let requests: Option<&BTreeMap<String, ApiQuantity>> = resources.and_then(|r| r.requests.as_ref());
-    match side {
-        Side::Request => request_or_limit(requests, limits, resource),
-        Side::Limit => request_or_limit(None, limits, resource),
-    }
-    .unwrap_or(0)
-}
-
 /// The containers' aggregate for `side` (Kubernetes' `AggregateContainerRequests`/`Limits`):
 /// of the pod as it is (`injected: None`), or with the app's containers and ours in place.
 pub(crate) fn aggregate(
-    pod: &Pod,
+    pod: PodView<'_>,
     resource: Resource,
     side: Side,
     injected: Option<(&ProxyResources, &ProxyResources, Placement)>,
 ) -> i64 {
-    let Some(spec) = pod.spec.as_ref() else { return 0 };
-    let keep = |c: &&Container| injected.is_none() || !is_injected_container(&c.name);
-    let mut regular: Vec<i64> = spec
-        .containers
-        .iter()
+    if pod.pod.spec.is_none() {
+        return 0;
+    }
+    let keep = |(c, _): &(&Container, &ContainerAmounts)| injected.is_none() || !is_injected_container(&c.name);
+    let mut regular: Vec<i64> = pod
+        .containers()
         .filter(keep)
-        .map(|c| container_amount(c, resource, side))
+        .map(|(_, amounts)| amounts.on_side(resource, side))
         .collect();
-    let mut inits: Vec<(i64, bool)> = spec
-        .init_containers
-        .iter()
-        .flatten()
+    let mut inits: Vec<(i64, bool)> = pod
+        .init_containers()
         .filter(keep)
-        .map(|c| {
+        .map(|(c, amounts)| {
             (
-                container_amount(c, resource, side),
+                amounts.on_side(resource, side),
                 c.restart_policy.as_deref() == Some("Always"),
             )
         })
@@ -276,13 +265,11 @@ pub(crate) fn aggregate(
 }
 
 /// The largest limit among the regular containers after injection.
-fn largest_regular_limit(pod: &Pod, resource: Resource, proxy: &ProxyResources, placement: Placement) -> i64 {
+fn largest_regular_limit(pod: PodView<'_>, resource: Resource, proxy: &ProxyResources, placement: Placement) -> i64 {
     let apps = pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.containers.iter())
-        .filter(|c| !is_injected_container(&c.name))
-        .map(|c| container_amount(c, resource, Side::Limit));
+        .containers()
+        .filter(|(c, _)| !is_injected_container(&c.name))
+        .map(|(_, amounts)| amounts.on_side(resource, Side::Limit));
     let ours = (!placement.native).then(|| amount(proxy, resource, Side::Limit));
     apps.chain(ours).max().unwrap_or(0)
 }
@@ -291,6 +278,7 @@ fn largest_regular_limit(pod: &Pod, resource: Resource, proxy: &ProxyResources, 
 mod tests {
     use super::*;
     use crate::resources::Source;
+    use crate::resources::app_amounts::AppAmounts;
     use serde_json::json;
 
     fn pod(value: serde_json::Value) -> Pod {
@@ -318,7 +306,9 @@ mod tests {
     fn changes(pod: &Pod, placement: Placement, limit_ranges: &[LimitRange]) -> Result<Vec<String>, String> {
         let ours = proxy((100, 2000), (128 << 20, 1 << 30));
         let mut warnings = Vec::new();
-        grow_pod_level(pod, &ours, &ours, placement, limit_ranges, &mut warnings)
+        let amounts = AppAmounts::of(pod);
+        let view = PodView { pod, amounts: &amounts };
+        grow_pod_level(view, &ours, &ours, placement, limit_ranges, &mut warnings)
             .map(|changes| {
                 changes
                     .iter()

@@ -8,36 +8,34 @@
 //! Guaranteed when those are, and its proxy is equalized the same way, so the pod-level
 //! values grow equally on both sides ([`super::pod_level`]).
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Container;
 
-use super::ratio::request_or_limit;
+use super::app_amounts::{ContainerAmounts, PodView};
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
 
 /// Whether every app container (and init container) is Guaranteed, or the pod is
 /// Guaranteed by its pod-level resources (which then decide its QoS class alone).
-pub fn app_is_guaranteed(pod: &Pod) -> bool {
-    let Some(spec) = pod.spec.as_ref() else { return false };
+pub(crate) fn app_is_guaranteed(pod: PodView<'_>) -> bool {
+    let Some(spec) = pod.pod.spec.as_ref() else {
+        return false;
+    };
     if spec.resources.is_some() {
-        return super::pod_level::is_pod_level_guaranteed(pod);
+        return super::pod_level::is_pod_level_guaranteed(pod.pod);
     }
-    let guaranteed = |container: &Container| {
+    let guaranteed = |(container, amounts): (&Container, &ContainerAmounts)| {
         if crate::decision::is_injected_container(&container.name) {
             return true;
         }
-        let Some(resources) = container.resources.as_ref() else {
-            return false;
-        };
         [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
-            let limit = request_or_limit(None, resources.limits.as_ref(), resource);
-            let request = request_or_limit(resources.requests.as_ref(), resources.limits.as_ref(), resource);
-            limit.is_some() && request == limit
+            let limit = amounts.limit(resource);
+            limit.is_some() && amounts.request_or_limit(resource) == limit
         })
     };
     spec.containers
         .iter()
         .any(|c| !crate::decision::is_injected_container(&c.name))
-        && spec.containers.iter().all(guaranteed)
-        && spec.init_containers.iter().flatten().all(guaranteed)
+        && pod.containers().all(guaranteed)
+        && pod.init_containers().all(guaranteed)
 }
 
 /// Makes the proxy's CPU and memory requests equal their limits; returns whether it could.
@@ -85,7 +83,7 @@ pub fn equalize(resources: &mut ProxyResources, warnings: Option<&mut Vec<String
 }
 
 /// Step 2 entry point: equalizes when every app container is Guaranteed.
-pub fn keep_guaranteed(pod: &Pod, resources: &mut ProxyResources, warnings: &mut Vec<String>) -> bool {
+pub(crate) fn keep_guaranteed(pod: PodView<'_>, resources: &mut ProxyResources, warnings: &mut Vec<String>) -> bool {
     if !app_is_guaranteed(pod) {
         return false;
     }

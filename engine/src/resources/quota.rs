@@ -23,10 +23,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use self::scopes::quota_matches;
+use super::app_amounts::PodView;
 use super::limit_range::{container_min, quantity};
 use super::pod_level::{Placement, aggregate, pod_level_value};
 use super::{FieldKey, ProxyResources, Resource, Side, Tuning};
@@ -38,7 +39,7 @@ use crate::quantity::Quantity;
 /// What quota foresight needs besides the quotas.
 pub(crate) struct QuotaInputs<'a> {
     /// The pod.
-    pub pod: &'a Pod,
+    pub pod: PodView<'a>,
     /// Where the injected containers go.
     pub placement: Placement,
     /// The policy.
@@ -93,7 +94,7 @@ pub(crate) fn apply_quotas(
         .filter(|quota| quota_matches(quota, inputs.pod, proxy, init))
         .filter_map(QuotaView::of)
         .collect();
-    let pod_level = inputs.pod.spec.as_ref().is_some_and(|spec| {
+    let pod_level = inputs.pod.spec().is_some_and(|spec| {
         spec.resources
             .as_ref()
             .is_some_and(|r| r.requests.is_some() || r.limits.is_some())
@@ -178,13 +179,13 @@ fn fill_required(
 /// sizes (`None` for the pod without them): the pod-level value grown as injection grows it,
 /// else the containers' aggregate.
 fn usage(
-    pod: &Pod,
+    pod: PodView<'_>,
     resource: Resource,
     side: Side,
     ours: Option<(&ProxyResources, &ProxyResources, Placement)>,
 ) -> i64 {
     let after = aggregate(pod, resource, side, ours);
-    match pod_level_value(pod, resource, side).filter(|_| resource != Resource::EphemeralStorage) {
+    match pod_level_value(pod.pod, resource, side).filter(|_| resource != Resource::EphemeralStorage) {
         Some(pod_level) => {
             let before = aggregate(pod, resource, side, None);
             pod_level.saturating_add(after.saturating_sub(before).max(0))

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::Resource;
+use super::app_amounts::PodView;
 use crate::quantity::Quantity;
 
 /// Annotation sizing the proxy CPU request as a fraction of the app's CPU requests.
@@ -67,13 +66,10 @@ pub fn ratio_annotation(resource: Resource) -> Option<&'static str> {
 }
 
 /// The app containers' summed requests of `resource`, in base units (0 when none).
-pub fn app_requests(pod: &Pod, resource: Resource) -> i64 {
-    pod.spec
-        .iter()
-        .flat_map(|spec| spec.containers.iter())
-        .filter(|container| !crate::decision::is_injected_container(&container.name))
-        .filter_map(|container| container.resources.as_ref())
-        .filter_map(|resources| request_or_limit(resources.requests.as_ref(), resources.limits.as_ref(), resource))
+pub(crate) fn app_requests(pod: PodView<'_>, resource: Resource) -> i64 {
+    pod.containers()
+        .filter(|(container, _)| !crate::decision::is_injected_container(&container.name))
+        .filter_map(|(_, amounts)| amounts.request_or_limit(resource))
         .fold(0i64, i64::saturating_add)
 }
 

@@ -64,7 +64,12 @@ mod tests {
             resource_quotas: &[],
         };
         let tuning = InjectConfig::from_yaml(config, "t").unwrap().compile().unwrap().tuning;
-        resolve_resources(&pod, &context, &tuning, false)
+        let amounts = crate::resources::AppAmounts::of(&pod);
+        let view = crate::resources::PodView {
+            pod: &pod,
+            amounts: &amounts,
+        };
+        resolve_resources(view, &context, &tuning, false)
             .unwrap()
             .resources
             .provenance()

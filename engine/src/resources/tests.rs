@@ -71,7 +71,8 @@ fn resolve(
         limit_ranges,
         resource_quotas: &[],
     };
-    resolve_resources(pod, &context, tuning, false)
+    let amounts = AppAmounts::of(pod);
+    resolve_resources(PodView { pod, amounts: &amounts }, &context, tuning, false)
 }
 
 fn shown(resources: &ProxyResources) -> String {

@@ -309,6 +309,7 @@ fn engine_skips(injector: &Injector, pod: &Pod, namespace: &str) -> bool {
         has_metadata: true,
         unread_annotation_bytes: 0,
         namespace_context: NamespaceContext::default(),
+        app_amounts: None,
         reinjection: false,
     };
     matches!(injector.inject(&request), Ok(outcome) if matches!(outcome.decision, Decision::Skip(_)))

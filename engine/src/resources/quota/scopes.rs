@@ -2,12 +2,18 @@
 //! API server's pod evaluator matches them (`podMatchesScopeFunc`). `BestEffort` is judged
 //! with the injected containers, which rarely leave a pod BestEffort.
 
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ScopedResourceSelectorRequirement};
+use k8s_openapi::api::core::v1::{ResourceQuota, ScopedResourceSelectorRequirement};
 
+use super::super::app_amounts::PodView;
 use super::super::{FieldKey, ProxyResources, Resource, Side};
 
 /// Whether the quota's scopes and scope selector all match the injected pod.
-pub(super) fn quota_matches(quota: &ResourceQuota, pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
+pub(super) fn quota_matches(
+    quota: &ResourceQuota,
+    pod: PodView<'_>,
+    proxy: &ProxyResources,
+    init: &ProxyResources,
+) -> bool {
     let Some(spec) = quota.spec.as_ref() else { return true };
     let scope_names = spec
         .scopes
@@ -29,11 +35,11 @@ pub(super) fn quota_matches(quota: &ResourceQuota, pod: &Pod, proxy: &ProxyResou
 
 fn scope_matches(
     requirement: &ScopedResourceSelectorRequirement,
-    pod: &Pod,
+    pod: PodView<'_>,
     proxy: &ProxyResources,
     init: &ProxyResources,
 ) -> bool {
-    let spec = pod.spec.as_ref();
+    let spec = pod.spec();
     let terminating = spec
         .and_then(|s| s.active_deadline_seconds)
         .is_some_and(|seconds| seconds >= 0);
@@ -66,28 +72,16 @@ fn scope_matches(
 }
 
 /// BestEffort: no container, ours included, requests or limits CPU or memory.
-fn is_best_effort(pod: &Pod, proxy: &ProxyResources, init: &ProxyResources) -> bool {
+fn is_best_effort(pod: PodView<'_>, proxy: &ProxyResources, init: &ProxyResources) -> bool {
     let ours = [proxy, init].into_iter().all(|resources| {
         [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
             resources.effective_request(resource).is_none()
                 && resources.value(FieldKey::new(resource, Side::Limit)).is_none()
         })
     });
-    let apps = pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()));
-    ours && apps
-        .filter(|c| !crate::decision::is_injected_container(&c.name))
-        .all(|c| {
-            c.resources.as_ref().is_none_or(|r| {
-                let has = |map: &Option<
-                    std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-                >| {
-                    map.as_ref()
-                        .is_some_and(|m| m.contains_key("cpu") || m.contains_key("memory"))
-                };
-                !has(&r.requests) && !has(&r.limits)
-            })
-        })
+    ours && pod
+        .containers()
+        .chain(pod.init_containers())
+        .filter(|(c, _)| !crate::decision::is_injected_container(&c.name))
+        .all(|(_, amounts)| !amounts.declares_cpu_or_memory())
 }
