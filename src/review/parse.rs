@@ -17,6 +17,7 @@ const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/
 
 /// The AdmissionReview envelope as sent (the type name appears in decoding errors), with the
 /// request's objects read as `O`.
+///
 /// `apiVersion` and `kind` are borrowed from the body where they have no escapes: only one
 /// of [`SUPPORTED_VERSIONS`] is kept.
 #[derive(Deserialize)]
