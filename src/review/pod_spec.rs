@@ -96,17 +96,14 @@ impl IntoSpec for ReadSpec {
     fn into_spec(self) -> (PodSpec, Option<AppAmounts>) {
         // A missing or null `spec.containers` reads as empty, as k8s-openapi reads it.
         let containers = self.containers.unwrap_or_default();
-        let init_containers = self.init_containers;
-        let amounts = AppAmounts::new(
-            containers.amounts,
-            init_containers
-                .as_ref()
-                .map(|list| list.amounts.clone())
-                .unwrap_or_default(),
-        );
+        let (init_containers, init_amounts) = match self.init_containers {
+            Some(list) => (Some(list.containers), list.amounts),
+            None => (None, ListAmounts::default()),
+        };
+        let amounts = AppAmounts::new(containers.amounts, init_amounts);
         let spec = PodSpec {
             containers: containers.containers,
-            init_containers: init_containers.map(|list| list.containers),
+            init_containers,
             volumes: self.volumes.map(|volumes| {
                 volumes
                     .into_iter()
