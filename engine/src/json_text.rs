@@ -14,6 +14,10 @@ use serde_json::ser::{CharEscape, Formatter};
 
 use crate::json_write::{WriteJson, unicode_escape};
 
+/// Room made at once for an escaped document: the sidecar status, the provenance annotation
+/// and the app probers of a pod of three containers each fit, so each is one allocation.
+const ROOM: usize = 1024;
+
 /// A compact JSON document, escaped to be written between the quotes of a JSON string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText {
@@ -26,7 +30,7 @@ impl JsonText {
     /// `value` as compact JSON, escaped for a JSON string; what `serde_json::to_string` and
     /// then escaping the result as serde_json escapes a string would give.
     pub fn of(value: &impl Serialize) -> JsonText {
-        let mut bytes = Vec::with_capacity(256);
+        let mut bytes = Vec::with_capacity(ROOM);
         let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, Escaped);
         if value.serialize(&mut serializer).is_err() {
             // A value with no JSON form (the engine's own types always have one): `null`.

@@ -67,7 +67,7 @@ pub(crate) struct Plan<'a> {
     /// The pod-level values (`spec.resources`) that grow for the injected containers.
     pub pod_level: Vec<PodLevelChange>,
     /// Capture settings.
-    pub traffic: TrafficSettings,
+    pub traffic: TrafficSettings<'a>,
     /// The pod's ProxyConfig.
     pub proxy_config: ProxyConfig,
     /// Whether the app waits for the proxy.
@@ -361,7 +361,7 @@ fn apply_quota_foresight(
 
 /// The pod annotations that shape the sidecar, each parsed once.
 struct PodSettings<'a> {
-    traffic: TrafficSettings,
+    traffic: TrafficSettings<'a>,
     proxy_config: ProxyConfig,
     user_volumes: UserVolumes,
     prometheus: PrometheusMerge,

@@ -43,7 +43,7 @@ pub(crate) struct SidecarInputs<'a> {
     /// How `--concurrency` follows them.
     pub concurrency: &'a ConcurrencyPolicy,
     /// Validated traffic settings.
-    pub traffic: &'a TrafficSettings,
+    pub traffic: &'a TrafficSettings<'a>,
     /// Whether the proxy is a native sidecar.
     pub native: bool,
     /// Whether the app waits for the proxy (classic layout: proxy first, postStart wait).
@@ -317,8 +317,9 @@ fn pod_ports_json(pod: &Pod) -> String {
         .flat_map(|spec| spec.containers.iter())
         .flat_map(|container| container.ports.iter().flatten());
     // Written into one buffer: `[`, then each port as `    {"name":…,"containerPort":…}` on
-    // its own line, then `]` on its own; writes into a Vec never fail.
-    let mut out = Vec::with_capacity(64);
+    // its own line, then `]` on its own; writes into a Vec never fail. Room is made once, for
+    // a port with a short name and protocol (about 60 bytes) each.
+    let mut out = Vec::with_capacity(4 + 64 * ports.clone().count());
     out.extend_from_slice(b"[\n");
     let mut first = true;
     for port in ports {

@@ -43,33 +43,39 @@ pub const PROXY_UID: i64 = 1337;
 /// [`PROXY_UID`] as the init container's `-u` argument (a test checks they agree).
 const PROXY_UID_TEXT: &str = "1337";
 
-/// The validated traffic settings for one pod.
+/// The agent's log level unless a pod or the config sets another.
+const DEFAULT_LOG_LEVEL: &str = "default:info";
+/// `istio-iptables`' argument for [`DEFAULT_LOG_LEVEL`] (a test checks they agree).
+const DEFAULT_LOG_LEVEL_ARG: &str = "--log_output_level=default:info";
+
+/// The validated traffic settings for one pod; each list is borrowed from the pod's
+/// annotation or the config's default.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrafficSettings {
+pub struct TrafficSettings<'a> {
     /// Interception mode.
     pub mode: InterceptionMode,
-    include_outbound_ip_ranges: String,
-    exclude_outbound_ip_ranges: String,
-    include_inbound_ports: String,
-    exclude_inbound_ports: String,
-    include_outbound_ports: Option<String>,
-    exclude_outbound_ports: Option<String>,
-    virtual_interfaces: Option<String>,
-    exclude_interfaces: Option<String>,
+    include_outbound_ip_ranges: &'a str,
+    exclude_outbound_ip_ranges: &'a str,
+    include_inbound_ports: &'a str,
+    exclude_inbound_ports: &'a str,
+    include_outbound_ports: Option<&'a str>,
+    exclude_outbound_ports: Option<&'a str>,
+    virtual_interfaces: Option<&'a str>,
+    exclude_interfaces: Option<&'a str>,
     /// The agent's status port (0 when disabled).
     pub status_port: u16,
 }
 
 // === impl TrafficSettings ===
 
-impl TrafficSettings {
+impl<'a> TrafficSettings<'a> {
     /// Reads and validates the pod's traffic annotations over the config defaults.
     pub fn from_annotations(
-        annotations: Option<&BTreeMap<String, String>>,
-        config: &InjectConfig,
+        annotations: Option<&'a BTreeMap<String, String>>,
+        config: &'a InjectConfig,
     ) -> Result<Self, InjectError> {
         let get = |key: &str| annotations.and_then(|map| map.get(key));
-        let list = |key: &'static str, default: &str, kind: ListKind| -> Result<String, InjectError> {
+        let list = |key: &'static str, default: &'a str, kind: ListKind| -> Result<&'a str, InjectError> {
             let value = get(key).map(String::as_str).unwrap_or(default);
             check_list(value, kind).map_err(|reason| InjectError::InvalidAnnotation {
                 annotation: key.into(),
@@ -77,9 +83,9 @@ impl TrafficSettings {
                 reason,
                 accepted: kind.accepted(),
             })?;
-            Ok(value.to_string())
+            Ok(value)
         };
-        let optional_list = |key: &'static str, default: &str, kind| -> Result<Option<String>, InjectError> {
+        let optional_list = |key: &'static str, default: &'a str, kind| -> Result<Option<&'a str>, InjectError> {
             if get(key).is_none() && default.is_empty() {
                 return Ok(None);
             }
@@ -171,28 +177,31 @@ impl TrafficSettings {
     pub fn cni_annotations(&self) -> Vec<(String, String)> {
         let mut annotations = vec![
             (INTERCEPTION_MODE.to_string(), self.mode.as_str().to_string()),
-            (INCLUDE_INBOUND_PORTS.to_string(), self.include_inbound_ports.clone()),
+            (
+                INCLUDE_INBOUND_PORTS.to_string(),
+                self.include_inbound_ports.to_string(),
+            ),
             (EXCLUDE_INBOUND_PORTS.to_string(), self.excluded_inbound_with_status()),
             (
                 INCLUDE_OUTBOUND_IP_RANGES.to_string(),
-                self.include_outbound_ip_ranges.clone(),
+                self.include_outbound_ip_ranges.to_string(),
             ),
         ];
         if !self.exclude_outbound_ip_ranges.is_empty() {
             annotations.push((
                 EXCLUDE_OUTBOUND_IP_RANGES.to_string(),
-                self.exclude_outbound_ip_ranges.clone(),
+                self.exclude_outbound_ip_ranges.to_string(),
             ));
         }
         let optional = [
-            (INCLUDE_OUTBOUND_PORTS, &self.include_outbound_ports),
-            (EXCLUDE_OUTBOUND_PORTS, &self.exclude_outbound_ports),
-            (KUBEVIRT_INTERFACES, &self.virtual_interfaces),
-            (EXCLUDE_INTERFACES, &self.exclude_interfaces),
+            (INCLUDE_OUTBOUND_PORTS, self.include_outbound_ports),
+            (EXCLUDE_OUTBOUND_PORTS, self.exclude_outbound_ports),
+            (KUBEVIRT_INTERFACES, self.virtual_interfaces),
+            (EXCLUDE_INTERFACES, self.exclude_interfaces),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
-                annotations.push((key.to_string(), value.clone()));
+                annotations.push((key.to_string(), value.to_string()));
             }
         }
         annotations
@@ -222,28 +231,32 @@ impl TrafficSettings {
                 "-m",
                 self.mode.as_str(),
                 "-i",
-                &self.include_outbound_ip_ranges,
+                self.include_outbound_ip_ranges,
                 "-x",
-                &self.exclude_outbound_ip_ranges,
+                self.exclude_outbound_ip_ranges,
                 "-b",
-                &self.include_inbound_ports,
+                self.include_inbound_ports,
                 "-d",
             ]
             .map(Cow::Borrowed),
         );
         args.push(Cow::Owned(self.inbound_bypass_ports()));
         let optional = [
-            ("-q", &self.include_outbound_ports),
-            ("-o", &self.exclude_outbound_ports),
-            ("-k", &self.virtual_interfaces),
-            ("-c", &self.exclude_interfaces),
+            ("-q", self.include_outbound_ports),
+            ("-o", self.exclude_outbound_ports),
+            ("-k", self.virtual_interfaces),
+            ("-c", self.exclude_interfaces),
         ];
         for (flag, value) in optional {
             if let Some(value) = value {
-                args.extend([Cow::Borrowed(flag), Cow::Borrowed(value.as_str())]);
+                args.extend([Cow::Borrowed(flag), Cow::Borrowed(value)]);
             }
         }
-        args.push(Cow::Owned(format!("--log_output_level={log_level}")));
+        args.push(if log_level == DEFAULT_LOG_LEVEL {
+            Cow::Borrowed(DEFAULT_LOG_LEVEL_ARG)
+        } else {
+            Cow::Owned(format!("--log_output_level={log_level}"))
+        });
         if validation_only {
             args.extend(["--run-validation", "--skip-rule-apply"].map(Cow::Borrowed));
         }
@@ -285,9 +298,22 @@ mod tests {
         assert_eq!(PROXY_UID_TEXT, PROXY_UID.to_string());
     }
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<TrafficSettings, InjectError> {
+    #[test]
+    fn the_default_log_level_argument_names_the_default_level() {
+        assert_eq!(DEFAULT_LOG_LEVEL_ARG, format!("--log_output_level={DEFAULT_LOG_LEVEL}"));
+        let settings = settings(&[]).unwrap();
+        let args = settings.iptables_args(false, PROXY_UID, "default:debug");
+        assert!(
+            args.iter().any(|arg| arg == "--log_output_level=default:debug"),
+            "{args:?}"
+        );
+    }
+
+    /// The settings of a pod with these annotations; the annotations and the config are
+    /// leaked, as the settings borrow from them and each test reads them to its end.
+    fn settings(pairs: &[(&str, &str)]) -> Result<TrafficSettings<'static>, InjectError> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TrafficSettings::from_annotations(Some(&map), &InjectConfig::default())
+        TrafficSettings::from_annotations(Some(Box::leak(Box::new(map))), Box::leak(Box::default()))
     }
 
     #[test]

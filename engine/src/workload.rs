@@ -23,10 +23,10 @@ const MAX_LABEL_VALUE: usize = 63;
 pub struct Workload {
     /// The workload's name (a Deployment's name, not its ReplicaSet's).
     pub name: String,
-    /// Its kind, e.g. `Deployment`.
-    pub kind: String,
+    /// Its kind, e.g. `Deployment` (borrowed when it is one the engine names itself).
+    pub kind: Cow<'static, str>,
     /// Its apiVersion, e.g. `apps/v1`.
-    pub api_version: String,
+    pub api_version: Cow<'static, str>,
 }
 
 // === impl Workload ===
@@ -57,8 +57,8 @@ impl Workload {
             }
             return Workload {
                 name: owner.name.clone(),
-                kind: owner.kind.clone(),
-                api_version: owner.api_version.clone(),
+                kind: owner.kind.clone().into(),
+                api_version: owner.api_version.clone().into(),
             };
         }
         let name = metadata
@@ -153,13 +153,13 @@ mod tests {
     #[test]
     fn replica_set_resolves_to_deployment() {
         let workload = Workload::of_pod(&pod_owned_by("ReplicaSet", "web-5d9c7b", Some("5d9c7b")));
-        assert_eq!((workload.name.as_str(), workload.kind.as_str()), ("web", "Deployment"));
+        assert_eq!((workload.name.as_str(), &*workload.kind), ("web", "Deployment"));
         assert_eq!(
             workload.owner_uri("prod"),
             "kubernetes://apis/apps/v1/namespaces/prod/deployments/web"
         );
         let bare = Workload::of_pod(&pod_owned_by("ReplicaSet", "web-rs", None));
-        assert_eq!((bare.name.as_str(), bare.kind.as_str()), ("web-rs", "ReplicaSet"));
+        assert_eq!((bare.name.as_str(), &*bare.kind), ("web-rs", "ReplicaSet"));
     }
 
     #[test]

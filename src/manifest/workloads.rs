@@ -1,5 +1,7 @@
 //! The kinds whose objects hold a pod template, where they hold it, and the templates found.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -79,8 +81,8 @@ fn owner_of(object: &Value, kind: &str) -> (Workload, Option<String>) {
     let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_string);
     let owner = Workload {
         name: text("/metadata/name").unwrap_or_default(),
-        kind: kind.to_string(),
-        api_version: text("/apiVersion").unwrap_or_else(|| "v1".to_string()),
+        kind: kind.to_string().into(),
+        api_version: text("/apiVersion").map_or(Cow::Borrowed("v1"), Cow::Owned),
     };
     (owner, text("/metadata/namespace"))
 }

@@ -102,6 +102,10 @@ impl Place {
     }
 }
 
+/// Room for this many omitted values is made at once: a pod of three containers has about
+/// a dozen (four of the request's, `managedFields`, and two or so a container).
+const OMISSIONS_RESERVED: usize = 16;
+
 /// What the pass found.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Scanned {
@@ -121,7 +125,7 @@ pub(super) fn scan(body: &[u8]) -> Scanned {
             object: false,
             place: Place::Other,
         }; MAX_NESTING],
-        omitted: Vec::new(),
+        omitted: Vec::with_capacity(OMISSIONS_RESERVED),
         open_omission: None,
     };
     match scanner.document(body) {
