@@ -1,9 +1,9 @@
 //! The pure injection engine of sidecar-injector, in three typed stages:
 //!
-//! 1. [`plan`]: the decision, the per-pod settings and the resolved resources (every denial);
-//! 2. [`render`]: the containers and volumes to add;
-//! 3. [`emit`]: the RFC 6902 operations, and the size of the annotations they leave, which
-//!    must fit the API server's limit ([`annotation_size`]).
+//! 1. `plan`: the decision, the per-pod settings and the resolved resources (every denial);
+//! 2. `render`: the containers and volumes to add;
+//! 3. `emit`: the RFC 6902 operations, and the size of the annotations they leave, which
+//!    must fit the API server's limit (`annotation_size`). The stages are private modules.
 //!
 //! Nothing here does I/O, and the crate depends on no async runtime, HTTP, TLS or Kubernetes
 //! client crate, so the compiler keeps it pure. The webhook server, offline `inject`,
@@ -223,8 +223,8 @@ impl Injector {
         &self.compiled.raw
     }
 
-    /// Decides on `request.pod` and, when injecting, builds the patch: [`plan`] (every
-    /// denial), then [`render`], then [`emit`].
+    /// Decides on `request.pod` and, when injecting, builds the patch: `plan` (every
+    /// denial), then `render`, then `emit`.
     pub fn inject(&self, request: &PodRequest<'_>) -> Result<Outcome, Denial> {
         let plan = match plan::plan(self, request)? {
             Planned::Skip(decision, warnings) => return Ok(Outcome::skipped(decision, warnings)),

@@ -74,7 +74,7 @@ fn selector(container: Option<&str>, namespaces: &[String]) -> String {
     format!("{{{}}}", matchers.join(","))
 }
 
-/// Asks Prometheus for everything [`advise`] needs.
+/// Asks Prometheus for everything `advise` needs.
 pub async fn gather(options: &AdviseOptions) -> Result<Gathered, AdviseError> {
     let prometheus = Prometheus::new(&options.prometheus, options.timeout)?;
     let window = &options.window;

@@ -30,7 +30,7 @@ pub struct ServeOptions {
     /// How long in-flight requests may take to finish once accepting stops.
     pub drain_timeout: Duration,
     /// Reviews whose body is larger than this many bytes are parsed, injected and answered on
-    /// tokio's blocking pool, so they do not stall the async workers ([`super::blocking`]).
+    /// tokio's blocking pool, so they do not stall the async workers (the server's `blocking` module).
     pub blocking_threshold_bytes: usize,
     /// How many such reviews run on the blocking pool at once; more wait for a turn.
     pub blocking_permits: usize,

@@ -10,7 +10,7 @@
 //! on the blocking pool); 503 for a request not done by its deadline ([`super::deadline`]).
 //!
 //! Small reviews are parsed and answered on the async worker that read them; large ones on
-//! the blocking pool ([`super::blocking`]).
+//! the blocking pool (the server's `blocking` module).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -147,7 +147,7 @@ pub enum CniProvider {
 }
 
 /// What a pod naming an injection template this injector does not render gets
-/// (`inject.istio.io/templates`; see [`crate::templates`]).
+/// (`inject.istio.io/templates`; see the `templates` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum UnknownTemplates {

@@ -4,7 +4,7 @@
 //! ConfigMap's `mesh` (MeshConfig, YAML).
 //!
 //! [`InstalledIstio::parse`] reads the ConfigMaps' data and [`InstalledIstio::settings`]
-//! maps them onto this injector's config keys ([`mapping`]), each with the path it was read
+//! maps them onto this injector's config keys (its `mapping` module), each with the path it was read
 //! from. Nothing here reads the cluster: the server's watcher hands the data in.
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! request ≤ limit; the bounds (`onViolation: clamp` moves a value to its bound with a
 //! warning, `deny` refuses naming the bound); LimitRange `type: Container` min and max
 //! (clamped); the pod's QoS class (which the API server refuses to change); and the settings
-//! derived from the proxy's resources ([`derived`]), which must stay true. A resize of the
+//! derived from the proxy's resources (its `derived` module), which must stay true. A resize of the
 //! app containers of a pod whose proxy request was sized by ratio (`proxyCPURatio`,
 //! `proxyMemoryRatio`) resizes the proxy in the same patch. Everything else passes unchanged.
 //!

@@ -337,7 +337,7 @@ pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
 /// without a limit adds nothing to the limits (LimitRanger refuses a pod for want of a limit
 /// only when no container has one, and the proxy has one); `None` for a pod without a spec.
 fn pod_total_with_proxy(pod: PodView<'_>, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
-    let spec = pod.pod.spec.as_ref()?;
+    let spec = pod.spec()?;
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
     let app = |(c, _): &(&Container, &ContainerAmounts)| !crate::decision::is_injected_container(&c.name);
     for (_, amounts) in pod.containers().filter(app) {

@@ -227,7 +227,7 @@ pub(crate) fn aggregate(
     side: Side,
     injected: Option<(&ProxyResources, &ProxyResources, Placement)>,
 ) -> i64 {
-    if pod.pod.spec.is_none() {
+    if pod.spec().is_none() {
         return 0;
     }
     let keep = |(c, _): &(&Container, &ContainerAmounts)| injected.is_none() || !is_injected_container(&c.name);

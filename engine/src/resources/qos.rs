@@ -16,7 +16,7 @@ use super::{FieldKey, ProxyResources, Resource, Side, Source};
 /// Whether every app container (and init container) is Guaranteed, or the pod is
 /// Guaranteed by its pod-level resources (which then decide its QoS class alone).
 pub(crate) fn app_is_guaranteed(pod: PodView<'_>) -> bool {
-    let Some(spec) = pod.pod.spec.as_ref() else {
+    let Some(spec) = pod.spec() else {
         return false;
     };
     if spec.resources.is_some() {
