@@ -10,6 +10,9 @@
 //! read instead of seeing a wrong value. A body this pass refuses is read as sent, and serde
 //! words the error.
 //!
+//! An omitted value is checked by a loop of its own ([`skip_value`]), which tracks no places
+//! and keeps its containers' kinds one bit each.
+//!
 //! Only keys written without escapes are recognized; an escaped key is read as sent.
 
 use std::ops::Range;
@@ -126,7 +129,6 @@ pub(super) fn scan(body: &[u8]) -> Scanned {
             place: Place::Other,
         }; MAX_NESTING],
         omitted: Vec::with_capacity(OMISSIONS_RESERVED),
-        open_omission: None,
     };
     match scanner.document(body) {
         Ok(()) => Scanned::Json(scanner.omitted),
@@ -171,43 +173,40 @@ struct Scanner {
     /// The container open at each depth (index `depth - 1`).
     frames: [Frame; MAX_NESTING],
     omitted: Vec<Range<usize>>,
-    /// The start of an omitted value being read, and the depth it started at.
-    open_omission: Option<(usize, usize)>,
 }
 
 impl Scanner {
     /// One value and nothing after it but whitespace, read iteratively: each turn of the
-    /// loop reads one value at `place`, then closes the containers that end after it.
+    /// loop reads one value at `place` (an omitted one in one call, [`skip_value`]), then
+    /// closes the containers that end after it.
     fn document(&mut self, bytes: &[u8]) -> Result<(), Stop> {
         let (mut at, mut place, mut omit) = (0, Place::Review, false);
         'value: loop {
             at = whitespace(bytes, at);
-            if omit && self.open_omission.is_none() {
-                self.open_omission = Some((at, self.depth));
-            }
-            match bytes.get(at) {
-                Some(&open @ (b'{' | b'[')) => {
-                    let object = open == b'{';
-                    self.open(place, object, at)?;
-                    at = whitespace(bytes, at + 1);
-                    if bytes.get(at) == Some(&(open + 2)) {
-                        // `}` and `]` follow `{` and `[` two places on.
-                        at += 1;
-                        self.close(at);
-                    } else if object {
-                        (at, place, omit) = self.key(bytes, at)?;
-                        continue 'value;
-                    } else {
-                        (place, omit) = (place.item(), false);
-                        continue 'value;
+            if omit {
+                let end = skip_value(bytes, at, self.depth)?;
+                self.omitted.push(at..end);
+                at = end;
+            } else {
+                match bytes.get(at) {
+                    Some(&open @ (b'{' | b'[')) => {
+                        let object = open == b'{';
+                        self.open(place, object, at)?;
+                        at = whitespace(bytes, at + 1);
+                        if bytes.get(at) == Some(&(open + 2)) {
+                            // `}` and `]` follow `{` and `[` two places on.
+                            at += 1;
+                            self.depth -= 1;
+                        } else if object {
+                            (at, place, omit) = self.key(bytes, at)?;
+                            continue 'value;
+                        } else {
+                            (place, omit) = (place.item(), false);
+                            continue 'value;
+                        }
                     }
+                    _ => at = scalar_end(bytes, at)?,
                 }
-                Some(b'"') => at = self.ended(string_end(bytes, at + 1).ok_or(Stop::NotJson)?),
-                Some(b'-' | b'0'..=b'9') => at = self.ended(number_end(bytes, at).ok_or(Stop::NotJson)?),
-                Some(b't') => at = self.ended(literal_end(bytes, at, b"true").ok_or(Stop::NotJson)?),
-                Some(b'f') => at = self.ended(literal_end(bytes, at, b"false").ok_or(Stop::NotJson)?),
-                Some(b'n') => at = self.ended(literal_end(bytes, at, b"null").ok_or(Stop::NotJson)?),
-                _ => return Err(Stop::NotJson),
             }
             while self.depth > 0 {
                 at = whitespace(bytes, at);
@@ -223,7 +222,7 @@ impl Scanner {
                     }
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         at += 1;
-                        self.close(at);
+                        self.depth -= 1;
                     }
                     _ => return Err(Stop::NotJson),
                 }
@@ -238,30 +237,20 @@ impl Scanner {
     /// value, and whether it is omitted.
     #[inline(always)]
     fn key(&mut self, bytes: &[u8], at: usize) -> Result<(usize, Place, bool), Stop> {
-        if bytes.get(at) != Some(&b'"') {
-            return Err(Stop::NotJson);
-        }
-        let end = string_end(bytes, at + 1).ok_or(Stop::NotJson)?;
-        let colon = whitespace(bytes, end);
-        if bytes.get(colon) != Some(&b':') {
-            return Err(Stop::NotJson);
-        }
+        let (key, after) = key_end(bytes, at)?;
         let parent = self.place();
-        let key = bytes.get(at + 1..end - 1).unwrap_or_default();
         if parent == Place::Other || key.contains(&b'\\') {
-            return Ok((colon + 1, Place::Other, false));
+            return Ok((after, Place::Other, false));
         }
-        Ok((colon + 1, parent.child(key), parent.omits(key)))
+        Ok((after, parent.child(key), parent.omits(key)))
     }
 
     /// The place of the innermost open container.
     #[inline]
     fn place(&self) -> Place {
         match self.depth.checked_sub(1) {
-            Some(index) if self.open_omission.is_none() => {
-                self.frames.get(index).map_or(Place::Other, |frame| frame.place)
-            }
-            _ => Place::Other,
+            Some(index) => self.frames.get(index).map_or(Place::Other, |frame| frame.place),
+            None => Place::Other,
         }
     }
 
@@ -277,25 +266,89 @@ impl Scanner {
         self.depth += 1;
         Ok(())
     }
+}
 
-    /// Closes the innermost container, whose last byte ends before `at`.
-    #[inline]
-    fn close(&mut self, at: usize) {
-        self.depth -= 1;
-        self.ended(at);
-    }
-
-    /// A value ended before `at`: if it is the omitted value being read, records it.
-    #[inline]
-    fn ended(&mut self, at: usize) -> usize {
-        if let Some((start, depth)) = self.open_omission
-            && depth == self.depth
-        {
-            self.omitted.push(start..at);
-            self.open_omission = None;
+/// The offset after the value at `at` (no whitespace before it), one that the one-pass read
+/// leaves out, with `depth` containers open around it: checked by the same grammar as the
+/// rest of the body, with no place to track, its containers' kinds kept one bit each.
+fn skip_value(bytes: &[u8], mut at: usize, depth: usize) -> Result<usize, Stop> {
+    // Bit `i` is set when the container opened `i` levels below the innermost is an object.
+    let mut objects: u128 = 0;
+    let mut open = 0;
+    'value: loop {
+        match bytes.get(at) {
+            Some(&bracket @ (b'{' | b'[')) => {
+                if depth + open == MAX_NESTING {
+                    return Err(Stop::TooDeep(at));
+                }
+                let object = bracket == b'{';
+                objects = (objects << 1) | u128::from(object);
+                open += 1;
+                at = whitespace(bytes, at + 1);
+                if bytes.get(at) == Some(&(bracket + 2)) {
+                    at += 1;
+                    objects >>= 1;
+                    open -= 1;
+                } else if object {
+                    at = whitespace(bytes, key_end(bytes, at)?.1);
+                    continue 'value;
+                } else {
+                    continue 'value;
+                }
+            }
+            _ => at = scalar_end(bytes, at)?,
         }
-        at
+        while open > 0 {
+            at = whitespace(bytes, at);
+            let in_object = objects & 1 == 1;
+            match (bytes.get(at), in_object) {
+                (Some(b','), true) => {
+                    at = whitespace(bytes, key_end(bytes, whitespace(bytes, at + 1))?.1);
+                    continue 'value;
+                }
+                (Some(b','), false) => {
+                    at = whitespace(bytes, at + 1);
+                    continue 'value;
+                }
+                (Some(b'}'), true) | (Some(b']'), false) => {
+                    at += 1;
+                    objects >>= 1;
+                    open -= 1;
+                }
+                _ => return Err(Stop::NotJson),
+            }
+        }
+        return Ok(at);
     }
+}
+
+/// An object key at `at` and the colon after it: the key's text as written, and the offset
+/// after the colon.
+#[inline(always)]
+fn key_end(bytes: &[u8], at: usize) -> Result<(&[u8], usize), Stop> {
+    if bytes.get(at) != Some(&b'"') {
+        return Err(Stop::NotJson);
+    }
+    let end = string_end(bytes, at + 1).ok_or(Stop::NotJson)?;
+    let colon = whitespace(bytes, end);
+    if bytes.get(colon) != Some(&b':') {
+        return Err(Stop::NotJson);
+    }
+    Ok((bytes.get(at + 1..end - 1).unwrap_or_default(), colon + 1))
+}
+
+/// The offset after the string, number, `true`, `false` or `null` at `at`.
+#[inline(always)]
+fn scalar_end(bytes: &[u8], at: usize) -> Result<usize, Stop> {
+    match bytes.get(at) {
+        Some(b'"') => string_end(bytes, at + 1),
+        Some(b'-' | b'0'..=b'9') => number_end(bytes, at),
+        Some(b't') => literal_end(bytes, at, b"true"),
+        Some(b'f') => literal_end(bytes, at, b"false"),
+        Some(b'n') => literal_end(bytes, at, b"null"),
+        _ => None,
+    }
+    .ok_or(Stop::NotJson)
 }
 
 /// The offset after the string whose opening quote is before `at`. Always inlined: called
@@ -510,6 +563,16 @@ mod tests {
         assert_eq!(scan(deep(MAX_NESTING + 1).as_bytes()), Scanned::TooDeep(MAX_NESTING));
         let in_strings = format!(r#"{{"a": "{}", "b": "\"{}"}}"#, "[".repeat(500), "{".repeat(500));
         assert!(matches!(scan(in_strings.as_bytes()), Scanned::Json(_)));
+        // Inside an omitted value too, the whole body's nesting counts: `managedFields` sits
+        // at depth 4 (the review, `request`, `object`, `metadata`).
+        let prefix = r#"{"request":{"object":{"metadata":{"managedFields":"#;
+        let omitted = |depth: usize| format!("{prefix}{}{}", deep(depth), "}".repeat(4));
+        let at_limit = omitted(MAX_NESTING - 4);
+        let start = prefix.len();
+        let omission = start..start + 2 * (MAX_NESTING - 4);
+        assert_eq!(scan(at_limit.as_bytes()), Scanned::Json(Vec::from([omission])));
+        let over = omitted(MAX_NESTING - 3);
+        assert_eq!(scan(over.as_bytes()), Scanned::TooDeep(start + MAX_NESTING - 4));
     }
 
     #[test]
