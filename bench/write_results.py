@@ -20,6 +20,13 @@ THROUGHPUT_TARGET = 0.8
 P99_TARGET_MS = 5.0
 RSS_TARGET_MIB = 30.0
 READY_TARGET_MS = 100.0
+# Targets from issue 11 (Engine v2), judged on the same run: engine time by shape (µs),
+# allocations per typical review, Istio's time over ours on the typical pod, and the server's
+# keep-alive throughput, p99, and typical p99 beside large reviews.
+V2_TIME_US = {"small": 10.0, "typical": 20.0, "env-1500": 200.0, "max-3MiB": 10000.0}
+V2_TYPICAL_ALLOCS = 100
+V2_ISTIO_RATIO = 100.0
+V2_LARGE_MIX_P99_RATIO = 2.0
 NAMED = ["small", "typical", "env-1500", "wide-50", "max-3MiB"]
 SCALING = ["size-16KiB", "size-64KiB", "size-256KiB", "size-1MiB", "max-3MiB"]
 
@@ -360,13 +367,46 @@ def main():
         p("The resource figures were not measured.")
         p()
 
-    p("## Targets")
+    p("## Targets (issue 6)")
     p()
     p("| target | measured | |")
     p("| --- | ---: | --- |")
     for name, value, met in targets:
         p(f"| {name} | {value} | {verdict(met)} |")
     p()
+    engine_v2_targets(times, allocs, istio, load, large_mix)
+
+
+def engine_v2_targets(times, allocs, istio, load, large_mix):
+    """The Engine v2 table (issue 11): each of its targets against this run's figures."""
+    rows = []
+    for shape, limit_us in V2_TIME_US.items():
+        t = times.get(shape)
+        if t:
+            rows.append((f"engine, {shape}", fmt_time(t["mean"]), f"≤ {fmt_time(limit_us * 1e3)}", t["mean"] <= limit_us * 1e3))
+    typical_allocs = allocs.get("typical", {}).get("allocs_per_review")
+    if typical_allocs is not None:
+        rows.append(("allocations per typical review", str(typical_allocs), f"≤ {V2_TYPICAL_ALLOCS}", typical_allocs <= V2_TYPICAL_ALLOCS))
+    t, i = times.get("typical"), istio.get("typical")
+    if t and i:
+        ratio = i["ns_per_op"] / t["mean"]
+        rows.append(("Istio's injector ÷ ours, typical pod", f"{ratio:.1f}×", f"≥ {V2_ISTIO_RATIO:.0f}×", ratio >= V2_ISTIO_RATIO))
+    for ratio in load.get("ratios", []):
+        if ratio["mode"] == "keepalive":
+            rows.append(("server throughput ÷ no-op baseline, 16 keep-alive connections", f"{ratio['throughput_ratio']:.2f}×", f"≥ {THROUGHPUT_TARGET}×", ratio["throughput_ratio"] >= THROUGHPUT_TARGET))
+    ours = [r for r in load.get("rows", []) if r["mode"] == "keepalive" and r["server"] == "injector"]
+    if ours:
+        rows.append(("server p99 at 16 connections (typical pod)", f"{ours[0]['p99_ms']:.2f} ms", f"≤ {P99_TARGET_MS:g} ms", ours[0]["p99_ms"] <= P99_TARGET_MS))
+    mix = large_mix.get("large_mix")
+    if mix:
+        rows.append(("p99 of typical reviews beside 3 MiB reviews at 10/s ÷ p99 without", f"{mix['p99_ratio']:.2f}×", f"≤ {V2_LARGE_MIX_P99_RATIO:g}×", mix["p99_ratio"] <= V2_LARGE_MIX_P99_RATIO))
+    print("## Engine v2 targets (issue 11)")
+    print()
+    print("| figure | measured | target | |")
+    print("| --- | ---: | ---: | --- |")
+    for name, value, target, met in rows:
+        print(f"| {name} | {value} | {target} | {verdict(met)} |")
+    print()
 
 
 if __name__ == "__main__":
