@@ -1,5 +1,6 @@
-//! `advise --kubeconfig`: namespace annotations read for the policy, and `--apply` writing
-//! the namespace-level recommendations as namespace-default annotations, a diff first.
+//! `advise --kubeconfig`: namespace annotations and LimitRanges read for the policy, and
+//! `--apply` writing the namespace-level recommendations as namespace-default annotations, a
+//! diff first.
 //!
 //! `--dry-run` sends the same merge patches with the API server's `dryRun=All`, so
 //! admission and validation run and nothing is stored.
@@ -8,11 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
-use super::Advice;
 use super::sizing::ADVISED_FIELDS;
+use super::{Advice, NamespaceFacts};
 use crate::quantity::Quantity;
 
 /// A client for the cluster `path` names (its current context).
@@ -25,11 +26,11 @@ pub async fn client(path: &Path) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| format!("--kubeconfig {}: {e}", path.display()))
 }
 
-/// The annotations of each of `names` that exists.
-pub async fn namespace_annotations(
+/// The annotations and LimitRanges of each of `names` that exists.
+pub async fn namespace_facts(
     client: &kube::Client,
     names: impl IntoIterator<Item = &str>,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+) -> Result<BTreeMap<String, NamespaceFacts>, String> {
     let api: Api<Namespace> = Api::all(client.clone());
     let mut found = BTreeMap::new();
     for name in names {
@@ -37,9 +38,16 @@ pub async fn namespace_annotations(
             .get_opt(name)
             .await
             .map_err(|e| format!("cannot read namespace {name}: {e}"))?;
-        if let Some(namespace) = namespace {
-            found.insert(name.to_string(), namespace.metadata.annotations.unwrap_or_default());
-        }
+        let Some(namespace) = namespace else { continue };
+        let limit_ranges = Api::<LimitRange>::namespaced(client.clone(), name)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("cannot list the LimitRanges of namespace {name}: {e}"))?;
+        let facts = NamespaceFacts {
+            annotations: namespace.metadata.annotations.unwrap_or_default(),
+            limit_ranges: limit_ranges.items,
+        };
+        found.insert(name.to_string(), facts);
     }
     Ok(found)
 }

@@ -17,6 +17,7 @@ pub mod usage;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::LimitRange;
 use serde::Serialize;
 
 pub use self::gather::{AdviseError, CPU_METRIC, Gathered, MEMORY_METRIC, gather};
@@ -204,21 +205,32 @@ fn recommend_group(
     recommendation
 }
 
-/// Turns the gathered series into recommendations. `namespaces` holds the annotations of
-/// namespaces read from the cluster (profile, bounds, defaults); others have none.
+/// What `advise` read of one namespace from the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceFacts {
+    /// Its annotations (profile, bounds, defaults).
+    pub annotations: BTreeMap<String, String>,
+    /// Its LimitRanges, which clamp the proxy at admission as the bounds do.
+    pub limit_ranges: Vec<LimitRange>,
+}
+
+/// Turns the gathered series into recommendations. `namespaces` holds what was read of
+/// namespaces from the cluster; others have no annotations and no LimitRanges.
 pub fn advise(
     injector: &Injector,
     options: &AdviseOptions,
     gathered: &Gathered,
-    namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+    namespaces: &BTreeMap<String, NamespaceFacts>,
 ) -> Advice {
     let owners = Owners::from_series(&gathered.pod_owner, &gathered.replica_set_owner);
     let usage: Usage = usage::group_usage(&gathered.cpu, &gathered.memory, &owners);
     let annotations = pod_annotations(&gathered.pod_annotations);
     let mut recommendations = Vec::new();
     for (namespace, workloads) in &usage {
+        let facts = namespaces.get(namespace);
         let policy = NamespacePolicy {
-            annotations: namespaces.get(namespace),
+            annotations: facts.map(|facts| &facts.annotations),
+            limit_ranges: facts.map_or(&[], |facts| facts.limit_ranges.as_slice()),
         };
         let mut whole = WorkloadUsage::default();
         for workload in workloads.values() {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{LimitRange, Pod};
 use serde_json::{Value, json};
 
 use crate::engine::annotations::INJECT;
@@ -157,11 +157,14 @@ pub struct Policed {
     pub clamped: Vec<String>,
 }
 
-/// What a namespace brings to the policy: its annotations (profile, bounds, defaults).
+/// What a namespace brings to the policy: its annotations (profile, bounds, defaults) and
+/// its LimitRanges, as admission reads them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NamespacePolicy<'a> {
     /// The namespace's annotations, when read from the cluster.
     pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// The namespace's LimitRanges, when read from the cluster.
+    pub limit_ranges: &'a [LimitRange],
 }
 
 /// The proxy resources admission gives a pod of `namespace` carrying `annotations`
@@ -185,6 +188,7 @@ fn admit(
         unread_annotation_bytes: 0,
         namespace_context: NamespaceContext {
             annotations: policy.annotations,
+            limit_ranges: policy.limit_ranges,
             ..NamespaceContext::default()
         },
         app_amounts: None,
@@ -343,9 +347,38 @@ mod tests {
         )]);
         let namespace = NamespacePolicy {
             annotations: Some(&bounds),
+            ..NamespacePolicy::default()
         };
         let policed = police(&injector, "shop", namespace, values).unwrap();
         assert_eq!(policed.values[0].to_canonical(), "100m");
+    }
+
+    #[test]
+    fn the_namespaces_limit_ranges_clamp_as_admission_does() {
+        let injector = Injector::new(InjectConfig::default()).unwrap();
+        let limit_range: LimitRange = serde_json::from_value(json!({
+            "metadata": {"name": "team-max", "namespace": "shop"},
+            "spec": {"limits": [{"type": "Container", "max": {"cpu": "150m", "memory": "1Gi"}}]}
+        }))
+        .unwrap();
+        let values = [
+            Quantity::from_millicores(175),
+            Quantity::from_bytes(116 * MEBIBYTE),
+            Quantity::from_bytes(116 * MEBIBYTE),
+        ];
+        let unbounded = police(&injector, "shop", NamespacePolicy::default(), values).unwrap();
+        assert_eq!(unbounded.values[0].to_canonical(), "175m");
+        let namespace = NamespacePolicy {
+            annotations: None,
+            limit_ranges: std::slice::from_ref(&limit_range),
+        };
+        let policed = police(&injector, "shop", namespace, values).unwrap();
+        let shown: Vec<String> = policed.values.iter().map(Quantity::to_canonical).collect();
+        assert_eq!(shown, ["150m", "116Mi", "116Mi"]);
+        assert_eq!(
+            policed.clamped,
+            ["cpu.request 175m lowered to 150m (LimitRange team-max max)"]
+        );
     }
 
     #[test]

@@ -54,8 +54,8 @@ pub(crate) struct AdviseArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: AdviseFormat,
-    /// Cluster to read namespace annotations from (profile, bounds and defaults then apply
-    /// as at admission) and, with --apply, to write to.
+    /// Cluster to read namespace annotations and LimitRanges from (profile, bounds, defaults
+    /// and LimitRanges then apply as at admission) and, with --apply, to write to.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Write the namespace-level recommendations as namespace annotations, after a diff.
@@ -106,7 +106,7 @@ pub(crate) fn run(args: AdviseArgs) -> Result<(), Failure> {
         let namespaces = match &client {
             Some(client) => {
                 let names = advise::usage::group_usage(&gathered.cpu, &gathered.memory, &Default::default());
-                apply::namespace_annotations(client, names.keys().map(String::as_str))
+                apply::namespace_facts(client, names.keys().map(String::as_str))
                     .await
                     .map_err(failed)?
             }

@@ -8,13 +8,15 @@
 //! with `proxyCPU: 100m`, so the diff shows a change, two additions, then nothing to do.
 //! For the YAML, each workload a document patches is stored first (0 replicas, as a user's
 //! would exist), then every document is server-side applied with `dryRun: All` under a field
-//! manager of its own, without forcing, as `kubectl apply --server-side` sends it.
+//! manager of its own, without forcing, as `kubectl apply --server-side` sends it. Last, a
+//! LimitRange with a Container CPU max of 150m is stored in the namespace: `advise` reads it
+//! and clamps the namespace's CPU request to it, as admission would.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PatchParams};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace};
+use kube::api::{Api, DeleteParams, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sidecar_injector::manifest::read_documents;
 
@@ -97,9 +99,47 @@ pub async fn run(harness: &Harness) -> Outcome {
     let again = stderr_of(&advise(harness, &url, &[])?)?;
     ensure!(again.contains(&format!("namespace {NAMESPACE}: unchanged")), "{again}");
     let yaml = yaml_accepted(harness, &url).await?;
+    let clamped = clamped_by_limit_range(harness, &url).await?;
     Ok(format!(
         "dry run showed the diff (proxyCPU 100m -> 175m, proxyMemory and proxyMemoryLimit set to 116Mi) and stored \
-         nothing; --apply wrote the three annotations; a second --apply found nothing to change; {yaml}"
+         nothing; --apply wrote the three annotations; a second --apply found nothing to change; {yaml}; {clamped}"
+    ))
+}
+
+/// Stores a LimitRange capping a container's CPU at 150m and checks that `advise` clamps the
+/// namespace's recommendation to it, naming it; the LimitRange is removed afterwards.
+async fn clamped_by_limit_range(harness: &Harness, url: &str) -> Result<String, String> {
+    let api = Api::<LimitRange>::namespaced(harness.cluster.client().clone(), NAMESPACE);
+    let limit_range: LimitRange = serde_json::from_value(json!({
+        "metadata": {"name": "advise-max"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "150m", "memory": "1Gi"}}]}
+    }))
+    .context("the LimitRange")?;
+    api.create(&PostParams::default(), &limit_range)
+        .await
+        .context("storing LimitRange advise-max")?;
+    let output = advise_command(url)
+        .args(["-o", "json", "--kubeconfig"])
+        .arg(&harness.kubeconfig)
+        .output()
+        .context("running sidecar-injector advise -o json --kubeconfig");
+    api.delete("advise-max", &DeleteParams::default())
+        .await
+        .context("deleting LimitRange advise-max")?;
+    let output = output?;
+    stderr_of(&output)?;
+    let advice: Value = serde_json::from_slice(&output.stdout).context("advise -o json is not JSON")?;
+    let entry = advice["recommendations"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|entry| entry["workload"].is_null()))
+        .ok_or_else(|| format!("no namespace entry in {advice}"))?;
+    let clamp = "cpu.request 175m lowered to 150m (LimitRange advise-max max)";
+    ensure!(
+        entry["recommended"]["cpu.request"] == "150m" && entry["clamped"] == json!([clamp]),
+        "with LimitRange advise-max, expected cpu.request 150m clamped as {clamp:?}, got {entry}"
+    );
+    Ok(format!(
+        "with a LimitRange Container max of 150m, advise recommended 150m: {clamp}"
     ))
 }
 
