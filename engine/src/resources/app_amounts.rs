@@ -190,6 +190,21 @@ impl<'a> PodView<'a> {
             .flat_map(|spec| spec.init_containers.iter().flatten());
         paired(list, &self.amounts.init_containers)
     }
+
+    /// [`PodView::containers`] without a container of ours left in the pod.
+    pub fn app_containers(self) -> impl Iterator<Item = (&'a Container, &'a ContainerAmounts)> {
+        self.containers().filter(is_app)
+    }
+
+    /// [`PodView::init_containers`] without a container of ours left in the pod.
+    pub fn app_init_containers(self) -> impl Iterator<Item = (&'a Container, &'a ContainerAmounts)> {
+        self.init_containers().filter(is_app)
+    }
+}
+
+/// Whether the container is the app's, not one the engine injects.
+fn is_app((container, _): &(&Container, &ContainerAmounts)) -> bool {
+    !crate::decision::is_injected_container(&container.name)
 }
 
 fn paired<'a>(

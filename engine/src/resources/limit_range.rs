@@ -9,9 +9,9 @@
 //! by name that has one. Values are clamped into range with a warning; when no value can
 //! satisfy every constraint the pod is denied with a message naming the LimitRange.
 
-use k8s_openapi::api::core::v1::{Container, LimitRange};
+use k8s_openapi::api::core::v1::LimitRange;
 
-use super::app_amounts::{ContainerAmounts, PodView};
+use super::app_amounts::PodView;
 use super::{FieldKey, ProxyResources, Resource, Side, Source};
 use crate::error::InjectError;
 use crate::fields::FieldBounds;
@@ -339,8 +339,7 @@ pub(crate) fn pod_total(regular: &[i64], inits: &[(i64, bool)]) -> i64 {
 fn pod_total_with_proxy(pod: PodView<'_>, resource: Resource, side: Side, proxy: i64, native: bool) -> Option<i64> {
     let spec = pod.spec()?;
     let mut regular = Vec::with_capacity(spec.containers.len() + 1);
-    let app = |(c, _): &(&Container, &ContainerAmounts)| !crate::decision::is_injected_container(&c.name);
-    for (_, amounts) in pod.containers().filter(app) {
+    for (_, amounts) in pod.app_containers() {
         regular.push(amounts.on_side(resource, side));
     }
     // istio-init runs first among init containers and is sized like the proxy.
@@ -350,7 +349,7 @@ fn pod_total_with_proxy(pod: PodView<'_>, resource: Resource, side: Side, proxy:
     } else {
         regular.push(proxy);
     }
-    for (container, amounts) in pod.init_containers().filter(app) {
+    for (container, amounts) in pod.app_init_containers() {
         let restartable = container.restart_policy.as_deref() == Some("Always");
         inits.push((amounts.on_side(resource, side), restartable));
     }

@@ -267,8 +267,7 @@ pub(crate) fn aggregate(
 /// The largest limit among the regular containers after injection.
 fn largest_regular_limit(pod: PodView<'_>, resource: Resource, proxy: &ProxyResources, placement: Placement) -> i64 {
     let apps = pod
-        .containers()
-        .filter(|(c, _)| !is_injected_container(&c.name))
+        .app_containers()
         .map(|(_, amounts)| amounts.on_side(resource, Side::Limit));
     let ours = (!placement.native).then(|| amount(proxy, resource, Side::Limit));
     apps.chain(ours).max().unwrap_or(0)

@@ -22,20 +22,15 @@ pub(crate) fn app_is_guaranteed(pod: PodView<'_>) -> bool {
     if spec.resources.is_some() {
         return super::pod_level::is_pod_level_guaranteed(pod.pod);
     }
-    let guaranteed = |(container, amounts): (&Container, &ContainerAmounts)| {
-        if crate::decision::is_injected_container(&container.name) {
-            return true;
-        }
+    let guaranteed = |(_, amounts): (&Container, &ContainerAmounts)| {
         [Resource::Cpu, Resource::Memory].into_iter().all(|resource| {
             let limit = amounts.limit(resource);
             limit.is_some() && amounts.request_or_limit(resource) == limit
         })
     };
-    spec.containers
-        .iter()
-        .any(|c| !crate::decision::is_injected_container(&c.name))
-        && pod.containers().all(guaranteed)
-        && pod.init_containers().all(guaranteed)
+    pod.app_containers().next().is_some()
+        && pod.app_containers().all(guaranteed)
+        && pod.app_init_containers().all(guaranteed)
 }
 
 /// Makes the proxy's CPU and memory requests equal their limits; returns whether it could.

@@ -67,8 +67,7 @@ pub fn ratio_annotation(resource: Resource) -> Option<&'static str> {
 
 /// The app containers' summed requests of `resource`, in base units (0 when none).
 pub(crate) fn app_requests(pod: PodView<'_>, resource: Resource) -> i64 {
-    pod.containers()
-        .filter(|(container, _)| !crate::decision::is_injected_container(&container.name))
+    pod.app_containers()
         .filter_map(|(_, amounts)| amounts.request_or_limit(resource))
         .fold(0i64, i64::saturating_add)
 }

@@ -80,8 +80,7 @@ fn is_best_effort(pod: PodView<'_>, proxy: &ProxyResources, init: &ProxyResource
         })
     });
     ours && pod
-        .containers()
-        .chain(pod.init_containers())
-        .filter(|(c, _)| !crate::decision::is_injected_container(&c.name))
+        .app_containers()
+        .chain(pod.app_init_containers())
         .all(|(_, amounts)| !amounts.declares_cpu_or_memory())
 }
